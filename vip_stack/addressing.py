@@ -1,0 +1,36 @@
+"""Address arithmetic for the subnet the stack creates."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+
+def allocation_pools(cidr: str, gateway_ip: str, reserved: Iterable[str]) -> list[tuple[str, str]]:
+    """The DHCP allocation pools of a subnet: every host address except the
+    gateway and the reserved ones (the VIP, fixed node addresses), as the
+    fewest contiguous (start, end) ranges.
+
+    Keeping the VIP out of the pool means Neutron never hands it to another
+    port, even before the VIP port exists or after it is deleted by hand.
+    """
+    network = ipaddress.IPv4Network(cidr)
+    excluded = {ipaddress.IPv4Address(gateway_ip)} | {ipaddress.IPv4Address(a) for a in reserved}
+    pools: list[tuple[str, str]] = []
+    start = end = None
+    for host in network.hosts():
+        if host in excluded:
+            if start is not None:
+                pools.append((str(start), str(end)))
+                start = None
+            continue
+        if start is None:
+            start = host
+        end = host
+    if start is not None:
+        pools.append((str(start), str(end)))
+    return pools
+
+
+def prefix_length(cidr: str) -> int:
+    return ipaddress.IPv4Network(cidr).prefixlen
