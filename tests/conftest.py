@@ -1,0 +1,40 @@
+import os
+import shutil
+import uuid
+
+import pytest
+
+
+def _need(*programs: str, root: bool = False) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    reason = None
+    if root and os.geteuid() != 0:
+        reason = "needs root (network namespaces)"
+    elif missing:
+        reason = f"needs {', '.join(missing)} (apt-get install keepalived cloud-init iproute2)"
+    if reason is None:
+        return
+    # In CI these tests are the point: a skip there would hide a broken set-up.
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def root_namespaces():
+    """Unique namespace names for one test; the test's hosts remove them."""
+    _need("ip", "keepalived", "unshare", root=True)
+    prefix = f"kvt{uuid.uuid4().hex[:6]}"
+    names = (f"{prefix}{i}" for i in range(100))
+    yield names
+    from vip_stack.lab.netns import delete_namespace, list_namespaces
+
+    for leftover in [n for n in list_namespaces() if n.startswith(prefix)]:
+        delete_namespace(leftover)
+        pytest.fail(f"namespace {leftover} was left behind")
+
+
+@pytest.fixture
+def cloud_init_schema():
+    _need("cloud-init")
+    return shutil.which("cloud-init")

@@ -1,0 +1,187 @@
+"""keepalived.conf and cloud-config as rendered, checked by the real tools:
+Debian's `keepalived -t` in a namespace that has the interface, and
+`cloud-init schema`."""
+
+import itertools
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vip_stack.lab.netns import ProbeHost
+from vip_stack.rendering import (
+    KEEPALIVED_CONF_PATH,
+    KEEPALIVED_DROPIN_PATH,
+    VRRP_INTERFACE_CONF_PATH,
+    VRRP_INTERFACE_SCRIPT_PATH,
+    KeepalivedConfig,
+    plan_keepalived,
+    render_keepalived_conf,
+    render_user_data,
+    vrrp_interface_script,
+)
+from vip_stack.settings import parse_settings
+
+REQUIRED = {"flavorName": "STD2-1-2", "sshAllowedCidrs": ["198.51.100.0/24"], "vrrpPassword": "s3cr3t"}
+TWO_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90}]
+THREE_NODES = TWO_NODES + [{"name": "kld-vm-3", "priority": 60}]
+ADDRESSES = {"kld-vm-1": "192.168.0.11", "kld-vm-2": "192.168.0.22", "kld-vm-3": "192.168.0.33"}
+
+
+def configs(mode="unicast", nodes=TWO_NODES, advert="1", interface=""):
+    settings = parse_settings(
+        {**REQUIRED, "vrrpMode": mode, "nodes": nodes, "advertInterval": advert, "vrrpInterface": interface}
+    )
+    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp.password.reveal())
+
+
+def by_name(rendered, name):
+    return next(c for c in rendered if c.router_id == name)
+
+
+def test_the_reference_procedures_values_by_default():
+    master = render_keepalived_conf(configs(mode="multicast", interface="ens3")[0])
+    for line in ["router_id kld-vm-1", "state MASTER", "interface ens3", "virtual_router_id 254",
+                 "priority 120", "advert_int 1", "auth_type PASS", "auth_pass s3cr3t",
+                 "192.168.0.254/24 dev ens3"]:
+        assert line in master
+    backup = render_keepalived_conf(configs(mode="multicast", interface="ens3")[1])
+    assert "state BACKUP" in backup and "priority 90" in backup
+    assert "unicast" not in master
+
+
+def test_unicast_lists_every_other_node_as_a_peer():
+    for config in configs(nodes=THREE_NODES):
+        own = ADDRESSES[config.router_id]
+        assert config.unicast_src_ip == own
+        assert sorted(config.unicast_peers) == sorted(a for a in ADDRESSES.values() if a != own)
+        text = render_keepalived_conf(config)
+        assert f"unicast_src_ip {own}" in text
+        for peer in config.unicast_peers:
+            assert f"        {peer}\n" in text
+
+
+def test_only_the_highest_priority_starts_as_master():
+    assert [c.state for c in configs(nodes=THREE_NODES)] == ["MASTER", "BACKUP", "BACKUP"]
+
+
+def test_a_sub_second_interval_renders_vrrp_v3_without_authentication():
+    text = render_keepalived_conf(configs(advert="0.2")[0])
+    assert "vrrp_version 3" in text
+    assert "advert_int 0.2" in text
+    assert "authentication" not in text and "s3cr3t" not in text
+
+
+def test_an_unset_interface_is_found_at_boot():
+    text = render_keepalived_conf(configs()[0])
+    assert f"include {VRRP_INTERFACE_CONF_PATH}" in text
+    assert "interface $VRRP_INTERFACE" in text
+    files = {f["path"]: f for f in yaml.safe_load(render_user_data(configs()[0]))["write_files"]}
+    assert files[VRRP_INTERFACE_SCRIPT_PATH]["permissions"] == "0755"
+    assert VRRP_INTERFACE_SCRIPT_PATH in files[KEEPALIVED_DROPIN_PATH]["content"]
+
+
+def test_a_set_interface_is_written_as_is():
+    text = render_keepalived_conf(configs(interface="eth1")[0])
+    assert "include" not in text and "$VRRP_INTERFACE" not in text
+    assert "interface eth1" in text
+    paths = [f["path"] for f in yaml.safe_load(render_user_data(configs(interface="eth1")[0]))["write_files"]]
+    assert paths == [KEEPALIVED_CONF_PATH]
+
+
+def test_the_user_data_installs_keepalived_and_writes_its_config_privately():
+    config = configs()[0]
+    user_data = render_user_data(config)
+    assert user_data.startswith("#cloud-config\n")
+    document = yaml.safe_load(user_data)
+    assert "keepalived" in document["packages"]
+    conf = next(f for f in document["write_files"] if f["path"] == KEEPALIVED_CONF_PATH)
+    assert conf["permissions"] == "0600" and conf["owner"] == "root:root"
+    assert conf["content"] == render_keepalived_conf(config)
+    assert ["systemctl", "enable", "keepalived"] in document["runcmd"]
+    assert ["systemctl", "restart", "keepalived"] in document["runcmd"]
+
+
+def test_no_value_can_break_the_cloud_config():
+    # Bypasses validation on purpose: even text YAML treats specially comes
+    # back out of the document unchanged.
+    hostile = "a: b\n- [x]\n  \"quoted\" 'single' #not-a-comment\n{{ jinja }} \\ \t\u2028 @&*!%|>"
+    config = KeepalivedConfig(
+        router_id=hostile, state="MASTER", priority=100, interface=None, virtual_router_id=1,
+        advert_interval=1, vrrp_version=2, auth_pass=hostile, vip_cidr="192.0.2.1/24",
+        unicast_src_ip=None, unicast_peers=(),
+    )
+    document = yaml.safe_load(render_user_data(config))
+    conf = next(f for f in document["write_files"] if f["path"] == KEEPALIVED_CONF_PATH)
+    assert conf["content"] == render_keepalived_conf(config)
+    assert hostile in conf["content"]
+
+
+MATRIX = list(itertools.product(["unicast", "multicast"], [TWO_NODES, THREE_NODES], ["1", "0.2"], ["", "ens3"]))
+MATRIX_IDS = [f"{m}-{len(n)}nodes-v{2 if a == '1' else 3}-{'detected' if not i else i}" for m, n, a, i in MATRIX]
+
+
+@pytest.mark.parametrize("mode,nodes,advert,interface", MATRIX, ids=MATRIX_IDS)
+def test_every_rendered_config_passes_keepalived_config_test(
+    mode, nodes, advert, interface, root_namespaces, tmp_path
+):
+    for config in configs(mode, nodes, advert, interface):
+        etc_keepalived = tmp_path / config.router_id
+        etc_keepalived.mkdir()
+        (etc_keepalived / "keepalived.conf").write_text(render_keepalived_conf(config))
+        (etc_keepalived / "vrrp-interface.sh").write_text(vrrp_interface_script())
+        address = ADDRESSES[config.router_id] + "/24"
+        with ProbeHost(next(root_namespaces), interface="ens3", address=address) as host:
+            binds = {"/etc/keepalived": etc_keepalived}
+            if config.interface is None:
+                detected = host.run(["sh", VRRP_INTERFACE_SCRIPT_PATH], binds=binds)
+                assert detected.returncode == 0, detected.stderr
+            checked = host.run(["keepalived", "-t", "-f", KEEPALIVED_CONF_PATH], binds=binds)
+        assert checked.returncode == 0, f"{config.router_id}: {checked.stderr}"
+        assert "WARNING" not in checked.stderr, checked.stderr
+
+
+def test_keepalived_config_test_catches_a_missing_interface(root_namespaces, tmp_path):
+    # Proves the check above can fail: the same config on a host whose NIC has another name.
+    (tmp_path / "keepalived.conf").write_text(render_keepalived_conf(configs(interface="ens3")[0]))
+    with ProbeHost(next(root_namespaces), interface="eth0", address="192.168.0.11/24") as host:
+        checked = host.run(["keepalived", "-t", "-f", KEEPALIVED_CONF_PATH], binds={"/etc/keepalived": tmp_path})
+    assert checked.returncode != 0
+
+
+@pytest.mark.parametrize("mode,nodes,advert,interface", MATRIX, ids=MATRIX_IDS)
+def test_every_user_data_passes_cloud_init_schema(mode, nodes, advert, interface, cloud_init_schema, tmp_path):
+    for config in configs(mode, nodes, advert, interface):
+        path = tmp_path / f"{config.router_id}.yaml"
+        path.write_text(render_user_data(config))
+        checked = subprocess.run([cloud_init_schema, "schema", "-c", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "Valid cloud-config" in checked.stdout
+
+
+def test_cloud_init_schema_catches_a_broken_user_data(cloud_init_schema, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(render_user_data(configs()[0]).replace("permissions: \"0600\"", "permissions: 600"))
+    checked = subprocess.run([cloud_init_schema, "schema", "-c", str(path)], capture_output=True, text=True)
+    assert checked.returncode != 0
+
+
+@pytest.mark.parametrize("nic", ["ens3", "eth7"])
+def test_the_boot_time_detection_finds_the_default_route_interface(nic, root_namespaces, tmp_path):
+    with ProbeHost(next(root_namespaces), interface=nic, address="192.168.0.11/24") as host:
+        (tmp_path / "vrrp-interface.sh").write_text(vrrp_interface_script())
+        ran = host.run(["sh", VRRP_INTERFACE_SCRIPT_PATH, VRRP_INTERFACE_CONF_PATH],
+                       binds={"/etc/keepalived": tmp_path})
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "vrrp-interface.conf").read_text() == f"$VRRP_INTERFACE={nic}\n"
+
+
+def test_the_boot_time_detection_gives_up_without_a_default_route(root_namespaces, tmp_path):
+    with ProbeHost(next(root_namespaces), address="192.168.0.11/24", gateway=None) as host:
+        (tmp_path / "vrrp-interface.sh").write_text(vrrp_interface_script())
+        ran = host.run(["env", "VRRP_INTERFACE_WAIT_SECONDS=1", "sh", VRRP_INTERFACE_SCRIPT_PATH],
+                       binds={"/etc/keepalived": tmp_path})
+    assert ran.returncode != 0
+    assert "no IPv4 default route" in ran.stderr
+    assert not (tmp_path / "vrrp-interface.conf").exists()

@@ -1,0 +1,97 @@
+"""Network namespaces as hosts: created by us, used by us, always removed.
+
+Every name starts with a per-run prefix, so cleanup removes exactly what this
+run made and nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run(argv: Sequence[str], check: bool = True, timeout: float = 30, input: Optional[str] = None):
+    result = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, input=input
+    )
+    if check and result.returncode != 0:
+        raise CommandFailed(
+            f"{shlex.join(argv)} exited {result.returncode}: {(result.stderr or result.stdout).strip()}"
+        )
+    return result
+
+
+def list_namespaces() -> list[str]:
+    out = run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def add_namespace(name: str) -> None:
+    run(["ip", "netns", "add", name])
+    run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+
+def delete_namespace(name: str) -> None:
+    # Processes still inside would keep the namespace's links alive.
+    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    run(["ip", "netns", "del", name], check=False)
+
+
+def in_namespace(namespace: str, argv: Sequence[str], binds: Optional[Mapping[str, str]] = None) -> list[str]:
+    """The command line that runs argv inside the namespace, in a private
+    mount namespace where each bind target shows the given source instead."""
+    prefix = ["ip", "netns", "exec", namespace]
+    if not binds:
+        return prefix + list(argv)
+    mounts = " && ".join(
+        f"mount --bind {shlex.quote(str(source))} {shlex.quote(str(target))}" for target, source in binds.items()
+    )
+    return prefix + [
+        "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", f'{mounts} && exec "$@"', "sh", *argv,
+    ]
+
+
+class ProbeHost:
+    """A namespace with one veth end named like a cloud VM's NIC, an address
+    and a default route: enough for `keepalived -t` and the interface
+    detection. The peer end stays inside the namespace too."""
+
+    def __init__(self, name: str, interface: str = "ens3", address: str = "192.168.0.11/24",
+                 gateway: Optional[str] = "192.168.0.1"):
+        self.name, self.interface, self.address, self.gateway = name, interface, address, gateway
+
+    def __enter__(self) -> "ProbeHost":
+        add_namespace(self.name)
+        try:
+            peer = "peer0" if self.interface != "peer0" else "peer1"
+            run(["ip", "-n", self.name, "link", "add", self.interface, "type", "veth", "peer", "name", peer])
+            run(["ip", "-n", self.name, "addr", "add", self.address, "dev", self.interface])
+            run(["ip", "-n", self.name, "link", "set", peer, "up"])
+            run(["ip", "-n", self.name, "link", "set", self.interface, "up"])
+            if self.gateway:
+                run(["ip", "-n", self.name, "route", "add", "default", "via", self.gateway, "dev", self.interface])
+        except BaseException:
+            delete_namespace(self.name)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        delete_namespace(self.name)
+
+    def run(self, argv: Sequence[str], binds: Optional[Mapping[str, Path]] = None, check: bool = False,
+            timeout: float = 30):
+        return run(in_namespace(self.name, argv, {k: str(v) for k, v in (binds or {}).items()}),
+                   check=check, timeout=timeout)
