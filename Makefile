@@ -1,0 +1,30 @@
+# Each target sets up what it needs first: the virtualenv with requirements.txt
+# and Debian's packages (root or sudo), so both work on a fresh Debian/Ubuntu.
+VENV := venv
+PYTHON := $(VENV)/bin/python
+DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test plan debian-packages clean
+
+test: $(VENV)/.installed debian-packages
+	$(SUDO) $(PYTHON) -m pytest
+
+plan: $(VENV)/.installed
+	$(PYTHON) -m vip_stack.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
+
+$(VENV)/.installed: requirements.txt
+	@command -v python3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3 python3-venv; }
+	python3 -m venv $(VENV) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && python3 -m venv $(VENV); }
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+debian-packages:
+	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(DEBIAN_PACKAGES); \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

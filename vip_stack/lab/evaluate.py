@@ -1,0 +1,162 @@
+"""Runs the stack's `__main__.py` under Pulumi's mock runtime and records what
+it declared: every resource with its inputs (secrets still marked), its parent
+and dependencies, and the stack outputs.
+
+The tests use it to assert on the program; the lab uses it to take each node's
+user data exactly as the program declares it."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from ..settings import NAMESPACE
+from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+PROGRAM = PROJECT_DIR / "__main__.py"
+PROJECT = NAMESPACE
+
+EXAMPLE_STACK_FILE = PROJECT_DIR / "Pulumi.dev.yaml"
+
+
+@dataclass
+class DeclaredResource:
+    type: str
+    name: str
+    urn: str
+    parent_urn: str
+    dependencies: tuple[str, ...]
+    delete_before_replace: bool
+    id: str
+    inputs: dict
+    outputs: dict
+
+    def input(self, key: str, default: Any = None) -> Any:
+        return unwrap(self.inputs.get(key, default))
+
+    def is_secret(self, key: str) -> bool:
+        return rpc.is_rpc_secret(self.inputs.get(key))
+
+    @property
+    def short_type(self) -> str:
+        return self.type.split(":")[-1]
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that keeps each registration's parent, which the stock one drops."""
+
+    def __init__(self, mocks: OpenStackMocks):
+        super().__init__(mocks)
+        self.registrations: list[tuple[str, str, str, str, tuple[str, ...], bool]] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.registrations.append(
+            (request.type, request.name, response.urn, request.parent, tuple(request.dependencies),
+             request.deleteBeforeReplace)
+        )
+        return response
+
+
+@dataclass
+class Deployment:
+    resources: list[DeclaredResource]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    mocks: OpenStackMocks
+    # What the program raised, when run with expect_failure=True.
+    error: Optional[BaseException] = None
+
+    def of_type(self, short_type: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.short_type == short_type]
+
+    def named(self, name: str, short_type: Optional[str] = None) -> DeclaredResource:
+        """The resource of that name; with short_type ("Instance", "Port"...) when a component shares it."""
+        (match,) = [r for r in self.resources
+                    if r.name == name and (short_type is None or r.short_type == short_type)]
+        return match
+
+    def by_urn(self, urn: str) -> DeclaredResource:
+        (match,) = [r for r in self.resources if r.urn == urn]
+        return match
+
+    def by_id(self, resource_id: str) -> DeclaredResource:
+        (match,) = [r for r in self.resources if r.id == resource_id]
+        return match
+
+    def children_of(self, parent: DeclaredResource) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.parent_urn == parent.urn]
+
+
+def config_values(config: dict[str, Any]) -> dict[str, str]:
+    """Config as Pulumi hands it to a program: namespaced keys, text values,
+    lists and objects as JSON."""
+    return {
+        f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.items()
+    }
+
+
+def run_program(
+    config: dict[str, Any], cloud: Optional[FakeCloud] = None, expect_failure: bool = False
+) -> Deployment:
+    """Runs the program once with this config (raw values by key) against
+    this cloud (one with an external network when None). With expect_failure,
+    returns what was declared before the program failed, and the error."""
+    mocks = OpenStackMocks(cloud or FakeCloud.with_external_network())
+    monitor = RecordingMonitor(mocks)
+    pulumi_settings.set_root_resource(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config_values(config), [f"{PROJECT}:vrrpPassword"])
+    root = pulumi_settings.get_root_resource()
+    pulumi_settings.SETTINGS.rpc_manager.clear()
+    pulumi_settings.SETTINGS.outputs.clear()
+
+    error: Optional[BaseException] = None
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    except Exception as exc:
+        if not expect_failure:
+            raise
+        error = exc
+    if expect_failure and error is None:
+        raise AssertionError("the program was expected to fail but did not")
+
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+    for name, value in (root.outputs.items() if error is None else ()):
+        output = pulumi.Output.from_input(value)
+        outputs[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_outputs.add(name)
+
+    resources = []
+    for type_, name, urn, parent, dependencies, delete_before_replace in monitor.registrations:
+        registration = monitor.resources.get(urn)
+        if registration is None:  # the stack itself
+            continue
+        resources.append(
+            DeclaredResource(
+                type=type_,
+                name=name,
+                urn=urn,
+                parent_urn=parent,
+                dependencies=dependencies,
+                delete_before_replace=delete_before_replace,
+                id=registration.id,
+                inputs=mocks.inputs.get((type_, name), {}),
+                outputs=registration.state,
+            )
+        )
+    return Deployment(resources=resources, outputs=outputs, secret_outputs=secret_outputs, mocks=mocks, error=error)

@@ -1,0 +1,73 @@
+"""What the stack looks up in OpenStack before it declares anything.
+
+Look-ups are data sources, not resources: running them first lets a missing
+network or a VIP outside the found subnet fail the program before a single
+resource exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi_openstack as openstack
+
+from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts, check_addresses, planned_subnet
+
+
+@dataclass(frozen=True)
+class CloudFacts:
+    subnet: SubnetFacts
+    # Needed only for the router the stack creates.
+    external_network_id: Optional[str]
+
+
+def _lookup(key: str, what: str, lookup):
+    try:
+        return lookup()
+    except Exception as error:  # the provider raises plain exceptions for "not found"
+        raise InvalidConfig([ConfigProblem(key, f"{what}: {error}")]) from error
+
+
+def find_existing_subnet(settings: Settings) -> SubnetFacts:
+    net = settings.network
+    network = _lookup(
+        "networkName",
+        f"no usable network named {net.network_name!r}",
+        lambda: openstack.networking.get_network(name=net.network_name),
+    )
+    subnet = _lookup(
+        "subnetName",
+        f"no subnet named {net.subnet_name!r} in network {net.network_name!r}",
+        lambda: openstack.networking.get_subnet(name=net.subnet_name, network_id=network.id),
+    )
+    if subnet.ip_version != 4:
+        raise InvalidConfig(
+            [ConfigProblem("subnetName", f"{net.subnet_name!r} is an IPv{subnet.ip_version} subnet; the VIP needs IPv4")]
+        )
+    return SubnetFacts(
+        cidr=subnet.cidr,
+        gateway_ip=subnet.gateway_ip or None,
+        network_id=network.id,
+        subnet_id=subnet.id,
+        allocation_pools=tuple((pool.start, pool.end) for pool in subnet.allocation_pools or ()),
+    )
+
+
+def find_external_network_id(settings: Settings) -> str:
+    name = settings.network.external_network_name
+    network = _lookup(
+        "externalNetworkName",
+        f"no external network named {name!r}",
+        lambda: openstack.networking.get_network(name=name, external=True),
+    )
+    return network.id
+
+
+def gather_cloud_facts(settings: Settings) -> CloudFacts:
+    """Looks up what exists and checks the addresses against it; raises InvalidConfig."""
+    if settings.network.create:
+        return CloudFacts(subnet=planned_subnet(settings), external_network_id=find_external_network_id(settings))
+    subnet = find_existing_subnet(settings)
+    check_addresses(settings, subnet)
+    return CloudFacts(subnet=subnet, external_network_id=None)

@@ -1,0 +1,44 @@
+"""The port that holds the VIP so that nothing else in the subnet can take it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_openstack as openstack
+
+
+@dataclass
+class VipPortArgs:
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    vip_address: str
+    security_group_ids: Sequence[pulumi.Input[str]]
+
+
+class VipPort(pulumi.ComponentResource):
+    """A port whose fixed IP is the VIP, bound to no instance. It is down
+    (admin_state_up=False) because it never carries traffic itself: the nodes
+    do, through their allowed-address-pairs. On OVN an unbound port listed by
+    others' address pairs is what marks the address as a virtual IP."""
+
+    port: openstack.networking.Port
+    port_id: pulumi.Output[str]
+    address: str
+
+    def __init__(self, name: str, args: VipPortArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("keepalived-vip:openstack:VipPort", name, None, opts)
+        self.address = args.vip_address
+        self.port = openstack.networking.Port(
+            f"{name}-port",
+            name=name,
+            description="keepalived VIP: reserved, bound to no instance",
+            network_id=args.network_id,
+            admin_state_up=False,
+            fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=args.vip_address)],
+            security_group_ids=list(args.security_group_ids),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.port_id = self.port.id
+        self.register_outputs({"vipAddress": self.address, "vipPortId": self.port_id})
