@@ -5,7 +5,10 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test plan debian-packages clean
+.PHONY: lab test plan debian-packages clean
+
+lab: $(VENV)/.installed debian-packages
+	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
 
 test: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m pytest

@@ -1,0 +1,132 @@
+"""The lab's drills on real keepalived and cloud-init, in namespaces.
+
+Bounds come from VRRP's timers: a backup takes over within the master down
+interval (3 x advert_int + skew); a stopped master (priority 0) is replaced
+within the skew alone, which the master down interval bounds too.
+"""
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from vip_stack.lab import drills as drills_module
+from vip_stack.lab.boot import expand_command, parse_environment_file, parse_unit
+from vip_stack.lab.drills import run_drills
+from vip_stack.lab.hosts import leftovers, new_run_prefix
+from vip_stack.lab.report import format_table
+from vip_stack.lab.scenario import reference_spec, stack_spec
+
+from .harness import EXAMPLE_CONFIG
+
+THREE_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90},
+               {"name": "kld-vm-3", "priority": 60}]
+
+
+def keepalived_processes():
+    return subprocess.run(["pgrep", "-x", "keepalived"], capture_output=True, text=True).stdout.split()
+
+
+@pytest.fixture
+def lab_ready(root_namespaces):
+    """Root and the tools; and no keepalived of anyone else's to confuse the counts."""
+    before = keepalived_processes()
+    yield
+    assert keepalived_processes() == before, "the lab left keepalived running"
+
+
+def test_the_master_down_interval_follows_the_rfc():
+    spec = stack_spec(EXAMPLE_CONFIG)
+    assert spec.master_down_interval(90) == pytest.approx(3 + (256 - 90) / 256)
+    fast = stack_spec({**EXAMPLE_CONFIG, "advertInterval": "0.2"})
+    assert fast.vrrp_version == 3
+    assert fast.master_down_interval(90) == pytest.approx(3 * 0.2 + (256 - 90) * 0.2 / 256)
+
+
+def test_the_lab_takes_each_nodes_user_data_as_the_program_declares_it():
+    spec = stack_spec(EXAMPLE_CONFIG)
+    assert [n.name for n in spec.by_priority()] == ["kld-vm-1", "kld-vm-2"]
+    for node in spec.nodes:
+        assert node.user_data.startswith("#cloud-config")
+        assert f"unicast_src_ip {node.address}" in node.user_data
+    assert spec.jumphost_address not in {n.address for n in spec.nodes}
+    assert spec.gateway == "192.168.0.1" and spec.nic == "ens3"
+
+
+def test_the_unit_is_read_as_systemd_reads_it():
+    unit = parse_unit([
+        "[Service]\nEnvironmentFile=-/etc/default/keepalived\nExecStart=/usr/sbin/keepalived --dont-fork $DAEMON_ARGS\n"
+        "ConditionFileNotEmpty=/etc/keepalived/keepalived.conf\n",
+        "[Service]\nExecStartPre=/bin/sh /etc/keepalived/vrrp-interface.sh /etc/keepalived/vrrp-interface.conf\n",
+    ])
+    assert unit.exec_start_pre == ["/bin/sh /etc/keepalived/vrrp-interface.sh /etc/keepalived/vrrp-interface.conf"]
+    assert unit.environment_files == ["-/etc/default/keepalived"]
+    environment = parse_environment_file('# comment\nDAEMON_ARGS="-D --vrrp"\n')
+    assert expand_command(unit.exec_start, environment) == ["/usr/sbin/keepalived", "--dont-fork", "-D", "--vrrp"]
+    assert expand_command(unit.exec_start, {}) == ["/usr/sbin/keepalived", "--dont-fork"]
+
+
+def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
+    spec = stack_spec(EXAMPLE_CONFIG)
+    result = run_drills(spec, drills=["graceful", "restart", "crash"], progress=None)
+    drills = result["drills"]
+    print(format_table(result))
+
+    converged = drills["convergence"]
+    assert converged["holder"] == "kld-vm-1"
+    assert converged["convergence_s"] <= spec.master_down_interval(90) + spec.advert_interval
+
+    graceful = drills["graceful failover"]
+    assert (graceful["from"], graceful["to"]) == ("kld-vm-1", "kld-vm-2")
+    assert graceful["failover_s"] <= spec.master_down_interval(90)
+    # The ping goes on: it came back after the takeover, with a gap no longer than the takeover allowed.
+    assert graceful["pings_received"] > 0
+    assert graceful["longest_ping_gap_s"] <= spec.master_down_interval(90) + spec.advert_interval
+
+    restart = drills["master restart"]
+    assert restart["holder"] == "kld-vm-1"
+    assert restart["takeback_s"] <= spec.master_down_interval(120) + spec.advert_interval
+
+    crash = drills["crash failover"]
+    assert (crash["from"], crash["to"]) == ("kld-vm-1", "kld-vm-2")
+    assert crash["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
+    assert crash["pings_received"] > 0
+
+    assert result["passed"], format_table(result)
+    assert result["ping"]["received"] > 0
+
+
+def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
+    spec = stack_spec({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "nodes": THREE_NODES})
+    assert spec.mode == "multicast"
+    result = run_drills(spec, drills=["crash", "cascade"], progress=None)
+    print(format_table(result))
+    assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
+    crash = result["drills"]["crash failover"]
+    assert crash["to"] == "kld-vm-2", "the second priority, not the third, takes over"
+    assert crash["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
+    assert result["drills"]["next priority wins"]["passed"]
+    assert result["passed"], format_table(result)
+
+
+def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
+    spec = reference_spec("kld-pass")
+    result = run_drills(spec, drills=["graceful"], progress=None)
+    assert result["drills"]["graceful failover"]["to"] == "kld-vm-2"
+    assert result["passed"], format_table(result)
+
+
+def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
+    def broken_drill(run):
+        assert run.services["kld-vm-1"].running
+        raise RuntimeError("a drill broke half-way")
+
+    monkeypatch.setitem(drills_module.DRILLS, "graceful", broken_drill)
+    prefix = new_run_prefix()
+    with pytest.raises(RuntimeError, match="half-way"):
+        run_drills(stack_spec(EXAMPLE_CONFIG), drills=["graceful"], progress=None, prefix=prefix)
+    assert leftovers(prefix) == {"namespaces": [], "processes": []}
+    assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}-*")), "the lab's directory is gone too"
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                if n.startswith(prefix)]

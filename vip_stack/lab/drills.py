@@ -1,0 +1,357 @@
+"""The drills: the reference procedure's check and the failures a real cluster
+meets, each with a pass/fail verdict against bounds taken from VRRP's own
+timers (master down interval = 3 x advert_int + skew), never tuned constants.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, TextIO
+
+from .boot import KeepalivedService, apply_user_data, write_by_hand
+from .hosts import Lab, Topology
+from .observe import Pinger, VipWatcher
+from .scenario import LabSpec
+
+
+@dataclass
+class DrillResult:
+    name: str
+    passed: bool
+    summary: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Event:
+    at: float
+    label: str
+
+
+class LabRun:
+    """One lab run: boots the spec's hosts, keeps the observers, runs drills."""
+
+    def __init__(self, spec: LabSpec, lab: Lab, progress: Optional[TextIO] = sys.stderr):
+        self.spec, self.lab = spec, lab
+        self.progress_stream = progress
+        self.t0 = time.monotonic()
+        self.events: list[Event] = []
+        self.results: list[DrillResult] = []
+        self.notes: list[str] = []
+        self.topology: Optional[Topology] = None
+        self.services: dict[str, KeepalivedService] = {}
+        self.cut: set[str] = set()  # nodes whose cable is pulled
+        self.watcher: Optional[VipWatcher] = None
+        self.pinger: Optional[Pinger] = None
+
+    # --- plumbing -----------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        if self.progress_stream is not None:
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {message}", file=self.progress_stream, flush=True)
+
+    def event(self, label: str) -> float:
+        now = time.monotonic()
+        self.events.append(Event(now, label))
+        return now
+
+    def live_holders(self) -> list[str]:
+        # A node whose cable is pulled may still have the VIP on its NIC, but
+        # nobody can reach it there.
+        return [n for n in self.watcher.holders() if n not in self.cut]
+
+    def wait_holders(self, expected: list[str], timeout: float) -> Optional[float]:
+        wanted = sorted(expected)
+        return self.watcher.wait_for(
+            lambda holders: sorted(h for h in holders if h not in self.cut) == wanted, timeout)
+
+    def running_by_priority(self) -> list[str]:
+        return [n.name for n in self.spec.by_priority()
+                if self.services[n.name].running and n.name not in self.cut]
+
+    def mdi(self, name: str) -> float:
+        return self.spec.master_down_interval(self.spec.node(name).priority)
+
+    # --- boot ---------------------------------------------------------------
+
+    def boot(self) -> None:
+        spec = self.spec
+        self.say(f"building hosts: switch, {len(spec.nodes)} nodes, jumphost (namespaces {self.lab.prefix}-*)")
+        self.topology = self.lab.build(
+            gateway_cidr=f"{spec.gateway}/{spec.prefix_length}",
+            prefix_length=spec.prefix_length,
+            gateway=spec.gateway,
+            nodes=[(n.name, n.address) for n in spec.nodes],
+            jumphost=(spec.jumphost_name, spec.jumphost_address),
+            nic=spec.nic,
+        )
+        for node in spec.nodes:
+            host = self.topology.nodes[node.name]
+            if node.user_data is not None:
+                ran = apply_user_data(host, node.user_data)
+                self.say(f"{node.name}: cloud-init applied its user data ({'; '.join(ran)})")
+            else:
+                write_by_hand(host, node.files)
+                self.say(f"{node.name}: keepalived.conf written by hand, as the procedure does")
+            self.services[node.name] = KeepalivedService(host)
+        self.notes.append("package installation is not repeated: keepalived is the Debian package already "
+                          "on this machine, the one the nodes' user data installs")
+        self.say(self.notes[-1])
+        self.watcher = VipWatcher(list(self.topology.nodes.values()), spec.vip, self.lab.track)
+
+    def start_pinging(self) -> None:
+        """As in the procedure, the jumphost pings the VIP once it is up: before
+        that, unanswered ARP would fill the send queue and ping would stall."""
+        self.pinger = Pinger(self.topology.jumphost, self.spec.vip, self.lab.track)
+        self.pinger.start()
+        self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
+
+    def start(self, name: str) -> float:
+        at = self.event(f"start {name}")
+        self.services[name].start(self.lab.track)
+        return at
+
+    def stop(self, name: str) -> float:
+        at = self.event(f"stop {name}")
+        self.services[name].stop()
+        return at
+
+    def crash(self, name: str) -> float:
+        at = self.event(f"crash {name}")
+        self.cut.add(name)
+        self.topology.switch.set_port(self.topology.ports[name], up=False)
+        self.services[name].kill()
+        return at
+
+    def recover(self, name: str) -> float:
+        """The crashed VM boots again: no stale VIP on its NIC, cable back, keepalived started."""
+        host = self.topology.nodes[name]
+        host.run(["ip", "addr", "del", f"{self.spec.vip}/{self.spec.prefix_length}", "dev", host.nic], check=False)
+        self.topology.switch.set_port(self.topology.ports[name], up=True)
+        self.cut.discard(name)
+        return self.start(name)
+
+    def record(self, result: DrillResult) -> DrillResult:
+        self.results.append(result)
+        self.say(f"{'PASS' if result.passed else 'FAIL'} {result.name}: {result.summary}")
+        return result
+
+    def ping_figures(self, start: float, end: float) -> dict[str, Any]:
+        stats = self.pinger.stats(start, end)
+        return {"pings_sent": stats.sent, "pings_received": stats.received,
+                "longest_ping_gap_s": round(stats.longest_gap, 3)}
+
+    # --- drills -------------------------------------------------------------
+
+    def drill_convergence(self) -> DrillResult:
+        top = self.spec.by_priority()[0].name
+        lowest = self.spec.by_priority()[-1]
+        bound = self.spec.master_down_interval(lowest.priority) + self.spec.advert_interval
+        self.say(f"convergence: starting keepalived on every node, waiting for {top} alone to hold the VIP")
+        first = None
+        for node in self.spec.nodes:
+            at = self.start(node.name)
+            first = first if first is not None else at
+        converged = self.wait_holders([top], timeout=bound + 5)
+        figures: dict[str, Any] = {"bound_s": round(bound, 3)}
+        if converged is None:
+            return self.record(DrillResult("convergence", False,
+                                           f"holders {self.live_holders()} after {bound + 5:.1f} s", figures))
+        figures["convergence_s"] = round(max(0.0, converged - first), 3)
+        self.start_pinging()
+        # Exactly one holder, and it stays so for two adverts.
+        steady = self.watcher.stable_for(2 * self.spec.advert_interval) and self.live_holders() == [top]
+        figures["holder"] = top
+        reachable = self.pinger.stats(time.monotonic() - self.spec.advert_interval, time.monotonic()).received > 0
+        passed = steady and reachable and figures["convergence_s"] <= bound
+        summary = (f"{top} holds the VIP alone after {figures['convergence_s']:.2f} s (bound {bound:.2f} s)"
+                   + ("" if steady else "; but it did not stay so")
+                   + ("" if reachable else f"; {self.spec.jumphost_name} gets no answer from the VIP"))
+        return self.record(DrillResult("convergence", passed, summary, figures))
+
+    def _takeover(self, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
+        holders = self.live_holders()
+        if len(holders) != 1:
+            return self.record(DrillResult(drill, False, f"needs one holder to start from, found {holders}"))
+        victim = holders[0]
+        survivors = [n for n in self.running_by_priority() if n != victim]
+        if not survivors:
+            return self.record(DrillResult(drill, False, "no other node is running to take over"))
+        expected = survivors[0]
+        bound = self.mdi(expected) + (self.spec.advert_interval if drill == "crash failover" else 0)
+        self.say(f"{drill}: {verb} {victim}, waiting for {expected} to take the VIP (bound {bound:.2f} s)")
+        window_start = time.monotonic() - 0.5
+        at = action(victim)
+        taken = self.wait_holders([expected], timeout=bound + 5)
+        figures: dict[str, Any] = {"from": victim, "to": expected, "bound_s": round(bound, 3)}
+        if taken is None:
+            figures.update(self.ping_figures(window_start, time.monotonic()))
+            return self.record(DrillResult(drill, False, f"holders {self.live_holders()} after {bound + 5:.1f} s",
+                                           figures))
+        figures["failover_s"] = round(max(0.0, taken - at), 3)
+        # Let the pings that follow the takeover come back before counting.
+        time.sleep(max(1.0, 2 * self.spec.advert_interval))
+        figures.update(self.ping_figures(window_start, time.monotonic()))
+        resumed = self.pinger.stats(time.monotonic() - 0.5, time.monotonic()).received > 0
+        passed = figures["failover_s"] <= bound and resumed
+        summary = (f"{expected} took the VIP {figures['failover_s']:.2f} s after {victim} {past}"
+                   f"; longest ping gap {figures['longest_ping_gap_s']:.2f} s"
+                   + ("" if resumed else "; pings did not resume"))
+        return self.record(DrillResult(drill, passed, summary, figures))
+
+    def drill_graceful(self) -> DrillResult:
+        return self._takeover("graceful failover", self.stop, "stopping keepalived on", "stopped")
+
+    def drill_crash(self) -> DrillResult:
+        result = self._takeover("crash failover", self.crash, "crashing", "crashed")
+        victim = result.figures.get("from")
+        if victim:
+            self.say(f"crash failover: {victim} boots again")
+            self.recover(victim)
+            back = self.wait_holders([self.running_by_priority()[0]],
+                                     timeout=self.mdi(victim) + self.spec.advert_interval + 5)
+            if back is None:
+                result.passed = False
+                result.summary += f"; after recovery holders are {self.live_holders()}"
+        return result
+
+    def drill_restart(self) -> DrillResult:
+        """The procedure's last step: the stopped master starts again and takes the VIP back."""
+        stopped = [n.name for n in self.spec.by_priority() if not self.services[n.name].running]
+        if not stopped:
+            self.stop(self.live_holders()[0])
+            self.wait_holders([self.running_by_priority()[0]], timeout=self.mdi(self.running_by_priority()[0]) + 5)
+            stopped = [n.name for n in self.spec.by_priority() if not self.services[n.name].running]
+        master = stopped[0]
+        before = self.live_holders()
+        expected = master if self.spec.preempt else (before[0] if before else master)
+        bound = self.mdi(master) + self.spec.advert_interval
+        self.say(f"master restart: starting {master} again, expecting {expected} to hold the VIP")
+        window_start = time.monotonic() - 0.5
+        at = self.start(master)
+        taken = self.wait_holders([expected], timeout=bound + 5)
+        figures: dict[str, Any] = {"restarted": master, "holder": expected, "bound_s": round(bound, 3)}
+        if taken is None:
+            return self.record(DrillResult("master restart", False,
+                                           f"holders {self.live_holders()} after {bound + 5:.1f} s", figures))
+        steady = self.watcher.stable_for(2 * self.spec.advert_interval) and self.live_holders() == [expected]
+        figures["takeback_s"] = round(max(0.0, taken - at), 3)
+        figures.update(self.ping_figures(window_start, time.monotonic()))
+        passed = steady and figures["takeback_s"] <= bound
+        summary = (f"{expected} holds the VIP {figures['takeback_s']:.2f} s after {master} started; "
+                   f"longest ping gap {figures['longest_ping_gap_s']:.2f} s")
+        return self.record(DrillResult("master restart", passed, summary, figures))
+
+    def drill_partition(self) -> DrillResult:
+        """The nodes stop hearing each other (links up, jumphost still reaching
+        each): every one may claim the VIP; once healed, exactly one holds it."""
+        order = self.running_by_priority()
+        if len(order) < 2:
+            return self.record(DrillResult("partition and heal", False, "needs two running nodes"))
+        master = order[0]
+        node_ports = [self.topology.ports[name] for name in order]
+        claim_bound = max(self.mdi(name) for name in order[1:]) + self.spec.advert_interval
+        self.say(f"partition: the nodes can no longer hear each other; each may claim the VIP "
+                 f"within {claim_bound:.2f} s")
+        self.event("partition")
+        self.topology.switch.isolate(node_ports, True)
+        split = self.watcher.wait_for(lambda holders: len(holders) > 1, timeout=claim_bound + 5)
+        claimed = self.live_holders()
+        heal_bound = 3 * self.spec.advert_interval
+        self.say(f"partition: healing; {master} alone expected within {heal_bound:.2f} s")
+        healed_at = self.event("heal")
+        self.topology.switch.isolate(node_ports, False)
+        one = self.wait_holders([master], timeout=heal_bound + 5)
+        figures: dict[str, Any] = {"claimed_while_cut": claimed, "heal_bound_s": round(heal_bound, 3)}
+        if one is None:
+            return self.record(DrillResult("partition and heal", False,
+                                           f"holders {self.live_holders()} after healing", figures))
+        figures["heal_s"] = round(max(0.0, one - healed_at), 3)
+        steady = self.watcher.stable_for(2 * self.spec.advert_interval) and self.live_holders() == [master]
+        passed = steady and figures["heal_s"] <= heal_bound
+        summary = (f"while cut, {', '.join(claimed) if split else 'only ' + master} held the VIP; "
+                   f"{figures['heal_s']:.2f} s after healing {master} holds it alone")
+        return self.record(DrillResult("partition and heal", passed, summary, figures))
+
+    def drill_cascade(self) -> DrillResult:
+        """Three or more nodes: stop the top two, the next priority wins; start them, the top wins."""
+        order = self.running_by_priority()
+        if len(order) < 3:
+            return self.record(DrillResult("next priority wins", False, "needs three running nodes"))
+        first, second, third = order[:3]
+        self.say(f"next priority: stopping {first} then {second}, expecting {third}")
+        self.stop(first)
+        got_second = self.wait_holders([second], timeout=self.mdi(second) + 5)
+        self.stop(second)
+        got_third = self.wait_holders([third], timeout=self.mdi(third) + 5)
+        self.start(second)
+        self.start(first)
+        back = self.wait_holders([first], timeout=self.mdi(first) + self.spec.advert_interval + 5)
+        passed = None not in (got_second, got_third, back)
+        return self.record(DrillResult(
+            "next priority wins", passed,
+            f"{second}, then {third} took over in priority order; {first} holds it again"
+            if passed else f"holders went wrong: now {self.live_holders()}",
+            {"order": [first, second, third]}))
+
+    def finish(self) -> dict[str, Any]:
+        totals = self.pinger.totals() if self.pinger else None
+        if self.pinger:
+            self.pinger.stop()
+        self.event("lab ends")
+        for service in self.services.values():
+            service.stop()
+        return {
+            "sent": totals.sent if totals else 0,
+            "received": totals.received if totals else 0,
+            "longest_gap_s": round(totals.longest_gap, 3) if totals else 0.0,
+        }
+
+
+DRILLS = {
+    "convergence": LabRun.drill_convergence,
+    "graceful": LabRun.drill_graceful,
+    "restart": LabRun.drill_restart,
+    "crash": LabRun.drill_crash,
+    "partition": LabRun.drill_partition,
+    "cascade": LabRun.drill_cascade,
+}
+DEFAULT_DRILLS = ("convergence", "graceful", "restart", "crash", "partition", "cascade")
+
+
+def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] = sys.stderr,
+               prefix: Optional[str] = None) -> dict[str, Any]:
+    """Boots the spec in a fresh lab, runs the drills in order, removes
+    everything. Convergence always runs first: every other drill starts
+    from a converged cluster."""
+    wanted = ["convergence"] + [d for d in drills if d != "convergence"]
+    if len(spec.nodes) < 3:
+        wanted = [d for d in wanted if d != "cascade"]
+    with Lab(prefix=prefix) as lab:
+        run = LabRun(spec, lab, progress)
+        try:
+            run.boot()
+            for name in wanted:
+                result = DRILLS[name](run)
+                if name == "convergence" and not result.passed:
+                    break
+        finally:
+            ping = run.finish()
+        timeline = {
+            "changes": [(c.at - run.t0, c.node, c.holds) for c in run.watcher.changes] if run.watcher else [],
+            "replies": [t - run.t0 for t in run.pinger.replies] if run.pinger else [],
+            "events": [(e.at - run.t0, e.label) for e in run.events],
+            "nodes": [n.name for n in spec.by_priority()],
+        }
+    return {
+        "label": spec.label,
+        "vrrp": {"mode": spec.mode, "version": spec.vrrp_version, "advert_int_s": spec.advert_interval,
+                 "nodes": {n.name: n.priority for n in spec.nodes}},
+        "drills": {r.name: {"passed": r.passed, "summary": r.summary, **r.figures} for r in run.results},
+        "ping": ping,
+        "notes": run.notes,
+        "passed": bool(run.results) and all(r.passed for r in run.results),
+        "timeline": timeline,
+    }

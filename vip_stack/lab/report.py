@@ -1,0 +1,112 @@
+"""How a lab run is shown: a table on the terminal, a JSON object for
+machines, and a PNG timeline for people."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+# The figures worth a column, in the order a reader asks for them.
+COLUMNS = (
+    ("drill", "drill"),
+    ("result", "result"),
+    ("convergence_s", "converge s"),
+    ("failover_s", "failover s"),
+    ("takeback_s", "takeback s"),
+    ("heal_s", "heal s"),
+    ("bound_s", "bound s"),
+    ("longest_ping_gap_s", "max ping gap s"),
+    ("pings", "pings recv/sent"),
+)
+
+
+def rows(result: dict[str, Any]) -> list[list[str]]:
+    table = []
+    for name, drill in result["drills"].items():
+        row = []
+        for key, _ in COLUMNS:
+            if key == "drill":
+                row.append(name)
+            elif key == "result":
+                row.append("PASS" if drill["passed"] else "FAIL")
+            elif key == "pings":
+                row.append(f"{drill['pings_received']}/{drill['pings_sent']}" if "pings_sent" in drill else "")
+            elif key == "bound_s":
+                bound = drill.get("bound_s", drill.get("heal_bound_s"))
+                row.append(f"{bound:.2f}" if bound is not None else "")
+            else:
+                value = drill.get(key)
+                row.append(f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "")
+        table.append(row)
+    return table
+
+
+def format_table(result: dict[str, Any]) -> str:
+    header = [title for _, title in COLUMNS]
+    body = rows(result)
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+             for line in [header, ["-" * w for w in widths], *body]]
+    vrrp = result["vrrp"]
+    ping = result["ping"]
+    title = (f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
+             f"nodes {', '.join(f'{n}/{p}' for n, p in vrrp['nodes'].items())}")
+    footer = (f"pings from the jumphost over the whole run: {ping['received']}/{ping['sent']} answered, "
+              f"longest gap {ping['longest_gap_s']:.2f} s")
+    verdict = "all drills passed" if result["passed"] else "SOME DRILLS FAILED"
+    return "\n".join([title, *lines, footer, verdict])
+
+
+def machine_readable(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without the raw timeline (which is for the plot)."""
+    return {key: value for key, value in result.items() if key != "timeline"}
+
+
+def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
+    """One panel per run: a bar per node while it holds the VIP, the pings
+    that came back, gaps in red, and the drills' actions as labelled lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(results), 1, figsize=(14, 2.2 + 1.1 * max(len(r["timeline"]["nodes"]) for r in results)
+                                                       * len(results)), squeeze=False)
+    for axis, result in zip(axes[:, 0], results):
+        timeline = result["timeline"]
+        nodes = timeline["nodes"]
+        end = max([t for t, *_ in timeline["changes"]] + timeline["replies"] + [e[0] for e in timeline["events"]] + [1])
+        end += 1
+        rows_ = {name: len(nodes) - i for i, name in enumerate(nodes)}
+        for name in nodes:
+            held_since = None
+            for at, node, holds in timeline["changes"]:
+                if node != name:
+                    continue
+                if holds and held_since is None:
+                    held_since = at
+                elif not holds and held_since is not None:
+                    axis.broken_barh([(held_since, at - held_since)], (rows_[name] - 0.35, 0.7), color="tab:green")
+                    held_since = None
+            if held_since is not None:
+                axis.broken_barh([(held_since, end - held_since)], (rows_[name] - 0.35, 0.7), color="tab:green")
+        replies = timeline["replies"]
+        axis.plot(replies, [0] * len(replies), "|", color="tab:blue", markersize=8)
+        gap_threshold = 0.2
+        for a, b in zip(replies, replies[1:]):
+            if b - a > gap_threshold:
+                axis.broken_barh([(a, b - a)], (-0.35, 0.7), color="tab:red")
+                axis.annotate(f"{b - a:.2f} s", (b, 0.4), fontsize=7, color="tab:red")
+        for at, label in timeline["events"]:
+            axis.axvline(at, color="grey", linestyle=":", linewidth=0.8)
+            axis.annotate(label, (at, len(nodes) + 0.45), rotation=0, fontsize=7, color="dimgrey")
+        axis.set_yticks([0] + [rows_[n] for n in nodes])
+        axis.set_yticklabels(["pings (red: lost)"] + [f"{n} holds VIP" for n in nodes])
+        axis.set_ylim(-0.8, len(nodes) + 0.9)
+        axis.set_xlim(0, end)
+        axis.set_xlabel("seconds since the lab started")
+        vrrp = result["vrrp"]
+        axis.set_title(f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s"
+                       f" — {'all drills passed' if result['passed'] else 'some drills FAILED'}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

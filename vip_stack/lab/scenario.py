@@ -1,0 +1,140 @@
+"""What the lab runs: the stack's nodes as the program declares them, or the
+reference procedure's hand-written configs, with VRRP's timers."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..rendering import KEEPALIVED_CONF_PATH
+from ..settings import parse_settings
+from .evaluate import Deployment, run_program
+from .fake_openstack import FakeCloud
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+# The name a cloud VM's first NIC has on the procedure's Ubuntu image.
+DEFAULT_NIC = "ens3"
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    priority: int
+    address: str
+    # The node configures itself from user data (the stack) ...
+    user_data: Optional[str] = None
+    # ... or somebody writes its files by hand (the reference procedure).
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    label: str
+    vip: str
+    prefix_length: int
+    gateway: str
+    nic: str
+    jumphost_name: str
+    jumphost_address: str
+    nodes: tuple[LabNode, ...]
+    advert_interval: float
+    vrrp_version: int
+    mode: str
+    preempt: bool = True
+
+    def node(self, name: str) -> LabNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def by_priority(self) -> list[LabNode]:
+        return sorted(self.nodes, key=lambda n: n.priority, reverse=True)
+
+    def skew(self, priority: int) -> float:
+        if self.vrrp_version == 2:
+            return (256 - priority) / 256
+        return (256 - priority) * self.advert_interval / 256
+
+    def master_down_interval(self, priority: int) -> float:
+        """How long a backup waits without adverts before it takes over (RFC 3768/5798)."""
+        return 3 * self.advert_interval + self.skew(priority)
+
+
+def lab_cloud(config: dict[str, Any]) -> FakeCloud:
+    """A stand-in cloud for the config: its external network, and, when the
+    stack uses an existing subnet, one named as configured with subnetCidr."""
+    cloud = FakeCloud.with_external_network(str(config.get("externalNetworkName") or "ext-net"))
+    create = str(config.get("createNetwork", True)).lower() != "false"
+    if not create:
+        cidr = str(config.get("subnetCidr") or "192.168.0.0/24")
+        network = ipaddress.IPv4Network(cidr)
+        cloud.add_existing_subnet(
+            network_name=str(config.get("networkName") or "mynetwork"),
+            subnet_name=str(config.get("subnetName") or "mysubnet"),
+            cidr=cidr,
+            gateway_ip=str(network.network_address + 1),
+        )
+    return cloud
+
+
+def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: str) -> LabSpec:
+    settings = parse_settings(config)
+    nodes = []
+    for node_output in deployment.outputs["nodes"]:
+        instance = deployment.named(node_output["name"], "Instance")
+        nodes.append(LabNode(
+            name=node_output["name"],
+            priority=node_output["priority"],
+            address=node_output["ipAddress"],
+            user_data=instance.input("userData"),
+        ))
+    jumphost_port = deployment.named(f"{settings.jumphost_name}-port", "Port")
+    subnet_cidr = next(
+        (s.input("cidr") for s in deployment.of_type("Subnet")),
+        str(config.get("subnetCidr") or "192.168.0.0/24"),
+    )
+    network = ipaddress.IPv4Network(subnet_cidr)
+    subnets = deployment.of_type("Subnet")
+    gateway = subnets[0].input("gatewayIp") if subnets else str(network.network_address + 1)
+    return LabSpec(
+        label=label,
+        vip=settings.vip_address,
+        prefix_length=network.prefixlen,
+        gateway=gateway,
+        nic=settings.vrrp.interface or DEFAULT_NIC,
+        jumphost_name=settings.jumphost_name,
+        jumphost_address=jumphost_port.outputs["allFixedIps"][0],
+        nodes=tuple(nodes),
+        advert_interval=settings.vrrp.advert_interval,
+        vrrp_version=settings.vrrp.version,
+        mode=settings.vrrp.mode,
+    )
+
+
+def stack_spec(config: dict[str, Any], label: str = "stack") -> LabSpec:
+    """Evaluates the program with this config and takes what it declares."""
+    return spec_from_deployment(config, run_program(config, lab_cloud(config)), label)
+
+
+def reference_spec(password: str) -> LabSpec:
+    """The reference procedure's two VMs, configured by hand with its own
+    keepalived.conf files (multicast, advert_int 1, PASS)."""
+    def conf(name: str) -> str:
+        return (REFERENCE_DIR / f"{name}.conf").read_text().replace("<authentication password>", password)
+
+    return LabSpec(
+        label="reference procedure",
+        vip="192.168.0.254",
+        prefix_length=24,
+        gateway="192.168.0.1",
+        nic="ens3",
+        jumphost_name="kld-jumphost-vm",
+        jumphost_address="192.168.0.5",
+        nodes=(
+            LabNode("kld-vm-1", 120, "192.168.0.11", files={KEEPALIVED_CONF_PATH: conf("kld-vm-1")}),
+            LabNode("kld-vm-2", 90, "192.168.0.22", files={KEEPALIVED_CONF_PATH: conf("kld-vm-2")}),
+        ),
+        advert_interval=1,
+        vrrp_version=2,
+        mode="multicast",
+    )
