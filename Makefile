@@ -5,10 +5,13 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test plan debian-packages clean
+.PHONY: lab test bench plan debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
+
+bench: $(VENV)/.installed debian-packages
+	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml),--config $(c)) --plot bench-timeline.png
 
 test: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m pytest

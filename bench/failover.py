@@ -1,0 +1,112 @@
+"""Failover figures of the stack against the reference procedure, measured
+in one run on this machine with the lab.
+
+    sudo venv/bin/python bench/failover.py [--config Pulumi.dev.yaml ...] [--rounds 3] [--json] [--plot FILE]
+
+For each configuration (the reference procedure's own two keepalived.conf
+files first, then each stack file) it boots a fresh lab per round and runs the
+graceful-stop and crash drills, then prints the median of each figure and
+its ratio to the reference's. Figures are seconds: time until another node
+holds the VIP, and the longest silence in the jumphost's pings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vip_stack.lab.drills import run_drills  # noqa: E402
+from vip_stack.lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_stack.lab.report import plot_timeline  # noqa: E402
+from vip_stack.lab.scenario import reference_spec, stack_spec  # noqa: E402
+from vip_stack.plan import stack_config  # noqa: E402
+
+FIGURES = (
+    ("graceful failover", "failover_s", "graceful failover s"),
+    ("crash failover", "failover_s", "crash failover s"),
+    ("graceful failover", "longest_ping_gap_s", "ping gap, graceful s"),
+    ("crash failover", "longest_ping_gap_s", "ping gap, crash s"),
+)
+
+
+def measure(spec, rounds: int, progress) -> dict:
+    samples: dict[str, list[float]] = {title: [] for _, _, title in FIGURES}
+    failures, last = [], None
+    for round_ in range(1, rounds + 1):
+        print(f"{spec.label}: round {round_}/{rounds}", file=progress, flush=True)
+        last = run_drills(spec, drills=["graceful", "restart", "crash"], progress=None)
+        if not last["passed"]:
+            failures += [f"round {round_}: {name}: {d['summary']}" for name, d in last["drills"].items()
+                         if not d["passed"]]
+        for drill, key, title in FIGURES:
+            value = last["drills"].get(drill, {}).get(key)
+            if value is not None:
+                samples[title].append(value)
+    return {
+        "label": spec.label,
+        "vrrp": last["vrrp"],
+        "median": {title: statistics.median(v) if v else None for title, v in samples.items()},
+        "samples": samples,
+        "failures": failures,
+        "last_run": last,
+    }
+
+
+def table(results: list[dict]) -> str:
+    reference = results[0]
+    header = ["figure (median)"] + [r["label"] for r in results]
+    lines = [header]
+    for _, _, title in FIGURES:
+        row = [title]
+        for result in results:
+            value = result["median"][title]
+            base = reference["median"][title]
+            cell = "n/a" if value is None else f"{value:.2f}"
+            if result is not reference and value is not None and base:
+                cell += f" ({value / base:.2f}x)"
+            row.append(cell)
+        lines.append(row)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    for result in results:
+        vrrp = result["vrrp"]
+        text.append(f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
+                    f"{len(result['samples'][FIGURES[0][2]])} rounds"
+                    + (f"; FAILED: {'; '.join(result['failures'])}" if result["failures"] else ""))
+    return "\n".join(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, action="append", help="stack files to compare (default Pulumi.dev.yaml)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", metavar="FILE", help="PNG timelines of each configuration's last round")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the benchmark runs the lab, which needs root", file=sys.stderr)
+        return 2
+    specs = [reference_spec("kld-pass")]
+    for path in args.config or [EXAMPLE_STACK_FILE]:
+        config, _ = stack_config(path)
+        specs.append(stack_spec(config, label=path.name))
+    results = [measure(spec, args.rounds, sys.stderr) for spec in specs]
+    if args.plot:
+        plot_timeline([r["last_run"] for r in results], args.plot)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "last_run"} for r in results], indent=2))
+    else:
+        print(f"machine: {os.cpu_count()} cores; {args.rounds} rounds per configuration")
+        print(table(results))
+    return 0 if not any(r["failures"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
