@@ -21,7 +21,7 @@ COMPONENT_TYPES = {
     "keepalived-vip:openstack:Jumphost",
 }
 NETWORK_TYPES = {"Network", "Subnet", "Router", "RouterInterface"}
-OUTPUT_KEYS = {"vipAddress", "vipPortId", "networkId", "subnetId", "nodeSecurityGroupId",
+OUTPUT_KEYS = {"vipAddress", "vipPortId", "vipFloatingIp", "networkId", "subnetId", "nodeSecurityGroupId",
                "jumphostFloatingIp", "jumphostName", "nodes"}
 
 
@@ -207,6 +207,7 @@ def test_the_outputs_are_the_documented_contract(example):
         assert node["ipAddress"] == ports[node["name"]].outputs["allFixedIps"][0]
         assert example.named(node["name"]).outputs["accessIpV4"] == node["ipAddress"]
     assert [n["priority"] for n in outputs["nodes"]] == [120, 90]
+    assert outputs["vipFloatingIp"] is None, "no public VIP unless asked for"
     assert not example.secret_outputs
 
 
@@ -295,6 +296,11 @@ INVALID_PROGRAM_CONFIGS = [
     ("advertInterval", {"advertInterval": 0}),
     ("vrrpMode", {"vrrpMode": "anycast"}),
     ("subnetCidr", {"subnetCidr": "not-a-cidr"}),
+    ("healthCheck", {"healthCheck": {"command": ""}}),
+    ("servicePorts", {"servicePorts": [{"protocol": "icmp", "port": 1}], "serviceAllowedCidrs": ["10.0.0.0/8"]}),
+    ("serviceAllowedCidrs", {"servicePorts": [{"protocol": "tcp", "port": 80}]}),
+    ("notifyCommand", {"notifyCommand": "echo a\nreboot"}),
+    ("vipFloatingIp", {"vipFloatingIp": "maybe"}),
 ]
 
 
@@ -307,3 +313,48 @@ def test_bad_config_stops_the_program_before_any_resource(key, changes):
     assert key in failed.error.keys
     assert f"keepalived-vip:{key}:" in str(failed.error)
     assert failed.resources == []
+
+
+def test_a_public_vip_gets_a_floating_ip_on_the_vip_port():
+    deployment = run_program({**EXAMPLE_CONFIG, "vipFloatingIp": True})
+    vip_port = deployment.named("keepalived-vip-vip-port")
+    (public,) = [f for f in deployment.of_type("FloatingIp") if f.input("portId") == vip_port.id]
+    assert public.input("pool") == "ext-net"
+    assert public.parent_urn == deployment.named("keepalived-vip-vip", "VipPort").urn
+    (interface,) = deployment.of_type("RouterInterface")
+    assert interface.urn in public.dependencies
+    assert deployment.outputs["vipFloatingIp"] == public.outputs["address"]
+    assert deployment.outputs["vipFloatingIp"] != deployment.outputs["jumphostFloatingIp"]
+    assert public.outputs["fixedIp"] == "192.168.0.254"
+
+
+def test_service_ports_open_only_to_the_listed_cidrs():
+    deployment = run_program({**EXAMPLE_CONFIG,
+                              "servicePorts": [{"protocol": "tcp", "port": 443}, {"protocol": "udp", "port": 53}],
+                              "serviceAllowedCidrs": ["198.51.100.0/24", "203.0.113.0/25"]})
+    nodes = deployment.named("keepalived-vip-nodes", "SecGroup").id
+    service_rules = {(r.input("protocol"), r.input("portRangeMin"), r.input("portRangeMax"), r.input("remoteIpPrefix"))
+                     for r in deployment.of_type("SecGroupRule")
+                     if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")}
+    assert service_rules == {(p, n, n, c) for p, n in (("tcp", 443), ("udp", 53))
+                             for c in ("198.51.100.0/24", "203.0.113.0/25")}
+
+
+def test_by_default_no_service_port_is_open(example):
+    nodes = example.named("keepalived-vip-nodes", "SecGroup").id
+    assert not [r for r in example.of_type("SecGroupRule")
+                if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")]
+
+
+def test_health_check_notify_and_no_preempt_reach_the_secret_user_data():
+    deployment = run_program({**EXAMPLE_CONFIG, "preempt": False, "notifyCommand": "systemctl reload haproxy",
+                              "healthCheck": {"command": "systemctl is-active --quiet haproxy"}})
+    for name in ("kld-vm-1", "kld-vm-2"):
+        assert deployment.named(name).is_secret("userData")
+        document = user_data_of(deployment, name)
+        text = keepalived_conf_of(deployment, name)["content"]
+        assert "state BACKUP" in text and "nopreempt" in text
+        assert "track_script" in text and "notify /etc/keepalived/notify.sh root" in text
+        paths = {f["path"] for f in document["write_files"]}
+        assert {"/etc/keepalived/health-check.sh", "/etc/keepalived/notify.sh"} <= paths
+        assert document["users"][0] == "default"

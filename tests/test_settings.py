@@ -114,7 +114,40 @@ INVALID = [
     ({"vrrpInterface": "eth0; reboot"}, "vrrpInterface", "not a valid interface name"),
     ({"serverGroupPolicy": "affinity"}, "serverGroupPolicy", "anti-affinity"),
     ({"vipAdress": "192.168.0.10"}, "vipAdress", "not a known key"),
+    ({"preempt": "no"}, "preempt", "true or false"),
+    ({"vipFloatingIp": "1"}, "vipFloatingIp", "true or false"),
+    ({"healthCheck": '"curl localhost"'}, "healthCheck", "must be an object"),
+    ({"healthCheck": '{"command": "  "}'}, "healthCheck", "non-empty shell command"),
+    ({"healthCheck": '{"command": "a\\nb"}'}, "healthCheck", "single line"),
+    ({"healthCheck": '{"command": "true", "interval": 0}'}, "healthCheck", "interval must be"),
+    ({"healthCheck": '{"command": "true", "fall": 1.5}'}, "healthCheck", "fall must be"),
+    ({"healthCheck": '{"command": "true", "every": 3}'}, "healthCheck", "unknown fields"),
+    ({"notifyCommand": "a\rb"}, "notifyCommand", "single line"),
+    ({"servicePorts": '[{"protocol": "tcp", "port": 0}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
+     "servicePorts", "1 to 65535"),
+    ({"servicePorts": '[{"protocol": "sctp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
+     "servicePorts", "tcp, udp"),
+    ({"servicePorts": '[{"protocol": "tcp", "port": 80}, {"protocol": "tcp", "port": 80}]',
+      "serviceAllowedCidrs": '["10.0.0.0/8"]'}, "servicePorts", "more than once"),
+    ({"servicePorts": '[{"protocol": "tcp", "port": 80}]'}, "serviceAllowedCidrs", "would open nothing"),
+    ({"serviceAllowedCidrs": '["10.0.0.0/8"]'}, "servicePorts", "would open nothing"),
+    ({"servicePorts": '[{"protocol": "tcp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.1/8"]'},
+     "serviceAllowedCidrs", "not a valid IPv4 CIDR"),
 ]
+
+
+def test_the_features_beyond_the_procedure_are_parsed():
+    settings = parse_settings(with_(
+        preempt="false", notifyCommand="systemctl reload haproxy", vipFloatingIp="true",
+        healthCheck='{"command": "curl -fsS http://127.0.0.1/healthz", "interval": 3}',
+        servicePorts='[{"protocol": "tcp", "port": 443}]', serviceAllowedCidrs='["198.51.100.0/24"]'))
+    assert settings.vrrp.preempt is False
+    assert settings.vrrp.notify_command == "systemctl reload haproxy"
+    check = settings.vrrp.health_check
+    assert (check.command, check.interval, check.fall, check.rise) == ("curl -fsS http://127.0.0.1/healthz", 3, 2, 2)
+    assert settings.vip_floating_ip is True
+    assert [(p.protocol, p.port) for p in settings.service_ports] == [("tcp", 443)]
+    assert settings.service_allowed_cidrs == ("198.51.100.0/24",)
 
 
 @pytest.mark.parametrize("changes,key,words", INVALID, ids=[f"{c[1]}-{i}" for i, c in enumerate(INVALID)])

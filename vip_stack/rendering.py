@@ -7,13 +7,14 @@ Nothing here knows Pulumi; the components call these functions inside
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import jinja2
 
-from .settings import NodeSettings, Settings
+from .settings import HealthCheck, NodeSettings, Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud_init"
 
@@ -24,6 +25,29 @@ VRRP_INTERFACE_SCRIPT_PATH = "/etc/keepalived/vrrp-interface.sh"
 VRRP_INTERFACE_CONF_PATH = "/etc/keepalived/vrrp-interface.conf"
 KEEPALIVED_DROPIN_PATH = "/etc/systemd/system/keepalived.service.d/10-vrrp-interface.conf"
 VRRP_INTERFACE_VARIABLE = "$VRRP_INTERFACE"
+HEALTH_CHECK_PATH = "/etc/keepalived/health-check.sh"
+HEALTH_CHECK_NAME = "chk_service"
+NOTIFY_SCRIPT_PATH = "/etc/keepalived/notify.sh"
+NOTIFY_LOG_PATH = "/var/log/keepalived-vip-notify.log"
+# The unprivileged user keepalived runs health checks as; cloud-init creates it.
+SCRIPT_USER = "keepalived_script"
+
+
+@dataclass(frozen=True)
+class GarpSettings:
+    """Gratuitous ARP after a takeover. keepalived's defaults send one burst
+    and a second 5 s later, and never refresh. A second burst after 1 s
+    reaches neighbours that dropped the first sooner, and a refresh every 5 s
+    (as Octavia does) re-teaches the VIP to a neighbour that forgot it after a
+    blip, at the cost of two ARP packets per 5 s."""
+
+    master_delay: int = 1
+    master_repeat: int = 3
+    refresh: int = 5
+    refresh_repeat: int = 2
+
+
+GARP = GarpSettings()
 
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -33,6 +57,7 @@ _environment = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+_environment.filters["shell_quote"] = shlex.quote
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,13 @@ class KeepalivedConfig:
     # None in multicast mode.
     unicast_src_ip: Optional[str]
     unicast_peers: tuple[str, ...]
+    preempt: bool = True
+    health_check: Optional[HealthCheck] = None
+    notify_command: Optional[str] = None
+
+    @property
+    def uses_scripts(self) -> bool:
+        return self.health_check is not None or self.notify_command is not None
 
 
 @dataclass(frozen=True)
@@ -62,7 +94,10 @@ class WrittenFile:
     content: str
 
 
-def initial_state(node: NodeSettings, nodes: Sequence[NodeSettings]) -> str:
+def initial_state(node: NodeSettings, nodes: Sequence[NodeSettings], preempt: bool = True) -> str:
+    if not preempt:
+        # keepalived ignores nopreempt on an instance that starts as MASTER.
+        return "BACKUP"
     return "MASTER" if node.priority == max(n.priority for n in nodes) else "BACKUP"
 
 
@@ -84,7 +119,7 @@ def plan_keepalived(
         configs.append(
             KeepalivedConfig(
                 router_id=node.name,
-                state=initial_state(node, settings.nodes),
+                state=initial_state(node, settings.nodes, vrrp.preempt),
                 priority=node.priority,
                 interface=vrrp.interface,
                 virtual_router_id=vrrp.virtual_router_id,
@@ -94,6 +129,9 @@ def plan_keepalived(
                 vip_cidr=f"{settings.vip_address}/{prefix}",
                 unicast_src_ip=own if unicast else None,
                 unicast_peers=peers if unicast else (),
+                preempt=vrrp.preempt,
+                health_check=vrrp.health_check,
+                notify_command=vrrp.notify_command,
             )
         )
     return configs
@@ -119,7 +157,24 @@ def render_keepalived_conf(config: KeepalivedConfig) -> str:
         vip_cidr=config.vip_cidr,
         unicast_src_ip=config.unicast_src_ip,
         unicast_peers=config.unicast_peers,
+        preempt=config.preempt,
+        garp=GARP,
+        health_check=config.health_check,
+        health_check_name=HEALTH_CHECK_NAME,
+        health_check_path=HEALTH_CHECK_PATH,
+        notify_script_path=NOTIFY_SCRIPT_PATH if config.notify_command is not None else None,
+        script_user=SCRIPT_USER,
     )
+
+
+def render_health_check_script(check: HealthCheck) -> str:
+    return _environment.get_template("health-check.sh.j2").render(
+        command=check.command, interval=check.interval, fall=check.fall, rise=check.rise, script_user=SCRIPT_USER
+    )
+
+
+def render_notify_script(command: str) -> str:
+    return _environment.get_template("notify.sh.j2").render(command=command, log_path=NOTIFY_LOG_PATH)
 
 
 def vrrp_interface_script() -> str:
@@ -137,12 +192,17 @@ def render_user_data(config: KeepalivedConfig) -> str:
     it holds the VRRP password), enable and start it."""
     extra_files: list[WrittenFile] = []
     if config.interface is None:
-        extra_files = [
+        extra_files += [
             WrittenFile(VRRP_INTERFACE_SCRIPT_PATH, "0755", vrrp_interface_script()),
             WrittenFile(KEEPALIVED_DROPIN_PATH, "0644", keepalived_dropin()),
         ]
+    if config.health_check is not None:
+        extra_files.append(WrittenFile(HEALTH_CHECK_PATH, "0755", render_health_check_script(config.health_check)))
+    if config.notify_command is not None:
+        extra_files.append(WrittenFile(NOTIFY_SCRIPT_PATH, "0755", render_notify_script(config.notify_command)))
     return _environment.get_template("user-data.yaml.j2").render(
         keepalived_conf_path=KEEPALIVED_CONF_PATH,
         keepalived_conf=render_keepalived_conf(config),
         extra_files=extra_files,
+        script_user=SCRIPT_USER if config.uses_scripts else None,
     )

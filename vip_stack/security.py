@@ -15,6 +15,9 @@ VRRP_PROTOCOL = "112"
 @dataclass
 class VipSecurityGroupsArgs:
     ssh_allowed_cidrs: Sequence[str]
+    # (protocol, port) the nodes serve on the VIP, and who may reach them.
+    service_ports: Sequence[tuple[str, int]] = ()
+    service_allowed_cidrs: Sequence[str] = ()
 
 
 class VipSecurityGroups(pulumi.ComponentResource):
@@ -62,6 +65,11 @@ class VipSecurityGroups(pulumi.ComponentResource):
         for index, cidr in enumerate(args.ssh_allowed_cidrs):
             ingress(f"ssh-{index}", self.jumphost_group, f"SSH from {cidr}",
                     protocol="tcp", port_range_min=22, port_range_max=22, remote_ip_prefix=cidr)
+        # The service behind the VIP: only what the user listed, only from whom they listed.
+        for protocol, port in args.service_ports:
+            for index, cidr in enumerate(args.service_allowed_cidrs):
+                ingress(f"service-{protocol}-{port}-{index}", self.node_group, f"{protocol}/{port} from {cidr}",
+                        protocol=protocol, port_range_min=port, port_range_max=port, remote_ip_prefix=cidr)
 
         self.register_outputs(
             {"nodeSecurityGroupId": self.node_group.id, "jumphostSecurityGroupId": self.jumphost_group.id}

@@ -43,6 +43,12 @@ DEFAULTS: dict[str, Any] = {
     "vrrpMode": "unicast",
     "vrrpInterface": "",
     "serverGroupPolicy": "soft-anti-affinity",
+    "preempt": True,
+    "healthCheck": None,
+    "notifyCommand": "",
+    "vipFloatingIp": False,
+    "servicePorts": [],
+    "serviceAllowedCidrs": [],
 }
 REQUIRED_KEYS = ("flavorName", "sshAllowedCidrs", "vrrpPassword")
 SECRET_KEYS = ("vrrpPassword",)
@@ -68,6 +74,9 @@ INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 # VRRP v3 carries the interval in centiseconds in a 12-bit field.
 V3_MIN_ADVERT, V3_MAX_ADVERT = 0.01, 40.95
 V2_MAX_ADVERT = 255
+
+SERVICE_PROTOCOLS = ("tcp", "udp")
+HEALTH_CHECK_DEFAULTS = {"interval": 2, "fall": 2, "rise": 2}
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,23 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """A command keepalived runs every `interval` seconds; `fall` failures in a
+    row take the node out of the election, `rise` successes bring it back."""
+
+    command: str
+    interval: int
+    fall: int
+    rise: int
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
 class VrrpSettings:
     virtual_router_id: int
     advert_interval: float
@@ -151,6 +177,10 @@ class VrrpSettings:
     mode: str
     # None: the node finds it at boot from its default route.
     interface: Optional[str]
+    preempt: bool = True
+    health_check: Optional[HealthCheck] = None
+    # Shell command run on every state change with the new state as its argument.
+    notify_command: Optional[str] = None
 
     @property
     def version(self) -> int:
@@ -175,6 +205,9 @@ class Settings:
     jumphost_name: str
     vrrp: VrrpSettings
     server_group_policy: str
+    vip_floating_ip: bool = False
+    service_ports: tuple[ServicePort, ...] = ()
+    service_allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,6 +386,68 @@ def _parse_nodes(reader: _Reader) -> tuple[NodeSettings, ...]:
     return tuple(nodes)
 
 
+def _shell_command(reader: _Reader, key: str, value: Any, what: str) -> Optional[str]:
+    if not isinstance(value, str) or not value.strip():
+        reader.problem(key, f"{what} must be a non-empty shell command")
+        return None
+    if "\n" in value or "\r" in value or "\0" in value:
+        reader.problem(key, f"{what} must be a single line")
+        return None
+    return value.strip()
+
+
+def _parse_health_check(reader: _Reader) -> Optional[HealthCheck]:
+    key = "healthCheck"
+    raw = reader.json_value(key)
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, Mapping):
+        reader.problem(key, "must be an object {command, interval?, fall?, rise?}")
+        return None
+    unknown = set(raw) - {"command", "interval", "fall", "rise"}
+    if unknown:
+        reader.problem(key, f"has unknown fields {sorted(unknown)}")
+    command = _shell_command(reader, key, raw.get("command"), "command")
+    numbers = {}
+    for field_name, default in HEALTH_CHECK_DEFAULTS.items():
+        value = raw.get(field_name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+            reader.problem(key, f"{field_name} must be a whole number from 1 to 3600, got {value!r}")
+            return None
+        numbers[field_name] = value
+    if command is None:
+        return None
+    return HealthCheck(command=command, **numbers)
+
+
+def _parse_service_ports(reader: _Reader) -> tuple[ServicePort, ...]:
+    key = "servicePorts"
+    raw = reader.json_value(key)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.problem(key, "must be a list of {protocol, port}")
+        return ()
+    ports = []
+    for index, item in enumerate(raw):
+        where = f"{key}[{index}]"
+        if not isinstance(item, Mapping) or set(item) != {"protocol", "port"}:
+            reader.problem(key, f"{where} must be {{protocol, port}}, got {item!r}")
+            continue
+        protocol, port = item["protocol"], item["port"]
+        if protocol not in SERVICE_PROTOCOLS:
+            reader.problem(key, f"{where}.protocol must be one of {', '.join(SERVICE_PROTOCOLS)}, got {protocol!r}")
+            continue
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            reader.problem(key, f"{where}.port must be from 1 to 65535, got {port!r}")
+            continue
+        ports.append(ServicePort(protocol, port))
+    duplicates = {p for p in ports if ports.count(p) > 1}
+    for duplicate in sorted(duplicates, key=lambda p: (p.protocol, p.port)):
+        reader.problem(key, f"{duplicate.protocol}/{duplicate.port} is listed more than once")
+    return tuple(ports)
+
+
 def _parse_password(reader: _Reader) -> Optional[SecretStr]:
     key = "vrrpPassword"
     value = reader.value(key)
@@ -481,6 +576,29 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
             "vrrpInterface",
             f"{interface!r} is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')",
         )
+    preempt = reader.boolean("preempt")
+    health_check = _parse_health_check(reader)
+    notify_command = reader.value("notifyCommand")
+    notify_command = (
+        _shell_command(reader, "notifyCommand", notify_command, "notifyCommand") if notify_command else None
+    )
+    vip_floating_ip = reader.boolean("vipFloatingIp")
+    service_ports = _parse_service_ports(reader)
+    service_allowed_cidrs: list[str] = []
+    raw_service_cidrs = reader.json_value("serviceAllowedCidrs")
+    if raw_service_cidrs is not None:
+        if not isinstance(raw_service_cidrs, list):
+            reader.problem("serviceAllowedCidrs", "must be a list of IPv4 CIDRs")
+        else:
+            for cidr in raw_service_cidrs:
+                parsed = _ipv4_cidr(reader, "serviceAllowedCidrs", cidr)
+                if parsed is not None:
+                    service_allowed_cidrs.append(parsed)
+    if service_ports and not service_allowed_cidrs:
+        reader.problem("serviceAllowedCidrs", "is empty, so servicePorts would open nothing; "
+                                              "name who may reach the service")
+    if service_allowed_cidrs and not service_ports:
+        reader.problem("servicePorts", "is empty, so serviceAllowedCidrs would open nothing")
     policy = reader.string("serverGroupPolicy")
     if policy is not None and policy not in SERVER_GROUP_POLICIES:
         reader.problem(
@@ -523,8 +641,14 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
             password=password,
             mode=mode,
             interface=interface,
+            preempt=preempt,
+            health_check=health_check,
+            notify_command=notify_command,
         ),
         server_group_policy=policy,
+        vip_floating_ip=vip_floating_ip,
+        service_ports=service_ports,
+        service_allowed_cidrs=tuple(service_allowed_cidrs),
     )
 
 

@@ -42,7 +42,13 @@ class KeepalivedVip(pulumi.ComponentResource):
             opts=child,
         )
         self.security = VipSecurityGroups(
-            name, VipSecurityGroupsArgs(ssh_allowed_cidrs=settings.ssh_allowed_cidrs), opts=child
+            name,
+            VipSecurityGroupsArgs(
+                ssh_allowed_cidrs=settings.ssh_allowed_cidrs,
+                service_ports=[(p.protocol, p.port) for p in settings.service_ports],
+                service_allowed_cidrs=settings.service_allowed_cidrs,
+            ),
+            opts=child,
         )
         self.vip_port = VipPort(
             f"{name}-vip",
@@ -51,6 +57,8 @@ class KeepalivedVip(pulumi.ComponentResource):
                 subnet_id=self.network.subnet_id,
                 vip_address=settings.vip_address,
                 security_group_ids=[self.security.node_group.id],
+                floating_ip_pool=settings.network.external_network_name if settings.vip_floating_ip else None,
+                depends_on=self.network.ready,
             ),
             opts=child,
         )
@@ -89,6 +97,8 @@ class KeepalivedVip(pulumi.ComponentResource):
         return {
             "vipAddress": self.settings.vip_address,
             "vipPortId": self.vip_port.port_id,
+            # None unless vipFloatingIp is true.
+            "vipFloatingIp": self.vip_port.floating_ip_address,
             "networkId": self.network.network_id,
             "subnetId": self.network.subnet_id,
             "nodeSecurityGroupId": self.security.node_group.id,

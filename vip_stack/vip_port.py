@@ -15,6 +15,10 @@ class VipPortArgs:
     subnet_id: pulumi.Input[str]
     vip_address: str
     security_group_ids: Sequence[pulumi.Input[str]]
+    # Publish the VIP: a floating IP from this external network on the VIP port.
+    floating_ip_pool: Optional[str] = None
+    # The floating IP needs the router to the external network first.
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class VipPort(pulumi.ComponentResource):
@@ -41,4 +45,18 @@ class VipPort(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.port_id = self.port.id
-        self.register_outputs({"vipAddress": self.address, "vipPortId": self.port_id})
+        self.floating_ip_address: pulumi.Output[Optional[str]] = pulumi.Output.from_input(None)
+        if args.floating_ip_pool:
+            # Neutron forwards the floating IP to the VIP wherever it lives:
+            # the address pairs on the node ports make the holder its target.
+            self.floating_ip = openstack.networking.FloatingIp(
+                f"{name}-floating-ip",
+                pool=args.floating_ip_pool,
+                port_id=self.port.id,
+                description=f"public address of the VIP {args.vip_address}",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            )
+            self.floating_ip_address = self.floating_ip.address
+        self.register_outputs(
+            {"vipAddress": self.address, "vipPortId": self.port_id, "vipFloatingIp": self.floating_ip_address}
+        )
