@@ -2,7 +2,7 @@
 # and Debian's packages (root or sudo), so both work on a fresh Debian/Ubuntu.
 VENV := venv
 PYTHON := $(VENV)/bin/python
-DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux
+DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: lab test bench plan debian-packages clean
@@ -11,7 +11,7 @@ lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
 
 bench: $(VENV)/.installed debian-packages
-	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml),--config $(c)) --plot bench-timeline.png
+	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml bench/fast-failover.yaml),--config $(c)) --plot bench-timeline.png
 
 test: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m pytest

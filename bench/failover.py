@@ -1,13 +1,16 @@
 """Failover figures of the stack against the reference procedure, measured
 in one run on this machine with the lab.
 
-    sudo venv/bin/python bench/failover.py [--config Pulumi.dev.yaml ...] [--rounds 3] [--json] [--plot FILE]
+    sudo venv/bin/python bench/failover.py [--config Pulumi.dev.yaml ...] [--rounds 3]
+                                           [--steady-seconds 120] [--json] [--plot FILE]
 
 For each configuration (the reference procedure's own two keepalived.conf
 files first, then each stack file) it boots a fresh lab per round and runs the
 graceful-stop and crash drills, then prints the median of each figure and
 its ratio to the reference's. Figures are seconds: time until another node
-holds the VIP, and the longest silence in the jumphost's pings.
+holds the VIP, and the longest silence in the jumphost's pings. Then one more
+lab per configuration keeps both cores busy for --steady-seconds and counts
+VIP transitions, which must be none.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ FIGURES = (
 )
 
 
-def measure(spec, rounds: int, progress) -> dict:
+def measure(spec, rounds: int, steady_seconds: float, progress) -> dict:
     samples: dict[str, list[float]] = {title: [] for _, _, title in FIGURES}
     failures, last = [], None
     for round_ in range(1, rounds + 1):
@@ -48,9 +51,18 @@ def measure(spec, rounds: int, progress) -> dict:
             value = last["drills"].get(drill, {}).get(key)
             if value is not None:
                 samples[title].append(value)
+    transitions = None
+    if steady_seconds > 0:
+        print(f"{spec.label}: steady run, both cores busy for {steady_seconds:g} s", file=progress, flush=True)
+        steady = run_drills(spec, drills=["steady"], progress=None, steady_seconds=steady_seconds)
+        transitions = steady["drills"].get("steady under load", {}).get("transitions")
+        if not steady["passed"]:
+            failures += [f"steady: {d['summary']}" for d in steady["drills"].values() if not d["passed"]]
     return {
         "label": spec.label,
         "vrrp": last["vrrp"],
+        "steady_seconds": steady_seconds,
+        "steady_transitions": transitions,
         "median": {title: statistics.median(v) if v else None for title, v in samples.items()},
         "samples": samples,
         "failures": failures,
@@ -72,6 +84,10 @@ def table(results: list[dict]) -> str:
                 cell += f" ({value / base:.2f}x)"
             row.append(cell)
         lines.append(row)
+    if any(r["steady_transitions"] is not None for r in results):
+        lines.append(["VIP changes, cores busy"] + [
+            "n/a" if r["steady_transitions"] is None else f"{r['steady_transitions']} in {r['steady_seconds']:g} s"
+            for r in results])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
@@ -87,6 +103,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, action="append", help="stack files to compare (default Pulumi.dev.yaml)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steady-seconds", type=float, default=120,
+                        help="length of the steady run with both cores busy (0 to skip)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE", help="PNG timelines of each configuration's last round")
     args = parser.parse_args(argv)
@@ -97,7 +115,7 @@ def main(argv=None) -> int:
     for path in args.config or [EXAMPLE_STACK_FILE]:
         config, _ = stack_config(path)
         specs.append(stack_spec(config, label=path.name))
-    results = [measure(spec, args.rounds, sys.stderr) for spec in specs]
+    results = [measure(spec, args.rounds, args.steady_seconds, sys.stderr) for spec in specs]
     if args.plot:
         plot_timeline([r["last_run"] for r in results], args.plot)
     if args.json:

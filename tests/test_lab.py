@@ -25,7 +25,10 @@ THREE_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "prio
 
 
 def keepalived_processes():
-    return subprocess.run(["pgrep", "-x", "keepalived"], capture_output=True, text=True).stdout.split()
+    """Live keepalived processes; a killed one may linger as a zombie until
+    its adoptive parent reaps it, which is not running."""
+    listing = subprocess.run(["ps", "-C", "keepalived", "-o", "pid=,stat="], capture_output=True, text=True).stdout
+    return [pid for pid, stat in (line.split() for line in listing.splitlines()) if not stat.startswith("Z")]
 
 
 @pytest.fixture
@@ -130,3 +133,41 @@ def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
     assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}-*")), "the lab's directory is gone too"
     assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
                 if n.startswith(prefix)]
+
+
+FAST = {**EXAMPLE_CONFIG, "advertInterval": "0.2",
+        "healthCheck": {"command": "curl -fsS http://127.0.0.1:8080/healthz", "interval": 1, "fall": 2, "rise": 2},
+        "notifyCommand": "echo \"$1\" >> /var/log/vip-state"}
+
+
+def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
+    spec = stack_spec(FAST)
+    assert spec.vrrp_version == 3 and spec.health_check == (1, 2, 2) and spec.notify
+    result = run_drills(spec, drills=["graceful", "crash", "health", "steady", "notify"], progress=None,
+                        steady_seconds=5)
+    print(format_table(result))
+    drills = result["drills"]
+    # VRRP v3 timers at 0.2 s: the whole takeover fits in one master down interval.
+    assert drills["graceful failover"]["failover_s"] <= spec.master_down_interval(90)
+    assert drills["crash failover"]["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
+    health = drills["health check"]
+    assert (health["sick"], health["to"]) == ("kld-vm-1", "kld-vm-2")
+    assert health["failover_s"] <= (2 + 1) * 1 + spec.master_down_interval(90)
+    assert health["recovery_s"] is not None, "the node whose service came back takes the VIP again"
+    assert drills["steady under load"]["transitions"] == 0
+    notify = drills["notify hook"]
+    assert notify["kld-vm-1"]["master_runs"] == notify["kld-vm-1"]["vip_gains"] >= 1
+    assert result["passed"], format_table(result)
+
+
+def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_ready):
+    spec = stack_spec({**EXAMPLE_CONFIG, "preempt": False})
+    assert not spec.preempt
+    result = run_drills(spec, drills=["graceful", "restart"], progress=None)
+    print(format_table(result))
+    # Every node starts BACKUP; the election still picks the highest priority.
+    assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
+    restart = result["drills"]["master restart"]
+    assert (restart["restarted"], restart["holder"]) == ("kld-vm-1", "kld-vm-2")
+    assert restart["longest_ping_gap_s"] < spec.advert_interval, "no second interruption"
+    assert result["passed"], format_table(result)

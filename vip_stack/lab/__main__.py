@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="FILE", help="write a PNG timeline of VIP holders and pings")
     parser.add_argument("--drills", default=",".join(DEFAULT_DRILLS),
                         help=f"comma-separated, from {','.join(DEFAULT_DRILLS)} (convergence always runs)")
+    parser.add_argument("--steady-seconds", type=float, default=20,
+                        help="how long the steady drill keeps both cores busy (default 20)")
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -51,7 +53,8 @@ def main(argv=None) -> int:
         return 2
     print(f"lab for {args.config} ({origin})", file=sys.stderr)
     try:
-        result = run_drills(spec, drills=[d.strip() for d in args.drills.split(",") if d.strip()])
+        result = run_drills(spec, drills=[d.strip() for d in args.drills.split(",") if d.strip()],
+                            steady_seconds=args.steady_seconds)
     except KeyboardInterrupt:
         print("interrupted: every namespace and process of the lab was removed", file=sys.stderr)
         return 130

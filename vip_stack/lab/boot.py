@@ -30,9 +30,12 @@ LAB_CLOUD_CFG_TEXT = """\
 datasource_list: [NoCloud]
 network: {config: disabled}
 cloud_init_modules: []
+cloud_config_modules: []
+cloud_final_modules: []
 """
-# Modules that configure keepalived from the stack's user data.
-CLOUD_INIT_MODULES = ("write_files",)
+# Modules that configure keepalived from the stack's user data, in the order
+# cloud-init's init stage runs them: the files, then the health-check user.
+CLOUD_INIT_MODULES = ("write_files", "users_groups")
 # keepalived has no syslog to write to here: its messages go to the node's log file.
 LAB_KEEPALIVED_ARGS = ("--log-console", "--log-detail")
 
@@ -51,6 +54,11 @@ def apply_user_data(host: NodeHost, user_data: str) -> list[str]:
     host.write_file(LAB_CLOUD_CFG, LAB_CLOUD_CFG_TEXT)
     commands = [["cloud-init", "init"]] + [
         ["cloud-init", "single", "--name", module, "--frequency", "always"] for module in CLOUD_INIT_MODULES
+    ] + [
+        # The later stages, with no modules of their own here (packages are
+        # not installed again), so `cloud-init status` says done as on a VM.
+        ["cloud-init", "modules", "--mode", "config"],
+        ["cloud-init", "modules", "--mode", "final"],
     ]
     for command in commands:
         result = host.run(command, check=False, timeout=120)

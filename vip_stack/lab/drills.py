@@ -5,6 +5,8 @@ timers (master down interval = 3 x advert_int + skew), never tuned constants.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,7 +15,12 @@ from typing import Any, Callable, Optional, TextIO
 from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .hosts import Lab, Topology
 from .observe import Pinger, VipWatcher
+from .sshd import serve_ssh
 from .scenario import LabSpec
+
+
+# Where the lab's stand-in service listens on each node, for the health-check drill.
+SERVICE_PORT = 8080
 
 
 @dataclass
@@ -33,8 +40,10 @@ class Event:
 class LabRun:
     """One lab run: boots the spec's hosts, keeps the observers, runs drills."""
 
-    def __init__(self, spec: LabSpec, lab: Lab, progress: Optional[TextIO] = sys.stderr):
+    def __init__(self, spec: LabSpec, lab: Lab, progress: Optional[TextIO] = sys.stderr,
+                 steady_seconds: float = 20):
         self.spec, self.lab = spec, lab
+        self.steady_seconds = steady_seconds
         self.progress_stream = progress
         self.t0 = time.monotonic()
         self.events: list[Event] = []
@@ -99,12 +108,65 @@ class LabRun:
         self.notes.append("package installation is not repeated: keepalived is the Debian package already "
                           "on this machine, the one the nodes' user data installs")
         self.say(self.notes[-1])
-        self.watcher = VipWatcher(list(self.topology.nodes.values()), spec.vip, self.lab.track)
+        self.watcher = VipWatcher.in_lab(list(self.topology.nodes.values()), spec.vip, self.lab.track)
+        self.services_behind_vip: dict[str, subprocess.Popen] = {}
+        if spec.health_check:
+            for name in self.topology.nodes:
+                self.start_service(name)
+            self.say(f"a stand-in service answers http://127.0.0.1:{SERVICE_PORT}/healthz on every node "
+                     "(what the health check watches)")
+
+    def start_service(self, name: str) -> None:
+        """The service the VIP fronts, as the health check sees it: an HTTP
+        server on the node's loopback."""
+        host = self.topology.nodes[name]
+        root = host.run_dir / "lab-service"
+        root.mkdir(exist_ok=True)
+        (root / "healthz").write_text("ok\n")
+        self.services_behind_vip[name] = self.lab.track(host.popen(
+            ["/usr/bin/python3", "-m", "http.server", str(SERVICE_PORT), "--bind", "127.0.0.1",
+             "--directory", "/run/lab-service"], "service.log"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = host.run(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{SERVICE_PORT}/healthz"],
+                             check=False)
+            if probe.returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name}: the stand-in service did not come up")
+
+    def stop_service(self, name: str) -> float:
+        at = self.event(f"service down on {name}")
+        process = self.services_behind_vip.pop(name)
+        process.terminate()
+        process.wait(timeout=10)
+        return at
+
+    def enable_ssh(self, public_key: str) -> str:
+        """OpenSSH on the jumphost and every node, the jumphost booted by
+        cloud-init like the nodes; returns the login that takes the key."""
+        jumphost = self.topology.jumphost
+        apply_user_data(jumphost, "#cloud-config\n{}\n")
+        user = serve_ssh(jumphost, self.spec.jumphost_address, public_key, self.lab.track)
+        for node in self.spec.nodes:
+            serve_ssh(self.topology.nodes[node.name], node.address, public_key, self.lab.track)
+        self.say(f"sshd listens on the jumphost and every node; login {user}")
+        return user
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack outputs a deployment of this spec would have, the jumphost's
+        lab address standing in for its floating IP."""
+        return {
+            "vipAddress": self.spec.vip,
+            "jumphostFloatingIp": self.spec.jumphost_address,
+            "jumphostName": self.spec.jumphost_name,
+            "nodes": [{"name": n.name, "ipAddress": n.address, "priority": n.priority} for n in self.spec.nodes],
+        }
 
     def start_pinging(self) -> None:
         """As in the procedure, the jumphost pings the VIP once it is up: before
         that, unanswered ARP would fill the send queue and ping would stall."""
-        self.pinger = Pinger(self.topology.jumphost, self.spec.vip, self.lab.track)
+        self.pinger = Pinger.in_lab(self.topology.jumphost, self.spec.vip, self.lab.track)
         self.pinger.start()
         self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
 
@@ -132,6 +194,26 @@ class LabRun:
         self.topology.switch.set_port(self.topology.ports[name], up=True)
         self.cut.discard(name)
         return self.start(name)
+
+    def restore(self) -> None:
+        """Every drill but the restart starts from the whole cluster up and
+        converged: nodes a previous drill stopped are started again."""
+        stopped = [n.name for n in self.spec.nodes if not self.services[n.name].running or n.name in self.cut]
+        if not stopped:
+            return
+        self.say(f"restoring the cluster: starting {', '.join(stopped)} again")
+        for name in stopped:
+            if name in self.cut:
+                self.recover(name)
+            else:
+                self.start(name)
+        top = self.spec.by_priority()[0].name
+        bound = max(self.mdi(n.name) for n in self.spec.nodes) + self.spec.advert_interval + 5
+        if self.spec.preempt:
+            self.wait_holders([top], timeout=bound)
+        else:
+            self.watcher.wait_for(lambda holders: len([h for h in holders if h not in self.cut]) == 1, bound)
+        self.watcher.stable_for(2 * self.spec.advert_interval)
 
     def record(self, result: DrillResult) -> DrillResult:
         self.results.append(result)
@@ -172,6 +254,7 @@ class LabRun:
         return self.record(DrillResult("convergence", passed, summary, figures))
 
     def _takeover(self, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
+        self.restore()
         holders = self.live_holders()
         if len(holders) != 1:
             return self.record(DrillResult(drill, False, f"needs one holder to start from, found {holders}"))
@@ -247,6 +330,7 @@ class LabRun:
     def drill_partition(self) -> DrillResult:
         """The nodes stop hearing each other (links up, jumphost still reaching
         each): every one may claim the VIP; once healed, exactly one holds it."""
+        self.restore()
         order = self.running_by_priority()
         if len(order) < 2:
             return self.record(DrillResult("partition and heal", False, "needs two running nodes"))
@@ -277,6 +361,7 @@ class LabRun:
 
     def drill_cascade(self) -> DrillResult:
         """Three or more nodes: stop the top two, the next priority wins; start them, the top wins."""
+        self.restore()
         order = self.running_by_priority()
         if len(order) < 3:
             return self.record(DrillResult("next priority wins", False, "needs three running nodes"))
@@ -295,6 +380,97 @@ class LabRun:
             f"{second}, then {third} took over in priority order; {first} holds it again"
             if passed else f"holders went wrong: now {self.live_holders()}",
             {"order": [first, second, third]}))
+
+    def drill_health(self) -> DrillResult:
+        """The service on the holder stops answering: its health check fails
+        `fall` times, the node leaves the election and a backup takes the VIP.
+        The service comes back: after `rise` successes the node is eligible
+        again and (with preemption) takes the VIP back."""
+        interval, fall, rise = self.spec.health_check
+        self.restore()
+        holders = self.live_holders()
+        if len(holders) != 1:
+            return self.record(DrillResult("health check", False, f"needs one holder, found {holders}"))
+        sick = holders[0]
+        expected = [n for n in self.running_by_priority() if n != sick][0]
+        # The script runs every interval and may take up to one more to time out.
+        fail_bound = (fall + 1) * interval + self.mdi(expected)
+        self.say(f"health check: the service on {sick} stops; {expected} should hold the VIP "
+                 f"within {fail_bound:.2f} s")
+        window_start = time.monotonic() - 0.5
+        at = self.stop_service(sick)
+        moved = self.wait_holders([expected], timeout=fail_bound + 5)
+        figures: dict[str, Any] = {"sick": sick, "to": expected, "bound_s": round(fail_bound, 3)}
+        if moved is None:
+            return self.record(DrillResult("health check", False,
+                                           f"holders {self.live_holders()} after {fail_bound + 5:.1f} s", figures))
+        figures["failover_s"] = round(max(0.0, moved - at), 3)
+        back_to = sick if self.spec.preempt else expected
+        back_bound = (rise + 1) * interval + self.mdi(sick) + self.spec.advert_interval
+        self.say(f"health check: the service on {sick} answers again; {back_to} should hold the VIP")
+        recovered_at = self.event(f"service up on {sick}")
+        self.start_service(sick)
+        back = self.wait_holders([back_to], timeout=back_bound + 5)
+        steady = back is not None and self.watcher.stable_for(max(interval, 2 * self.spec.advert_interval))
+        figures["recovery_s"] = round(max(0.0, back - recovered_at), 3) if back is not None else None
+        figures.update(self.ping_figures(window_start, time.monotonic()))
+        passed = (figures["failover_s"] <= fail_bound and back is not None and steady
+                  and self.live_holders() == [back_to])
+        summary = (f"{expected} took the VIP {figures['failover_s']:.2f} s after {sick}'s service stopped; "
+                   + (f"{back_to} holds it {figures['recovery_s']:.2f} s after the service came back"
+                      if back is not None else f"after recovery holders are {self.live_holders()}"))
+        return self.record(DrillResult("health check", passed, summary, figures))
+
+    def drill_steady(self, seconds: Optional[float] = None) -> DrillResult:
+        """Nothing happens but load: both cores busy, and no holder may change."""
+        seconds = seconds if seconds is not None else self.steady_seconds
+        self.restore()
+        holders = self.live_holders()
+        cores = os.cpu_count() or 1
+        self.say(f"steady: {cores} busy processes for {seconds:g} s; the VIP must stay on {holders}")
+        start = self.event(f"load x{cores}")
+        # Each burner stops by itself after the drill even if nobody kills it.
+        burn = f"import time\nend = time.monotonic() + {seconds + 5}\nwhile time.monotonic() < end: pass\n"
+        burners = [self.lab.track(subprocess.Popen([sys.executable, "-c", burn], start_new_session=True))
+                   for _ in range(cores)]
+        try:
+            time.sleep(seconds)
+        finally:
+            for burner in burners:
+                burner.kill()
+                burner.wait()
+        end = self.event("load ends")
+        changes = self.watcher.changes_between(start, end)
+        figures: dict[str, Any] = {"seconds": seconds, "busy_processes": cores, "transitions": len(changes),
+                                   **self.ping_figures(start, end)}
+        passed = not changes and len(holders) == 1 and self.live_holders() == holders
+        summary = (f"{len(changes)} holder changes in {seconds:g} s with {cores} cores busy; "
+                   f"pings {figures['pings_received']}/{figures['pings_sent']}, "
+                   f"longest gap {figures['longest_ping_gap_s']:.2f} s")
+        return self.record(DrillResult("steady under load", passed, summary, figures))
+
+    def drill_notify(self) -> DrillResult:
+        """The notify hook ran on every change: each time a node took the VIP
+        its log has a MASTER line, and every run of the command succeeded."""
+        figures: dict[str, Any] = {}
+        problems = []
+        for name, host in self.topology.nodes.items():
+            log = host.var_upper / "log" / "keepalived-vip-notify.log"
+            entries = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+            masters = sum(1 for entry in entries if entry[1] == "MASTER")
+            gains = sum(1 for change in self.watcher.changes if change.node == name and change.holds)
+            failed = [entry for entry in entries if entry[2] != "0"]
+            figures[name] = {"runs": len(entries), "master_runs": masters, "vip_gains": gains,
+                             "states": sorted({entry[1] for entry in entries})}
+            if masters != gains:
+                problems.append(f"{name} took the VIP {gains} times but the hook saw MASTER {masters} times")
+            if not entries:
+                problems.append(f"the hook never ran on {name}")
+            if failed:
+                problems.append(f"the command failed on {name}: {failed[0]}")
+        summary = "; ".join(problems) or ", ".join(
+            f"{name}: {f['runs']} runs, MASTER {f['master_runs']}x" for name, f in figures.items())
+        return self.record(DrillResult("notify hook", not problems, summary, figures))
 
     def finish(self) -> dict[str, Any]:
         totals = self.pinger.totals() if self.pinger else None
@@ -317,20 +493,33 @@ DRILLS = {
     "crash": LabRun.drill_crash,
     "partition": LabRun.drill_partition,
     "cascade": LabRun.drill_cascade,
+    "health": LabRun.drill_health,
+    "steady": LabRun.drill_steady,
+    "notify": LabRun.drill_notify,
 }
-DEFAULT_DRILLS = ("convergence", "graceful", "restart", "crash", "partition", "cascade")
+DEFAULT_DRILLS = ("convergence", "graceful", "restart", "crash", "partition", "cascade", "health", "steady",
+                  "notify")
+
+
+def applicable(drill: str, spec: LabSpec) -> bool:
+    return {"cascade": len(spec.nodes) >= 3, "health": spec.health_check is not None,
+            "notify": spec.notify}.get(drill, True)
 
 
 def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] = sys.stderr,
-               prefix: Optional[str] = None) -> dict[str, Any]:
-    """Boots the spec in a fresh lab, runs the drills in order, removes
-    everything. Convergence always runs first: every other drill starts
-    from a converged cluster."""
-    wanted = ["convergence"] + [d for d in drills if d != "convergence"]
-    if len(spec.nodes) < 3:
-        wanted = [d for d in wanted if d != "cascade"]
+               prefix: Optional[str] = None, steady_seconds: float = 20) -> dict[str, Any]:
+    """Boots the spec in a fresh lab, runs the drills that apply to it in
+    order, removes everything. Convergence always runs first (every other
+    drill starts from a converged cluster), notify last (it reads the whole
+    run's log)."""
+    unknown = set(drills) - set(DRILLS)
+    if unknown:
+        raise ValueError(f"unknown drills {sorted(unknown)}; known: {', '.join(DRILLS)}")
+    wanted = ["convergence"] + [d for d in drills if d not in ("convergence", "notify") and applicable(d, spec)]
+    if "notify" in drills and applicable("notify", spec):
+        wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, progress)
+        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds)
         try:
             run.boot()
             for name in wanted:

@@ -3,8 +3,8 @@ namespaces this run made.
 
 A node host is what a VM is to the stack: its own network namespace (one NIC
 named as the VM would see it, its address, a default route), and its own mount
-and UTS namespaces in which /etc and /var are overlays on the machine's own
-(writes land in the lab's directory, never in the machine's) and /run is
+and UTS namespaces in which /etc, /var and /home are overlays on the
+machine's own (writes land in the lab's directory, never in the machine's) and /run is
 private. A holder process keeps those namespaces alive; every command on the
 host enters them with nsenter, so cloud-init and keepalived see one machine.
 """
@@ -76,21 +76,27 @@ class NodeHost:
         self.root = root  # the lab's directory for this host
         self.etc_upper = root / "etc"
         self.var_upper = root / "var"
+        self.home_upper = root / "home"
         self.run_dir = root / "run"
         self.log_dir = root / "log"
         self._holder: Optional[subprocess.Popen] = None
 
     def create(self) -> None:
         add_namespace(self.namespace)
-        for directory in (self.etc_upper, self.var_upper, self.run_dir, self.log_dir,
-                          self.root / "etc-work", self.root / "var-work"):
+        for directory in (self.etc_upper, self.var_upper, self.home_upper, self.run_dir, self.log_dir,
+                          self.root / "etc-work", self.root / "var-work", self.root / "home-work"):
             directory.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
         """Mounts the overlays in a new mount namespace and keeps it open."""
+        # The host's own name resolves, as on a cloud image (sudo asks for it).
+        hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
+        self.write_file("/etc/hosts", hosts + f"127.0.1.1 {self.name}\n")
         mounts = (
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.etc_upper},workdir={self.root}/etc-work /etc"
             f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.var_upper},workdir={self.root}/var-work /var"
+            # cloud-init creates the image's default user, with a home.
+            f" && mount -t overlay overlay -o lowerdir=/home,upperdir={self.home_upper},workdir={self.root}/home-work /home"
             f" && mount --bind {self.run_dir} /run"
             f" && hostname {self.name}"
             " && exec sleep infinity"
@@ -112,10 +118,12 @@ class NodeHost:
         raise RuntimeError(f"{self.name}: host did not come up within 10 s")
 
     def enter(self, argv: Sequence[str]) -> list[str]:
-        """The command line that runs argv on this host."""
+        """The command line that runs argv on this host. (Also `command`.)"""
         if self._holder is None:
             raise RuntimeError(f"{self.name} is not started")
         return ["nsenter", "-t", str(self._holder.pid), "-m", "-u", "-n", "--", *argv]
+
+    command = enter
 
     def run(self, argv: Sequence[str], check: bool = True, timeout: float = 60):
         return run(self.enter(argv), check=check, timeout=timeout)
@@ -150,24 +158,12 @@ class NodeHost:
         self._holder = None
 
 
-class JumpHost:
-    """The jumphost needs no mounts of its own: only a network namespace."""
-
-    def __init__(self, name: str, namespace: str, nic: str):
-        self.name, self.namespace, self.nic = name, namespace, nic
-
-    def create(self) -> None:
-        add_namespace(self.namespace)
-
-    def command(self, argv: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.namespace, *argv]
-
-
 @dataclass
 class Topology:
     switch: Switch
     nodes: dict[str, NodeHost]
-    jumphost: JumpHost
+    # A VM like the nodes, only without keepalived.
+    jumphost: NodeHost
     ports: dict[str, str]  # host name -> its port on the switch
     workdir: Path
 
@@ -202,10 +198,12 @@ class Lab:
             host.start()
             hosts[name] = host
         jump_name, jump_address = jumphost
-        jump = JumpHost(jump_name, self.namespace("j"), nic)
+        jump = NodeHost(jump_name, self.namespace("j"), nic, self.workdir / jump_name)
         jump.create()
+        self._node_hosts.append(jump)
         ports[jump_name] = "pj"
         switch.plug(ports[jump_name], jump.namespace, nic, f"{jump_address}/{prefix_length}", gateway)
+        jump.start()
         return Topology(switch=switch, nodes=hosts, jumphost=jump, ports=ports, workdir=self.workdir)
 
     def track(self, process: subprocess.Popen) -> subprocess.Popen:
@@ -214,15 +212,15 @@ class Lab:
 
     def close(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+            # The whole group, even if its leader is gone: children may outlive it.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         for host in self._node_hosts:
             host.stop()
         for namespace in list_namespaces():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -46,7 +47,20 @@ def delete_namespace(name: str) -> None:
             os.kill(int(pid), 9)
         except (ProcessLookupError, ValueError):
             pass
+    # Wait until they are dead (gone, or zombies waiting for their parent).
+    deadline = time.monotonic() + 5
+    for pid in pids:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.01)
     run(["ip", "netns", "del", name], check=False)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def in_namespace(namespace: str, argv: Sequence[str], binds: Optional[Mapping[str, str]] = None) -> list[str]:

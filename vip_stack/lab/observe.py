@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from .hosts import JumpHost, NodeHost
+from .hosts import NodeHost
 
 
 @dataclass
@@ -22,36 +22,44 @@ class HolderChange:
 
 
 class VipWatcher:
-    """Follows the VIP on every node's NIC through `ip monitor address`
-    (events, not polling: the watcher costs nothing between changes)."""
+    """Follows the VIP on every node through `ip monitor address` (events, not
+    polling: the watcher costs nothing between changes). Each node is watched
+    by a command that streams `ip -o monitor address` and one that lists its
+    addresses once: run in the node's namespace in the lab, over SSH against
+    a real deployment."""
 
-    def __init__(self, nodes: Sequence[NodeHost], vip: str, track: Callable):
+    def __init__(self, sources: dict[str, tuple[Sequence[str], Sequence[str]]], vip: str, track: Callable):
         self.vip = vip
-        self.nodes = list(nodes)
         self.changes: list[HolderChange] = []
-        self.holding: dict[str, bool] = {node.name: False for node in self.nodes}
+        self.holding: dict[str, bool] = {name: False for name in sources}
         self._lock = threading.Condition()
         self._pattern = re.compile(rf"\binet {re.escape(vip)}/")
         self._threads = []
-        for node in self.nodes:
+        for name, (monitor_argv, _) in sources.items():
             monitor = track(subprocess.Popen(
-                ["ip", "-n", node.namespace, "-o", "monitor", "address"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                list(monitor_argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             ))
-            thread = threading.Thread(target=self._follow, args=(node, monitor), daemon=True)
+            thread = threading.Thread(target=self._follow, args=(name, monitor), daemon=True)
             thread.start()
             self._threads.append(thread)
-        # The monitors are subscribed; now read where the VIP is, once.
+        # The monitors are subscribed (give a remote one time to start); now read where the VIP is, once.
         time.sleep(0.05)
-        for node in self.nodes:
-            out = subprocess.run(["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic],
-                                 capture_output=True, text=True).stdout
-            self._record(node.name, bool(self._pattern.search(out)))
+        for name, (_, query_argv) in sources.items():
+            out = subprocess.run(list(query_argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                 timeout=60).stdout
+            self._record(name, bool(self._pattern.search(out)))
 
-    def _follow(self, node: NodeHost, monitor: subprocess.Popen) -> None:
+    @classmethod
+    def in_lab(cls, nodes: Sequence[NodeHost], vip: str, track: Callable) -> "VipWatcher":
+        return cls({node.name: (["ip", "-n", node.namespace, "-o", "monitor", "address"],
+                                ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic])
+                    for node in nodes}, vip, track)
+
+    def _follow(self, name: str, monitor: subprocess.Popen) -> None:
         for line in monitor.stdout:
             if self._pattern.search(line):
-                self._record(node.name, not line.startswith("Deleted"))
+                self._record(name, not line.startswith("Deleted"))
 
     def _record(self, node: str, holds: bool) -> None:
         with self._lock:
@@ -103,24 +111,31 @@ class PingStats:
 @dataclass
 class Pinger:
     """`ping` from the jumphost to the VIP, the reference procedure's check,
-    with every reply timestamped as it arrives."""
+    with every reply timestamped as it arrives. `command` runs ping on the
+    jumphost: in its namespace in the lab, over SSH against a deployment."""
 
-    jumphost: JumpHost
-    vip: str
+    command: Sequence[str]
     track: Callable
     interval: float = 0.02
-    # Bounds the run: ping stops by itself even if the lab is killed.
-    deadline_seconds: int = 1800
     replies: list[float] = field(default_factory=list)
     # (when, highest icmp_seq seen by then): how many requests had gone out.
     sequence: list[tuple[float, int]] = field(default_factory=list)
 
+    @staticmethod
+    def ping_argv(vip: str, interval: float, deadline_seconds: int = 1800) -> list[str]:
+        # ping block-buffers its output into a pipe; stdbuf makes each reply a
+        # line as it comes. The deadline bounds the run even if nobody stops it.
+        return ["stdbuf", "-oL", "ping", "-n", "-O", "-i", f"{interval:g}", "-W", "1",
+                "-w", str(deadline_seconds), vip]
+
+    @classmethod
+    def in_lab(cls, jumphost: NodeHost, vip: str, track: Callable, interval: float = 0.02) -> "Pinger":
+        return cls(jumphost.command(cls.ping_argv(vip, interval)), track, interval)
+
     def start(self) -> None:
         self._process = self.track(subprocess.Popen(
-            # ping block-buffers its output into a pipe; stdbuf makes each reply a line as it comes.
-            self.jumphost.command(["stdbuf", "-oL", "ping", "-n", "-O", "-i", str(self.interval), "-W", "1",
-                                   "-w", str(self.deadline_seconds), self.vip]),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            list(self.command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            text=True, start_new_session=True,
         ))
         self._lock = threading.Lock()
         self._max_seq = 0

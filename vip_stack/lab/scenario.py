@@ -43,6 +43,9 @@ class LabSpec:
     vrrp_version: int
     mode: str
     preempt: bool = True
+    # (interval, fall, rise) of the tracked health check, if any.
+    health_check: Optional[tuple[int, int, int]] = None
+    notify: bool = False
 
     def node(self, name: str) -> LabNode:
         return next(n for n in self.nodes if n.name == name)
@@ -108,6 +111,12 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
         advert_interval=settings.vrrp.advert_interval,
         vrrp_version=settings.vrrp.version,
         mode=settings.vrrp.mode,
+        preempt=settings.vrrp.preempt,
+        health_check=(
+            (settings.vrrp.health_check.interval, settings.vrrp.health_check.fall, settings.vrrp.health_check.rise)
+            if settings.vrrp.health_check else None
+        ),
+        notify=settings.vrrp.notify_command is not None,
     )
 
 
