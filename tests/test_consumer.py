@@ -1,0 +1,70 @@
+"""examples/consumer builds from a keepalived-vip stack's outputs: the outputs
+come from running our own program under mocks, and reach the consumer through
+a mocked StackReference, as `pulumi up` would hand them over."""
+
+import runpy
+from pathlib import Path
+
+import pulumi
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from vip_stack.lab.fake_openstack import unwrap
+
+from .harness import EXAMPLE_CONFIG, run_program
+
+CONSUMER = Path(__file__).resolve().parent.parent / "examples" / "consumer" / "__main__.py"
+
+
+class ConsumerMocks(pulumi.runtime.Mocks):
+    def __init__(self, vip_outputs):
+        self.vip_outputs = vip_outputs
+        self.resources = {}
+
+    def new_resource(self, args):
+        state = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            state = {"name": args.inputs["name"], "outputs": self.vip_outputs, "secretOutputNames": []}
+        self.resources[(args.typ, args.name)] = unwrap(args.inputs)
+        return f"{args.name}-id", state
+
+    def call(self, args):
+        if args.token == "openstack:dns/getDnsZone:getDnsZone":
+            return {"id": "zone-id", "name": args.args["name"]}
+        raise NotImplementedError(args.token)
+
+
+def run_consumer(vip_outputs, config):
+    mocks = ConsumerMocks(vip_outputs)
+    pulumi_settings.set_root_resource(None)
+    pulumi.runtime.set_mocks(mocks, project="keepalived-vip-consumer", stack="dev", preview=False)
+    pulumi.runtime.set_all_config({f"keepalived-vip-consumer:{k}": str(v) for k, v in config.items()})
+    root = pulumi_settings.get_root_resource()
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
+    outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in root.outputs.items()}
+    return mocks.resources, outputs
+
+
+def test_the_consumer_opens_the_service_and_names_the_public_vip():
+    vip = run_program({**EXAMPLE_CONFIG, "vipFloatingIp": True})
+    resources, outputs = run_consumer(vip.outputs, {"vipStack": "organization/keepalived-vip/dev",
+                                                    "clientCidr": "198.51.100.0/24", "dnsZone": "example.com."})
+    reference = resources[("pulumi:pulumi:StackReference", "organization/keepalived-vip/dev")]
+    assert reference["name"] == "organization/keepalived-vip/dev"
+    rule = resources[("openstack:networking/secGroupRule:SecGroupRule", "vip-service")]
+    assert rule["securityGroupId"] == vip.outputs["nodeSecurityGroupId"]
+    assert (rule["protocol"], rule["portRangeMin"], rule["remoteIpPrefix"]) == ("tcp", 443, "198.51.100.0/24")
+    record = resources[("openstack:dns/recordSet:RecordSet", "vip-name")]
+    assert record["records"] == [vip.outputs["vipFloatingIp"]]
+    assert record["name"] == "vip.example.com."
+    assert outputs["vipServiceAddress"] == vip.outputs["vipFloatingIp"]
+
+
+def test_without_a_public_vip_the_consumer_uses_the_vip_itself():
+    vip = run_program(EXAMPLE_CONFIG)
+    resources, outputs = run_consumer(vip.outputs, {"vipStack": "organization/keepalived-vip/dev",
+                                                    "clientCidr": "10.0.0.0/8", "servicePort": 8443})
+    assert outputs["vipServiceAddress"] == "192.168.0.254"
+    assert ("openstack:dns/recordSet:RecordSet", "vip-name") not in resources
+    assert resources[("openstack:networking/secGroupRule:SecGroupRule", "vip-service")]["portRangeMin"] == 8443

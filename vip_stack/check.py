@@ -1,0 +1,277 @@
+"""The reference procedure's check against a real deployment, in one command.
+
+    pulumi stack output --json --show-secrets | python -m vip_stack.check [--failover]
+    python -m vip_stack.check --outputs outputs.json [--user ubuntu] [--ssh-config ~/.ssh/config]
+
+Over SSH through the jumphost's floating IP (OpenSSH, ProxyJump, your ssh
+config and agent), it reports for each node whether cloud-init finished,
+whether keepalived is active and whether it holds the VIP, and whether the
+jumphost reaches the VIP. With --failover it runs the procedure's drill: the
+jumphost pings the VIP while keepalived stops on the holder, another node must
+take the VIP and the pings resume; keepalived starts again and the final
+holder is reported. Exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .lab.observe import Pinger, VipWatcher
+
+REQUIRED_OUTPUTS = ("vipAddress", "jumphostFloatingIp", "nodes")
+
+
+class CheckError(Exception):
+    """A problem the user can act on, said in their terms."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    vip: str
+    jumphost: str
+    nodes: tuple[Node, ...]
+
+
+def parse_outputs(text: str) -> Deployment:
+    try:
+        outputs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckError(f"the stack outputs are not JSON ({error.msg}); "
+                         "pipe in `pulumi stack output --json --show-secrets`") from error
+    if not isinstance(outputs, dict):
+        raise CheckError("the stack outputs must be a JSON object, as `pulumi stack output --json` prints")
+    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    if missing:
+        raise CheckError(f"the stack outputs have no {', '.join(missing)}: are they the keepalived-vip stack's, "
+                         "after a successful `pulumi up`?")
+    try:
+        nodes = tuple(Node(n["name"], n["ipAddress"], int(n["priority"])) for n in outputs["nodes"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckError(f"the nodes output is not a list of {{name, ipAddress, priority}}: {error}") from error
+    return Deployment(vip=outputs["vipAddress"], jumphost=outputs["jumphostFloatingIp"], nodes=nodes)
+
+
+# What OpenSSH prints, and what the user should do about it.
+SSH_PROBLEMS = (
+    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
+     "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
+     "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key"),
+    (re.compile(r"Permission denied"),
+     "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
+     "or pass --user for the image's user"),
+    (re.compile(r"Connection timed out|No route to host|Connection refused|Network is unreachable|"
+                r"Could not resolve|timed out"),
+     "cannot reach {host} on port 22: is the stack up, and is your address in sshAllowedCidrs?"),
+)
+
+
+@dataclass
+class Ssh:
+    jumphost: str
+    user: str = "ubuntu"
+    config_file: Optional[str] = None
+    connect_timeout: int = 10
+
+    def _base(self) -> list[str]:
+        argv = ["ssh"]
+        if self.config_file:
+            argv += ["-F", self.config_file]
+        return argv + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+
+    def on_jumphost(self, command: str) -> list[str]:
+        return self._base() + [f"{self.user}@{self.jumphost}", "--", command]
+
+    def on_node(self, address: str, command: str) -> list[str]:
+        return self._base() + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command]
+
+    def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as error:
+            raise CheckError(f"{host} did not answer within {timeout:g} s") from error
+        if result.returncode == 255:
+            raise CheckError(self.explain(result.stderr, host))
+        return result
+
+    def explain(self, stderr: str, host: str) -> str:
+        # Through ProxyJump, a failure may be the jumphost's or the node's.
+        for pattern, advice in SSH_PROBLEMS:
+            if pattern.search(stderr):
+                return advice.format(host=host, user=self.user) + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
+        return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    cloud_init: str
+    keepalived: str
+    holds_vip: bool
+
+    @property
+    def healthy(self) -> bool:
+        return self.cloud_init == "done" and self.keepalived == "active"
+
+
+NODE_PROBE = (
+    "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"; "
+    "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"; "
+    "ip -o -4 addr show"
+)
+
+
+def node_status(ssh: Ssh, node: Node, vip: str) -> NodeStatus:
+    result = ssh.run(ssh.on_node(node.address, NODE_PROBE), host=f"{node.name} ({node.address})")
+    fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if re.match(r"^[a-z-]+=", line))
+    holds = bool(re.search(rf"\binet {re.escape(vip)}/", result.stdout))
+    return NodeStatus(node.name, fields.get("cloud-init") or "unknown", fields.get("keepalived") or "unknown",
+                      holds)
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, ok: bool, what: str) -> bool:
+        self.lines.append(f"{'ok  ' if ok else 'FAIL'} {what}")
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+
+def status(ssh: Ssh, deployment: Deployment, report: Report) -> list[NodeStatus]:
+    ssh.run(ssh.on_jumphost("true"), host=f"the jumphost ({deployment.jumphost})")
+    report.check(True, f"the jumphost {deployment.jumphost} answers over SSH as {ssh.user}")
+    statuses = []
+    for node in deployment.nodes:
+        node_state = node_status(ssh, node, deployment.vip)
+        statuses.append(node_state)
+        report.check(node_state.cloud_init == "done", f"{node.name}: cloud-init {node_state.cloud_init}")
+        report.check(node_state.keepalived == "active", f"{node.name}: keepalived {node_state.keepalived}")
+    holders = [s.name for s in statuses if s.holds_vip]
+    report.check(len(holders) == 1, f"VIP {deployment.vip} held by {', '.join(holders) or 'nobody'}")
+    report.figures["holders"] = holders
+    ping = ssh.run(ssh.on_jumphost(f"ping -n -c 3 -i 0.2 -W 1 {shlex.quote(deployment.vip)}"),
+                   host=f"the jumphost ({deployment.jumphost})")
+    report.check(ping.returncode == 0, f"the jumphost reaches the VIP {deployment.vip}")
+    return statuses
+
+
+def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, interval: float) -> None:
+    """The procedure's drill, measured like the lab's."""
+    tracked: list[subprocess.Popen] = []
+
+    def track(process: subprocess.Popen) -> subprocess.Popen:
+        tracked.append(process)
+        return process
+
+    watcher = VipWatcher(
+        {node.name: (ssh.on_node(node.address, "ip -o monitor address"),
+                     ssh.on_node(node.address, "ip -o -4 addr show")) for node in deployment.nodes},
+        deployment.vip, track,
+    )
+    try:
+        # The remote ping stops by itself after its deadline, even if this process dies.
+        pinger = Pinger(ssh.on_jumphost(shlex.join(Pinger.ping_argv(deployment.vip, interval,
+                                                                     deadline_seconds=int(4 * timeout) + 60))),
+                        track=track, interval=interval)
+        pinger.start()
+        time.sleep(max(1.0, 5 * interval))
+        holders = watcher.holders()
+        if len(holders) != 1:
+            report.check(False, f"failover needs one holder to start from, found {holders or 'none'}")
+            return
+        holder = holders[0]
+        by_name = {n.name: n for n in deployment.nodes}
+        start = time.monotonic() - 0.5
+        stopped_at = time.monotonic()
+        ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl stop keepalived"), host=holder)
+        taken = watcher.wait_for(lambda now: len(now) == 1 and now[0] != holder, timeout)
+        if not report.check(taken is not None, f"another node took the VIP after keepalived stopped on {holder}"):
+            return
+        new_holder = watcher.holders()[0]
+        report.figures["failover_s"] = round(max(0.0, taken - stopped_at), 3)
+        time.sleep(2)
+        stats = pinger.stats(start, time.monotonic())
+        resumed = pinger.stats(time.monotonic() - 1, time.monotonic()).received > 0
+        report.figures.update(stopped=holder, took_over=new_holder, pings_sent=stats.sent,
+                              pings_received=stats.received, longest_ping_gap_s=round(stats.longest_gap, 3))
+        report.check(resumed, f"{new_holder} holds the VIP {report.figures['failover_s']:.2f} s later and the "
+                              f"jumphost's pings resumed (longest gap {stats.longest_gap:.2f} s)")
+        ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl start keepalived"), host=holder)
+        time.sleep(0.5)
+        # A preempting master takes the VIP back a master down interval after
+        # it starts: read the final holder once nothing has changed for 3 s.
+        deadline = time.monotonic() + timeout
+        while not watcher.stable_for(3) and time.monotonic() < deadline:
+            pass
+        final = watcher.holders()
+        settled = len(final) == 1
+        report.figures["final_holder"] = final
+        report.check(settled,
+                     f"after keepalived started again on {holder}, the VIP is held by {', '.join(final) or 'nobody'}")
+    finally:
+        for process in tracked:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vip_stack.check", description=__doc__.splitlines()[0])
+    parser.add_argument("--outputs", type=Path, help="a file with `pulumi stack output --json --show-secrets` "
+                                                     "(default: standard input)")
+    parser.add_argument("--user", default="ubuntu", help="login on the VMs (default ubuntu)")
+    parser.add_argument("--ssh-config", help="an ssh config file (default: your own, ~/.ssh/config)")
+    parser.add_argument("--failover", action="store_true", help="also run the failover drill")
+    parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for a takeover (default 30)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+
+    report = Report()
+    try:
+        text = args.outputs.read_text() if args.outputs else sys.stdin.read()
+        deployment = parse_outputs(text)
+        ssh = Ssh(deployment.jumphost, user=args.user, config_file=args.ssh_config)
+        status(ssh, deployment, report)
+        if args.failover and not report.failures:
+            failover(ssh, deployment, report, timeout=args.timeout, interval=0.1)
+    except CheckError as error:
+        report.lines.append(f"FAIL {error}")
+        report.failures.append(str(error))
+    except OSError as error:
+        report.lines.append(f"FAIL cannot run ssh: {error}")
+        report.failures.append(str(error))
+    if args.json:
+        print(json.dumps({"passed": not report.failures, "failures": report.failures, **report.figures}, indent=2))
+    else:
+        print("\n".join(report.lines))
+        print("all checks passed" if not report.failures else f"{len(report.failures)} check(s) failed")
+    return 0 if not report.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

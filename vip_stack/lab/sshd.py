@@ -1,0 +1,76 @@
+"""Debian's OpenSSH server on the lab's hosts, so the check command can be
+pointed at the lab exactly as at a deployment: the jumphost on its address
+(standing in for the floating IP), the nodes behind it.
+
+Each host's sshd runs inside the host's namespaces with host keys generated
+there (in its overlay), and the image's default user (created by cloud-init)
+accepts the given public key. `systemctl` on a node is the lab's stand-in,
+since no systemd runs in a namespace.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from .hosts import NodeHost
+
+LAB_BIN = "/etc/keepalived-vip-lab/bin"
+SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def default_user(host: NodeHost) -> str:
+    """The user cloud-init made from the image's default_user (debian, ubuntu...)."""
+    listing = host.run(["sh", "-c", "grep -l . /etc/sudoers.d/90-cloud-init-users && "
+                                    "sed -n 's/^\\([a-z_][a-z0-9_-]*\\) ALL=.*/\\1/p' "
+                                    "/etc/sudoers.d/90-cloud-init-users"], check=False).stdout.split()
+    users = [word for word in listing if not word.startswith("/")]
+    if not users:
+        raise RuntimeError(f"{host.name}: cloud-init created no default user")
+    return users[0]
+
+
+def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
+    """Starts sshd on the host; returns the login that accepts public_key."""
+    user = default_user(host)
+    host.run(["ssh-keygen", "-A"])
+    (host.run_dir / "sshd").mkdir(mode=0o755, exist_ok=True)
+    home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
+    host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
+    host.write_file(f"/etc/keepalived-vip-lab/{user}.pub", public_key.strip() + "\n")
+    host.run(["install", "-m", "0600", "-o", user, "-g", user, f"/etc/keepalived-vip-lab/{user}.pub",
+              f"{home}/.ssh/authorized_keys"])
+    # is-active is answered here, so that any user may ask, as with systemd;
+    # starting and stopping take root (sudo) and the lab's Python.
+    systemctl = "\n".join([
+        "#!/bin/sh",
+        'if [ "$1" = is-active ] && [ "${2%.service}" = keepalived ]; then',
+        '    pid=$(cat /run/keepalived.pid 2>/dev/null)',
+        '    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo active; exit 0; fi',
+        "    echo inactive; exit 3",
+        "fi",
+        f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))} exec {shlex.quote(sys.executable)} "
+        '-m vip_stack.lab.systemctl "$@"',
+        "",
+    ])
+    host.write_file(f"{LAB_BIN}/systemctl", systemctl, 0o755)
+    path = f"{LAB_BIN}:{DEFAULT_PATH}"
+    host.write_file("/etc/sudoers.d/keepalived-vip-lab", f'Defaults secure_path="{path}"\n', 0o440)
+    host.write_file(SSHD_CONFIG, "\n".join([
+        f"ListenAddress {address}",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "HostKey /etc/ssh/ssh_host_rsa_key",
+        "PidFile /run/sshd.pid",
+        # PAM lets a cloud-init user with a locked password log in with a key, as on a VM.
+        "UsePAM yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "AllowTcpForwarding yes",
+        f"SetEnv PATH={path}",
+        "",
+    ]))
+    track(host.popen(["/usr/sbin/sshd", "-D", "-e", "-f", SSHD_CONFIG], "sshd.log"))
+    return user

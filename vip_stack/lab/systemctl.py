@@ -1,0 +1,102 @@
+"""The lab's stand-in for systemctl on a node host, where no systemd runs.
+
+    systemctl start|stop|restart|is-active keepalived
+
+Enough for the check command (`vip_stack.check`) to drive keepalived on a lab
+node exactly as it drives a real one: it starts keepalived from the unit and
+its drop-ins as systemd would (ExecStartPre, then ExecStart), and stops it
+with SIGTERM, finding it by the pid file keepalived writes itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from .boot import DROPIN_DIR, LAB_KEEPALIVED_ARGS, UNIT_PATHS, expand_command, parse_environment_file, parse_unit
+
+PID_FILE = Path("/run/keepalived.pid")
+LOG_FILE = Path("/var/log/keepalived-lab.log")
+UNIT = "keepalived"
+
+
+def running_pid() -> Optional[int]:
+    try:
+        pid = int(PID_FILE.read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def start() -> int:
+    if running_pid():
+        return 0
+    texts = [Path(p).read_text() for p in UNIT_PATHS if Path(p).exists()]
+    texts += [p.read_text() for p in sorted(Path(DROPIN_DIR).glob("*.conf"))]
+    unit = parse_unit(texts)
+    environment: dict[str, str] = {}
+    for entry in unit.environment_files:
+        path = Path(entry.lstrip("-"))
+        if path.exists():
+            environment.update(parse_environment_file(path.read_text()))
+    for pre in unit.exec_start_pre:
+        result = subprocess.run(expand_command(pre.lstrip("-"), environment))
+        if result.returncode != 0 and not pre.startswith("-"):
+            print(f"keepalived.service: ExecStartPre {pre} failed", file=sys.stderr)
+            return 1
+    with open(LOG_FILE, "ab") as log:
+        subprocess.Popen(expand_command(unit.exec_start, environment) + list(LAB_KEEPALIVED_ARGS),
+                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if running_pid():
+            return 0
+        time.sleep(0.05)
+    print("keepalived.service: keepalived did not start", file=sys.stderr)
+    return 1
+
+
+def stop() -> int:
+    pid = running_pid()
+    if pid is None:
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return 0
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[1].removesuffix(".service") != UNIT:
+        print(f"the lab's systemctl knows only: start|stop|restart|is-active {UNIT}", file=sys.stderr)
+        return 2
+    verb = args[0]
+    if verb == "is-active":
+        active = running_pid() is not None
+        print("active" if active else "inactive")
+        return 0 if active else 3
+    if verb == "start":
+        return start()
+    if verb == "stop":
+        return stop()
+    if verb == "restart":
+        return stop() or start()
+    print(f"the lab's systemctl does not know {verb}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
