@@ -5,7 +5,9 @@ interval (3 x advert_int + skew); a stopped master (priority 0) is replaced
 within the skew alone, which the master down interval bounds too.
 """
 
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from vip_stack.lab.hosts import leftovers, new_run_prefix
 from vip_stack.lab.report import format_table
 from vip_stack.lab.scenario import reference_spec, stack_spec
 
-from .harness import EXAMPLE_CONFIG
+from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
 THREE_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90},
                {"name": "kld-vm-3", "priority": 60}]
@@ -171,3 +173,24 @@ def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_re
     assert (restart["restarted"], restart["holder"]) == ("kld-vm-1", "kld-vm-2")
     assert restart["longest_ping_gap_s"] < spec.advert_interval, "no second interruption"
     assert result["passed"], format_table(result)
+
+
+def test_ctrl_c_removes_everything(lab_ready):
+    """The lab as a user runs it, interrupted half-way."""
+    before = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    lab = subprocess.Popen([sys.executable, "-m", "vip_stack.lab", "--drills", "graceful,steady",
+                            "--steady-seconds", "60"],
+                           cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in lab.stderr:
+            if "steady:" in line:  # keepalived runs on every node, the jumphost pings, cores are busy
+                break
+        lab.send_signal(signal.SIGINT)
+        _, rest = lab.communicate(timeout=60)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+    assert lab.returncode == 130
+    assert "removed" in rest
+    after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    assert after <= before, f"left behind: {after - before}"

@@ -91,7 +91,7 @@ def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
                 axis.broken_barh([(held_since, end - held_since)], (rows_[name] - 0.35, 0.7), color="tab:green")
         replies = timeline["replies"]
         axis.plot(replies, [0] * len(replies), "|", color="tab:blue", markersize=8)
-        gap_threshold = 0.2
+        gap_threshold = 0.1  # five missed pings at the lab's 20 ms interval
         for a, b in zip(replies, replies[1:]):
             if b - a > gap_threshold:
                 axis.broken_barh([(a, b - a)], (-0.35, 0.7), color="tab:red")
