@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from .hosts import NodeHost
 
@@ -130,6 +130,35 @@ def expand_command(command: str, environment: dict[str, str]) -> list[str]:
     return words
 
 
+@dataclass
+class StartPlan:
+    """What starting keepalived.service runs, as systemd would work it out."""
+
+    pre: list[tuple[list[str], bool]]  # ExecStartPre lines: (argv, failure ignored)
+    start: list[str]  # ExecStart, plus the lab's logging arguments
+    conditions: list[str]  # ConditionFileNotEmpty paths
+
+
+def plan_start(unit_texts: list[str], read_file: Callable[[str], Optional[str]]) -> StartPlan:
+    """The unit's texts (unit file first, drop-ins in order) and a way to read
+    the host's files in, what to run out; the lab and its systemctl stand-in
+    both start keepalived from this."""
+    unit = parse_unit(unit_texts)
+    if unit.exec_start is None:
+        raise BootFailed("keepalived.service has no ExecStart")
+    environment: dict[str, str] = {}
+    for entry in unit.environment_files:
+        text = read_file(entry.lstrip("-"))
+        if text is None and not entry.startswith("-"):
+            raise BootFailed(f"EnvironmentFile {entry} is missing")
+        environment.update(parse_environment_file(text or ""))
+    return StartPlan(
+        pre=[(expand_command(pre.lstrip("-"), environment), pre.startswith("-")) for pre in unit.exec_start_pre],
+        start=expand_command(unit.exec_start, environment) + list(LAB_KEEPALIVED_ARGS),
+        conditions=list(unit.condition_file_not_empty),
+    )
+
+
 class KeepalivedService:
     """keepalived on one node, started and stopped as systemd would."""
 
@@ -138,37 +167,23 @@ class KeepalivedService:
         self.process: Optional[subprocess.Popen] = None
         self.started_at: Optional[float] = None
 
-    def read_unit(self) -> ServiceUnit:
+    def unit_texts(self) -> list[str]:
         texts = [t for t in (self.host.read_file(p) for p in UNIT_PATHS) if t]
         listing = self.host.run(["sh", "-c", f"ls {DROPIN_DIR}/*.conf 2>/dev/null || true"], check=False).stdout
-        for path in sorted(listing.split()):
-            texts.append(self.host.read_file(path) or "")
-        unit = parse_unit(texts)
-        if unit.exec_start is None:
-            raise BootFailed(f"{self.host.name}: keepalived.service has no ExecStart")
-        return unit
+        return texts + [self.host.read_file(path) or "" for path in sorted(listing.split())]
 
     def start(self, track) -> subprocess.Popen:
-        unit = self.read_unit()
-        for path in unit.condition_file_not_empty:
+        plan = plan_start(self.unit_texts(), self.host.read_file)
+        for path in plan.conditions:
             if not (self.host.read_file(path) or "").strip():
                 raise BootFailed(f"{self.host.name}: {path} is empty or missing; systemd would not start keepalived")
-        environment: dict[str, str] = {}
-        for entry in unit.environment_files:
-            optional = entry.startswith("-")
-            text = self.host.read_file(entry.lstrip("-"))
-            if text is None and not optional:
-                raise BootFailed(f"{self.host.name}: EnvironmentFile {entry} is missing")
-            environment.update(parse_environment_file(text or ""))
-        for pre in unit.exec_start_pre:
-            ignore_failure = pre.startswith("-")
-            result = self.host.run(expand_command(pre.lstrip("-"), environment), check=False)
+        for argv, ignore_failure in plan.pre:
+            result = self.host.run(argv, check=False)
             with open(self.host.log_dir / "keepalived.log", "a") as log:
                 log.write(result.stdout + result.stderr)
             if result.returncode != 0 and not ignore_failure:
-                raise BootFailed(f"{self.host.name}: ExecStartPre {pre} failed: {result.stderr.strip()}")
-        argv = expand_command(unit.exec_start, environment) + list(LAB_KEEPALIVED_ARGS)
-        self.process = track(self.host.popen(argv, "keepalived.log"))
+                raise BootFailed(f"{self.host.name}: ExecStartPre {shlex.join(argv)} failed: {result.stderr.strip()}")
+        self.process = track(self.host.popen(plan.start, "keepalived.log"))
         self.started_at = time.monotonic()
         time.sleep(0.05)
         if self.process.poll() is not None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .boot import DROPIN_DIR, LAB_KEEPALIVED_ARGS, UNIT_PATHS, expand_command, parse_environment_file, parse_unit
+from .boot import DROPIN_DIR, UNIT_PATHS, BootFailed, plan_start
 
 PID_FILE = Path("/run/keepalived.pid")
 LOG_FILE = Path("/var/log/keepalived-lab.log")
@@ -34,25 +34,32 @@ def running_pid() -> Optional[int]:
         return None
 
 
+def _read(path: str) -> Optional[str]:
+    return Path(path).read_text() if Path(path).exists() else None
+
+
 def start() -> int:
     if running_pid():
         return 0
     texts = [Path(p).read_text() for p in UNIT_PATHS if Path(p).exists()]
     texts += [p.read_text() for p in sorted(Path(DROPIN_DIR).glob("*.conf"))]
-    unit = parse_unit(texts)
-    environment: dict[str, str] = {}
-    for entry in unit.environment_files:
-        path = Path(entry.lstrip("-"))
-        if path.exists():
-            environment.update(parse_environment_file(path.read_text()))
-    for pre in unit.exec_start_pre:
-        result = subprocess.run(expand_command(pre.lstrip("-"), environment))
-        if result.returncode != 0 and not pre.startswith("-"):
-            print(f"keepalived.service: ExecStartPre {pre} failed", file=sys.stderr)
+    try:
+        plan = plan_start(texts, _read)
+    except BootFailed as error:
+        print(f"keepalived.service: {error}", file=sys.stderr)
+        return 1
+    for path in plan.conditions:
+        if not (_read(path) or "").strip():
+            # systemd skips a unit whose condition fails, without an error.
+            print(f"keepalived.service: skipped, {path} is empty or missing", file=sys.stderr)
+            return 0
+    for argv, ignore_failure in plan.pre:
+        if subprocess.run(argv).returncode != 0 and not ignore_failure:
+            print(f"keepalived.service: ExecStartPre {' '.join(argv)} failed", file=sys.stderr)
             return 1
     with open(LOG_FILE, "ab") as log:
-        subprocess.Popen(expand_command(unit.exec_start, environment) + list(LAB_KEEPALIVED_ARGS),
-                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(plan.start, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if running_pid():
