@@ -301,6 +301,7 @@ INVALID_PROGRAM_CONFIGS = [
     ("serviceAllowedCidrs", {"servicePorts": [{"protocol": "tcp", "port": 80}]}),
     ("notifyCommand", {"notifyCommand": "echo a\nreboot"}),
     ("vipFloatingIp", {"vipFloatingIp": "maybe"}),
+    ("vipAdress", {"vipAdress": "192.168.0.10"}),
 ]
 
 

@@ -1,5 +1,7 @@
 """Config in, typed settings or a clear error out: no Pulumi involved."""
 
+import json
+
 import pytest
 
 from vip_stack.settings import (
@@ -180,3 +182,21 @@ def test_a_found_subnet_is_checked_like_a_created_one():
 def test_every_default_is_a_valid_value():
     # A default that fails its own rule would break every stack that omits the key.
     parse_settings({**REQUIRED, **{k: v for k, v in DEFAULTS.items()}})
+
+
+def test_a_mistyped_key_from_the_cli_is_reported(monkeypatch):
+    # The Pulumi CLI hands a program its config as JSON in PULUMI_CONFIG.
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    from vip_stack.settings import settings_from_config
+
+    monkeypatch.setattr(runtime_config, "CONFIG", runtime_config.ContextVar("config_for_test", default={}))
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({
+        "keepalived-vip:flavorName": "STD2-1-2", "keepalived-vip:sshAllowedCidrs": '["198.51.100.0/24"]',
+        "keepalived-vip:vrrpPassword": "s3cr3t", "keepalived-vip:vipAdress": "192.168.0.10",
+        "openstack:region": "RegionOne",
+    }))
+    with pytest.raises(InvalidConfig) as raised:
+        settings_from_config(pulumi.Config("keepalived-vip"))
+    assert raised.value.keys == {"vipAdress"}

@@ -706,8 +706,19 @@ def settings_from_config(config) -> Settings:
     leaves this module wrapped in SecretStr and reaches Pulumi only as a
     secret Output.
     """
-    raw = {key: config.get(key) for key in ALL_KEYS}
+    keys = set(ALL_KEYS) | _namespace_keys()
+    raw = {key: config.get(key) for key in keys}
     return parse_settings({key: value for key, value in raw.items() if value is not None})
+
+
+def _namespace_keys() -> set[str]:
+    """Every key this stack sets in our namespace, so that a mistyped one is
+    reported instead of silently ignored. The SDK keeps the config it was
+    given (by the CLI, or by set_all_config) in these two places."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    prefix = f"{NAMESPACE}:"
+    return {key[len(prefix):] for key in {**get_config_env(), **CONFIG.get()} if key.startswith(prefix)}
 
 
 def config_from_stack_file(path) -> dict[str, Any]:
