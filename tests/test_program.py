@@ -11,6 +11,7 @@ from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.settings import InvalidConfig
 
 from .harness import EXAMPLE_CONFIG, EXAMPLE_PASSWORD, FakeCloud, run_program
+from .test_settings import INVALID
 
 COMPONENT_TYPES = {
     "keepalived-vip:openstack:KeepalivedVip",
@@ -359,3 +360,12 @@ def test_health_check_notify_and_no_preempt_reach_the_secret_user_data():
         paths = {f["path"] for f in document["write_files"]}
         assert {"/etc/keepalived/health-check.sh", "/etc/keepalived/notify.sh"} <= paths
         assert document["users"][0] == "default"
+
+
+@pytest.mark.parametrize("changes,key,words", INVALID, ids=[f"{c[1]}-{i}" for i, c in enumerate(INVALID)])
+def test_every_invalid_value_of_the_table_declares_nothing(changes, key, words):
+    config = {**EXAMPLE_CONFIG, **changes}
+    failed = run_program({k: v for k, v in config.items() if v is not None}, expect_failure=True)
+    assert isinstance(failed.error, InvalidConfig)
+    assert key in failed.error.keys and words in str(failed.error)
+    assert failed.resources == []
