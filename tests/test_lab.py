@@ -17,6 +17,7 @@ from vip_stack.lab import drills as drills_module
 from vip_stack.lab.boot import expand_command, parse_environment_file, parse_unit
 from vip_stack.lab.drills import run_drills
 from vip_stack.lab.hosts import leftovers, new_run_prefix
+from vip_stack.lab.netns import delete_namespace, list_namespaces
 from vip_stack.lab.report import format_table
 from vip_stack.lab.scenario import reference_spec, stack_spec
 
@@ -177,7 +178,7 @@ def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_re
 
 def test_ctrl_c_removes_everything(lab_ready):
     """The lab as a user runs it, interrupted half-way."""
-    before = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    before = set(list_namespaces())
     lab = subprocess.Popen([sys.executable, "-m", "vip_stack.lab", "--drills", "graceful,steady",
                             "--steady-seconds", "60"],
                            cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -190,7 +191,14 @@ def test_ctrl_c_removes_everything(lab_ready):
     finally:
         if lab.poll() is None:
             lab.kill()
+            lab.wait()
+            # The lab got no chance to clean up: do it, so that only this test fails.
+            for namespace in set(list_namespaces()) - before:
+                if namespace.startswith("vl"):
+                    delete_namespace(namespace)
     assert lab.returncode == 130
     assert "removed" in rest
-    after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    after = set(list_namespaces())
     assert after <= before, f"left behind: {after - before}"
+    busy = subprocess.run(["pgrep", "-f", "while time.monotonic"], capture_output=True, text=True).stdout.split()
+    assert not busy, "a CPU burner of the steady drill outlived the lab"

@@ -45,6 +45,9 @@ def main(argv=None) -> int:
         print("the lab needs root: it makes network namespaces (try: sudo make lab)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    # Python leaves SIGINT ignored if it started that way (a background job of
+    # a script, for one); Ctrl-C must always clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config, origin = stack_config(args.config)
     try:
         spec = stack_spec(config, label=f"{args.config.name}")

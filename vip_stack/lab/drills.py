@@ -431,9 +431,17 @@ class LabRun:
         start = self.event(f"load x{cores}")
         # Each burner stops by itself after the drill even if nobody kills it.
         burn = f"import time\nend = time.monotonic() + {seconds + 5}\nwhile time.monotonic() < end: pass\n"
-        burners = [self.lab.track(subprocess.Popen([sys.executable, "-c", burn], start_new_session=True))
-                   for _ in range(cores)]
+        burners: list[subprocess.Popen] = []
         try:
+            for _ in range(cores):
+                # Inside the lab's switch namespace, so that removing the lab's
+                # namespaces kills a burner even if Ctrl-C lands before it is
+                # tracked; and with no inherited output, so it never holds the
+                # lab's pipes open.
+                burners.append(self.lab.track(subprocess.Popen(
+                    ["ip", "netns", "exec", self.topology.switch.namespace, sys.executable, "-c", burn],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)))
             time.sleep(seconds)
         finally:
             for burner in burners:
