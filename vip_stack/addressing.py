@@ -32,5 +32,7 @@ def allocation_pools(cidr: str, gateway_ip: str, reserved: Iterable[str]) -> lis
     return pools
 
 
-def prefix_length(cidr: str) -> int:
-    return ipaddress.IPv4Network(cidr).prefixlen
+def default_gateway(cidr: str) -> str:
+    """Neutron's default gateway: the subnet's first host. The stack sets it
+    explicitly on the subnet it creates, so this and the subnet agree."""
+    return str(ipaddress.IPv4Network(cidr).network_address + 1)

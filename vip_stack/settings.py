@@ -20,6 +20,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from pulumi.errors import RunError
 
+from .addressing import default_gateway
+
 NAMESPACE = "keepalived-vip"
 
 # Defaults follow the reference procedure. Pulumi.yaml declares the same ones
@@ -608,10 +610,9 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     if create_network and subnet_cidr and vip_address:
         # The subnet is ours to create: its addresses can be checked right now,
         # and reported together with every other problem.
-        network = ipaddress.IPv4Network(subnet_cidr)
         reader.problems.extend(
             address_problems(
-                SubnetFacts(cidr=subnet_cidr, gateway_ip=str(network.network_address + 1)),
+                _created_subnet(subnet_cidr),
                 vip_address,
                 nodes,
                 subnet_key="subnetCidr",
@@ -652,11 +653,13 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     )
 
 
+def _created_subnet(cidr: str) -> SubnetFacts:
+    return SubnetFacts(cidr=str(ipaddress.IPv4Network(cidr)), gateway_ip=default_gateway(cidr))
+
+
 def planned_subnet(settings: Settings) -> SubnetFacts:
-    """The subnet the stack creates. Neutron's default gateway is the first host;
-    the stack sets it explicitly so this and the subnet agree."""
-    network = ipaddress.IPv4Network(settings.network.subnet_cidr)
-    return SubnetFacts(cidr=str(network), gateway_ip=str(network.network_address + 1))
+    """The subnet the stack creates."""
+    return _created_subnet(settings.network.subnet_cidr)
 
 
 def address_problems(

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..rendering import KEEPALIVED_CONF_PATH
-from ..settings import parse_settings
+from ..addressing import default_gateway
+from ..settings import DEFAULTS, parse_settings
 from .evaluate import Deployment, run_program
 from .fake_openstack import FakeCloud
 
@@ -69,13 +70,12 @@ def lab_cloud(config: dict[str, Any]) -> FakeCloud:
     cloud = FakeCloud.with_external_network(str(config.get("externalNetworkName") or "ext-net"))
     create = str(config.get("createNetwork", True)).lower() != "false"
     if not create:
-        cidr = str(config.get("subnetCidr") or "192.168.0.0/24")
-        network = ipaddress.IPv4Network(cidr)
+        cidr = str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
         cloud.add_existing_subnet(
-            network_name=str(config.get("networkName") or "mynetwork"),
-            subnet_name=str(config.get("subnetName") or "mysubnet"),
+            network_name=str(config.get("networkName") or DEFAULTS["networkName"]),
+            subnet_name=str(config.get("subnetName") or DEFAULTS["subnetName"]),
             cidr=cidr,
-            gateway_ip=str(network.network_address + 1),
+            gateway_ip=default_gateway(cidr),
         )
     return cloud
 
@@ -92,13 +92,11 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
             user_data=instance.input("userData"),
         ))
     jumphost_port = deployment.named(f"{settings.jumphost_name}-port", "Port")
-    subnet_cidr = next(
-        (s.input("cidr") for s in deployment.of_type("Subnet")),
-        str(config.get("subnetCidr") or "192.168.0.0/24"),
-    )
-    network = ipaddress.IPv4Network(subnet_cidr)
+    # The created subnet, or (createNetwork=false) the one lab_cloud stood in with.
     subnets = deployment.of_type("Subnet")
-    gateway = subnets[0].input("gatewayIp") if subnets else str(network.network_address + 1)
+    subnet_cidr = subnets[0].input("cidr") if subnets else str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
+    gateway = subnets[0].input("gatewayIp") if subnets else default_gateway(subnet_cidr)
+    network = ipaddress.IPv4Network(subnet_cidr)
     return LabSpec(
         label=label,
         vip=settings.vip_address,
