@@ -50,7 +50,6 @@ def find_existing_subnet(settings: Settings) -> SubnetFacts:
         gateway_ip=subnet.gateway_ip or None,
         network_id=network.id,
         subnet_id=subnet.id,
-        allocation_pools=tuple((pool.start, pool.end) for pool in subnet.allocation_pools or ()),
     )
 
 

@@ -220,7 +220,6 @@ class SubnetFacts:
     gateway_ip: Optional[str]
     network_id: Optional[str] = None
     subnet_id: Optional[str] = None
-    allocation_pools: tuple[tuple[str, str], ...] = ()
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -165,7 +165,6 @@ class KeepalivedService:
     def __init__(self, host: NodeHost):
         self.host = host
         self.process: Optional[subprocess.Popen] = None
-        self.started_at: Optional[float] = None
 
     def unit_texts(self) -> list[str]:
         texts = [t for t in (self.host.read_file(p) for p in UNIT_PATHS) if t]
@@ -184,7 +183,6 @@ class KeepalivedService:
             if result.returncode != 0 and not ignore_failure:
                 raise BootFailed(f"{self.host.name}: ExecStartPre {shlex.join(argv)} failed: {result.stderr.strip()}")
         self.process = track(self.host.popen(plan.start, "keepalived.log"))
-        self.started_at = time.monotonic()
         time.sleep(0.05)
         if self.process.poll() is not None:
             raise BootFailed(f"{self.host.name}: keepalived exited at once ({self.process.returncode}); "

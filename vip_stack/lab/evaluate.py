@@ -87,17 +87,6 @@ class Deployment:
                     if r.name == name and (short_type is None or r.short_type == short_type)]
         return match
 
-    def by_urn(self, urn: str) -> DeclaredResource:
-        (match,) = [r for r in self.resources if r.urn == urn]
-        return match
-
-    def by_id(self, resource_id: str) -> DeclaredResource:
-        (match,) = [r for r in self.resources if r.id == resource_id]
-        return match
-
-    def children_of(self, parent: DeclaredResource) -> list[DeclaredResource]:
-        return [r for r in self.resources if r.parent_urn == parent.urn]
-
 
 def config_values(config: dict[str, Any]) -> dict[str, str]:
     """Config as Pulumi hands it to a program: namespaced keys, text values,

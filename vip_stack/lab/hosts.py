@@ -165,17 +165,15 @@ class Topology:
     # A VM like the nodes, only without keepalived.
     jumphost: NodeHost
     ports: dict[str, str]  # host name -> its port on the switch
-    workdir: Path
 
 
 class Lab:
     """Creates the hosts and removes every namespace, process and directory of
     this run on close, whatever happened before."""
 
-    def __init__(self, prefix: Optional[str] = None, keep_workdir: bool = False):
+    def __init__(self, prefix: Optional[str] = None):
         self.prefix = prefix or new_run_prefix()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        self.keep_workdir = keep_workdir
         self.processes: list[subprocess.Popen] = []
         self._node_hosts: list[NodeHost] = []
 
@@ -204,7 +202,7 @@ class Lab:
         ports[jump_name] = "pj"
         switch.plug(ports[jump_name], jump.namespace, nic, f"{jump_address}/{prefix_length}", gateway)
         jump.start()
-        return Topology(switch=switch, nodes=hosts, jumphost=jump, ports=ports, workdir=self.workdir)
+        return Topology(switch=switch, nodes=hosts, jumphost=jump, ports=ports)
 
     def track(self, process: subprocess.Popen) -> subprocess.Popen:
         self.processes.append(process)
@@ -226,8 +224,7 @@ class Lab:
         for namespace in list_namespaces():
             if namespace.startswith(f"{self.prefix}-"):
                 delete_namespace(namespace)
-        if not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "Lab":
         return self

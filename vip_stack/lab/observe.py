@@ -34,15 +34,12 @@ class VipWatcher:
         self.holding: dict[str, bool] = {name: False for name in sources}
         self._lock = threading.Condition()
         self._pattern = re.compile(rf"\binet {re.escape(vip)}/")
-        self._threads = []
         for name, (monitor_argv, _) in sources.items():
             monitor = track(subprocess.Popen(
                 list(monitor_argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             ))
-            thread = threading.Thread(target=self._follow, args=(name, monitor), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            threading.Thread(target=self._follow, args=(name, monitor), daemon=True).start()
         # The monitors are subscribed (give a remote one time to start); now read where the VIP is, once.
         time.sleep(0.05)
         for name, (_, query_argv) in sources.items():
@@ -139,7 +136,6 @@ class Pinger:
         ))
         self._lock = threading.Lock()
         self._max_seq = 0
-        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._follow, daemon=True)
         self._thread.start()
 
