@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from vip_stack.lab import drills as drills_module
-from vip_stack.lab.boot import expand_command, parse_environment_file, parse_unit
+from vip_stack.lab.boot import BootFailed, KeepalivedService, expand_command, parse_environment_file, parse_unit, \
+    write_by_hand
 from vip_stack.lab.drills import run_drills
-from vip_stack.lab.hosts import leftovers, new_run_prefix
+from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
 from vip_stack.lab.netns import delete_namespace, list_namespaces
 from vip_stack.lab.report import format_table
 from vip_stack.lab.scenario import reference_spec, stack_spec
@@ -71,6 +72,65 @@ def test_the_unit_is_read_as_systemd_reads_it():
     environment = parse_environment_file('# comment\nDAEMON_ARGS="-D --vrrp"\n')
     assert expand_command(unit.exec_start, environment) == ["/usr/sbin/keepalived", "--dont-fork", "-D", "--vrrp"]
     assert expand_command(unit.exec_start, {}) == ["/usr/sbin/keepalived", "--dont-fork"]
+
+
+def one_node_lab(lab: Lab):
+    return lab.build(gateway_cidr="192.168.0.1/24", prefix_length=24, gateway="192.168.0.1",
+                     nodes=[("kld-vm-1", "192.168.0.11")], jumphost=("kld-jumphost-vm", "192.168.0.5"), nic="ens3")
+
+
+def test_a_rebooted_node_keeps_its_disk_and_nothing_else(lab_ready):
+    with Lab() as lab:
+        topology = one_node_lab(lab)
+        host = topology.nodes["kld-vm-1"]
+        host.run(["sh", "-c", "echo 1 > /run/keepalived.pid && echo kept > /etc/on-disk"])
+        host.run(["ip", "addr", "add", "192.168.0.254/24", "dev", "ens3"])
+        sleeper = lab.track(host.popen(["sleep", "600"], "sleep.log"))
+
+        host.reboot()
+
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL, "a reboot ends every process"
+        assert host.run(["ls", "-A", "/run"]).stdout == "", "/run starts empty, as a tmpfs does"
+        assert host.read_file("/etc/on-disk") == "kept\n"
+        nic = host.run(["ip", "-o", "-4", "addr", "show", "dev", "ens3"]).stdout
+        assert "192.168.0.11/24" in nic and "192.168.0.254" not in nic, "no stale VIP after a reboot"
+        assert host.run(["hostname"]).stdout.strip() == "kld-vm-1"
+        topology.jumphost.run(["ping", "-c", "1", "-W", "2", "192.168.0.11"])
+
+
+def test_a_replaced_node_is_a_new_host_on_the_same_port(lab_ready):
+    with Lab() as lab:
+        topology = one_node_lab(lab)
+        old = topology.nodes["kld-vm-1"]
+        old.run(["sh", "-c", "echo old > /etc/on-disk"])
+        mac = old.mac()
+
+        new = lab.replace(topology, "kld-vm-1")
+
+        assert topology.nodes["kld-vm-1"] is new and new is not old
+        assert new.read_file("/etc/on-disk") is None, "nothing of the old instance"
+        assert new.mac() == mac, "the Neutron port, and so its MAC, outlives the instance"
+        topology.jumphost.run(["ping", "-c", "1", "-W", "2", "192.168.0.11"])
+
+
+def test_keepalived_that_will_not_start_says_why_and_a_reboot_clears_stale_pid_files(lab_ready):
+    """What made CI flaky: after a crash, keepalived found its old pid file
+    naming a live process and exited 0 with "daemon is already running"."""
+    with Lab() as lab:
+        topology = one_node_lab(lab)
+        host = topology.nodes["kld-vm-1"]
+        write_by_hand(host, reference_spec("kld-pass").node("kld-vm-1").files)
+        squatter = lab.track(host.popen(["sleep", "600"], "squatter.log"))
+        host.run(["sh", "-c", f"echo {squatter.pid} > /run/keepalived.pid"])
+        service = KeepalivedService(host)
+
+        with pytest.raises(BootFailed, match="daemon is already running"):
+            service.start(lab.track)
+
+        host.reboot()
+        service.start(lab.track)
+        assert service.running
+        service.stop()
 
 
 def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):

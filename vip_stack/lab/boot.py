@@ -44,6 +44,17 @@ class BootFailed(RuntimeError):
     pass
 
 
+# How long keepalived may take to write its pid file after it is started.
+STARTUP_TIMEOUT = 10
+
+
+def _names_pid(pid_file, pid: int) -> bool:
+    try:
+        return pid_file.read_text().split()[0] == str(pid)
+    except (OSError, IndexError):
+        return False
+
+
 def apply_user_data(host: NodeHost, user_data: str) -> list[str]:
     """Hands the user data to cloud-init through a NoCloud seed, lets it
     consume it, then runs the modules that configure keepalived. Returns the
@@ -183,11 +194,25 @@ class KeepalivedService:
             if result.returncode != 0 and not ignore_failure:
                 raise BootFailed(f"{self.host.name}: ExecStartPre {shlex.join(argv)} failed: {result.stderr.strip()}")
         self.process = track(self.host.popen(plan.start, "keepalived.log"))
-        time.sleep(0.05)
-        if self.process.poll() is not None:
-            raise BootFailed(f"{self.host.name}: keepalived exited at once ({self.process.returncode}); "
-                             f"see {self.host.log_dir / 'keepalived.log'}")
+        # Up, as systemd's Type=notify would have it, once keepalived has
+        # written its own pid file; an exit before that is a failed start.
+        pid_file = self.host.run_dir / "keepalived.pid"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _names_pid(pid_file, self.process.pid):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                what = (f"exited at once ({self.process.returncode})" if self.process.poll() is not None
+                        else f"wrote no pid file within {STARTUP_TIMEOUT:g} s")
+                raise BootFailed(f"{self.host.name}: keepalived {what}; the end of its log:\n"
+                                 + self.log_tail())
+            time.sleep(0.01)
         return self.process
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of the node's keepalived log, for an error that must
+        make sense after the lab's directory is gone."""
+        log = self.host.log_dir / "keepalived.log"
+        text = log.read_text(errors="replace") if log.exists() else "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
     @property
     def running(self) -> bool:

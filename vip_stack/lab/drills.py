@@ -51,6 +51,8 @@ class LabRun:
         self.notes: list[str] = []
         self.topology: Optional[Topology] = None
         self.services: dict[str, KeepalivedService] = {}
+        # Node name -> what its image starts at every boot, besides keepalived.
+        self.boot_units: dict[str, list[Callable[[], Any]]] = {}
         self.cut: set[str] = set()  # nodes whose cable is pulled
         self.watcher: Optional[VipWatcher] = None
         self.pinger: Optional[Pinger] = None
@@ -112,9 +114,15 @@ class LabRun:
         self.services_behind_vip: dict[str, subprocess.Popen] = {}
         if spec.health_check:
             for name in self.topology.nodes:
-                self.start_service(name)
+                self.on_every_boot(name, lambda name=name: self.start_service(name))
             self.say(f"a stand-in service answers http://127.0.0.1:{SERVICE_PORT}/healthz on every node "
                      "(what the health check watches)")
+
+    def on_every_boot(self, name: str, start: Callable[[], Any]) -> None:
+        """Something the node's image starts at boot (an enabled unit): started
+        now, and again whenever the node reboots."""
+        self.boot_units.setdefault(name, []).append(start)
+        start()
 
     def start_service(self, name: str) -> None:
         """The service the VIP fronts, as the health check sees it: an HTTP
@@ -149,7 +157,8 @@ class LabRun:
         apply_user_data(jumphost, "#cloud-config\n{}\n")
         user = serve_ssh(jumphost, self.spec.jumphost_address, public_key, self.lab.track)
         for node in self.spec.nodes:
-            serve_ssh(self.topology.nodes[node.name], node.address, public_key, self.lab.track)
+            self.on_every_boot(node.name, lambda node=node: serve_ssh(
+                self.topology.nodes[node.name], node.address, public_key, self.lab.track))
         self.say(f"sshd listens on the jumphost and every node; login {user}")
         return user
 
@@ -188,11 +197,15 @@ class LabRun:
         return at
 
     def recover(self, name: str) -> float:
-        """The crashed VM boots again: no stale VIP on its NIC, cable back, keepalived started."""
-        host = self.topology.nodes[name]
-        host.run(["ip", "addr", "del", f"{self.spec.vip}/{self.spec.prefix_length}", "dev", host.nic], check=False)
+        """The crashed VM boots again, as a reset VM does: every process gone,
+        /run empty, only its own address on the NIC; the cable back; what
+        the image enables started, keepalived last."""
+        self.services_behind_vip.pop(name, None)
+        self.topology.nodes[name].reboot()
         self.topology.switch.set_port(self.topology.ports[name], up=True)
         self.cut.discard(name)
+        for start in self.boot_units.get(name, []):
+            start()
         return self.start(name)
 
     def restore(self) -> None:

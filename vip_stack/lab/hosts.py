@@ -7,6 +7,12 @@ and UTS namespaces in which /etc, /var and /home are overlays on the
 machine's own (writes land in the lab's directory, never in the machine's) and /run is
 private. A holder process keeps those namespaces alive; every command on the
 host enters them with nsenter, so cloud-init and keepalived see one machine.
+
+A host can reboot, as a VM does after a crash: every process on it dies, the
+disk (/etc, /var, /home) stays, /run starts empty (on a VM it is a tmpfs) and
+the NIC comes up with only its own address. A node that is replaced gets a
+new host instead, with nothing of the old one but its switch port, address
+and MAC (a Neutron port outlives the instances booted on it).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .netns import add_namespace, delete_namespace, list_namespaces, run
+from .netns import add_namespace, alive, delete_namespace, list_namespaces, run
 
 BRIDGE = "br0"
 
@@ -45,15 +51,21 @@ class Switch:
         run(["ip", "-n", self.namespace, "addr", "add", self.gateway_cidr, "dev", BRIDGE])
         run(["ip", "-n", self.namespace, "link", "set", BRIDGE, "up"])
 
-    def plug(self, port: str, host_namespace: str, nic: str, address_cidr: str, gateway: str) -> None:
-        """A cable from the bridge to a host: the host's end is its NIC."""
-        run(["ip", "-n", self.namespace, "link", "add", port, "type", "veth",
-             "peer", "name", nic, "netns", host_namespace])
+    def plug(self, port: str, host: "NodeHost", address_cidr: str, gateway: str,
+             mac: Optional[str] = None) -> None:
+        """A cable from the bridge to a host: the host's end is its NIC, which
+        comes up configured as DHCP would configure it."""
+        peer = ["peer", "name", host.nic] + (["address", mac] if mac else []) + ["netns", host.namespace]
+        run(["ip", "-n", self.namespace, "link", "add", port, "type", "veth", *peer])
         run(["ip", "-n", self.namespace, "link", "set", port, "master", BRIDGE])
         run(["ip", "-n", self.namespace, "link", "set", port, "up"])
-        run(["ip", "-n", host_namespace, "addr", "add", address_cidr, "dev", nic])
-        run(["ip", "-n", host_namespace, "link", "set", nic, "up"])
-        run(["ip", "-n", host_namespace, "route", "add", "default", "via", gateway, "dev", nic])
+        host.address_cidr, host.gateway = address_cidr, gateway
+        host.configure_nic()
+
+    def unplug(self, port: str) -> None:
+        """Removes a cable, both ends at once (a namespace's deletion would
+        take its end only some time later)."""
+        run(["ip", "-n", self.namespace, "link", "del", port])
 
     def set_port(self, port: str, up: bool) -> None:
         """Pulls or plugs a host's cable: its NIC loses or regains carrier."""
@@ -77,18 +89,42 @@ class NodeHost:
         self.etc_upper = root / "etc"
         self.var_upper = root / "var"
         self.home_upper = root / "home"
-        self.run_dir = root / "run"
         self.log_dir = root / "log"
+        self.boots = 0
+        # Set when the host is plugged into the switch.
+        self.address_cidr: Optional[str] = None
+        self.gateway: Optional[str] = None
         self._holder: Optional[subprocess.Popen] = None
+
+    @property
+    def run_dir(self) -> Path:
+        """What the host sees as /run in its current boot: a new, empty
+        directory every boot, so nothing (a pid file above all) survives a reboot."""
+        return self.root / f"run.{self.boots}"
 
     def create(self) -> None:
         add_namespace(self.namespace)
-        for directory in (self.etc_upper, self.var_upper, self.home_upper, self.run_dir, self.log_dir,
+        for directory in (self.etc_upper, self.var_upper, self.home_upper, self.log_dir,
                           self.root / "etc-work", self.root / "var-work", self.root / "home-work"):
             directory.mkdir(parents=True, exist_ok=True)
 
+    def configure_nic(self) -> None:
+        """The NIC as it is after boot: up, with the port's own address and
+        the default route, and nothing else (no VIP left from before)."""
+        run(["ip", "-n", self.namespace, "addr", "flush", "dev", self.nic])
+        run(["ip", "-n", self.namespace, "addr", "add", self.address_cidr, "dev", self.nic])
+        run(["ip", "-n", self.namespace, "link", "set", self.nic, "up"])
+        run(["ip", "-n", self.namespace, "route", "replace", "default", "via", self.gateway, "dev", self.nic])
+
+    def mac(self) -> str:
+        return run(["ip", "-n", self.namespace, "-o", "link", "show", "dev", self.nic]).stdout.split(
+            "link/ether ")[1].split()[0]
+
     def start(self) -> None:
-        """Mounts the overlays in a new mount namespace and keeps it open."""
+        """Boots the host: mounts the overlays and a fresh /run in a new mount
+        namespace and keeps it open."""
+        self.boots += 1
+        self.run_dir.mkdir(parents=True)
         # The host's own name resolves, as on a cloud image (sudo asks for it).
         hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
         self.write_file("/etc/hosts", hosts + f"127.0.1.1 {self.name}\n")
@@ -129,12 +165,20 @@ class NodeHost:
         return run(self.enter(argv), check=check, timeout=timeout)
 
     def popen(self, argv: Sequence[str], log_name: str) -> subprocess.Popen:
+        """Starts argv on the host; it is on the host (a reboot ends it) by the time this returns."""
         log = open(self.log_dir / log_name, "ab")
         try:
-            return subprocess.Popen(self.enter(argv), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(self.enter(argv), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
+        host_mounts = _mount_namespace(self._holder.pid)
+        deadline = time.monotonic() + 5
+        while _mount_namespace(process.pid) != host_mounts and process.poll() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {argv[0]} did not enter the host within 5 s")
+            time.sleep(0.001)
+        return process
 
     def write_file(self, path: str, content: str, mode: int = 0o644) -> None:
         """Writes a file as the host sees it at `path` (under /etc or /var)."""
@@ -151,11 +195,51 @@ class NodeHost:
         result = self.run(["cat", path], check=False)
         return result.stdout if result.returncode == 0 else None
 
+    def processes(self) -> list[int]:
+        """Every live process on this host (in its mount namespace), the holder included."""
+        if self._holder is None or self._holder.poll() is not None:
+            return []
+        mine = _mount_namespace(self._holder.pid)
+        if mine is None:
+            return []
+        return [int(entry) for entry in os.listdir("/proc")
+                if entry.isdigit() and _mount_namespace(int(entry)) == mine and alive(entry)]
+
     def stop(self) -> None:
+        """Power off: every process on the host dies at once, and its mounts with them."""
+        pids = self.processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._holder is not None and self._holder.poll() is None:
             os.killpg(self._holder.pid, signal.SIGKILL)
+        if self._holder is not None:
             self._holder.wait(timeout=10)
+        # The overlays cannot be mounted again while an old process keeps the
+        # old mount namespace alive.
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: processes {[p for p in pids if alive(p)]} outlived SIGKILL")
+            time.sleep(0.01)
         self._holder = None
+
+    def reboot(self) -> None:
+        """What a VM's reset does: everything running dies, the disk stays, /run
+        and the NIC's addresses start afresh."""
+        self.stop()
+        self.configure_nic()
+        self.start()
+
+
+
+def _mount_namespace(pid: int) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 @dataclass
@@ -176,6 +260,7 @@ class Lab:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.processes: list[subprocess.Popen] = []
         self._node_hosts: list[NodeHost] = []
+        self._replacements = 0
 
     def namespace(self, role: str) -> str:
         return f"{self.prefix}-{role}"
@@ -192,7 +277,7 @@ class Lab:
             host.create()
             self._node_hosts.append(host)
             ports[name] = f"p{index}"
-            switch.plug(ports[name], host.namespace, nic, f"{address}/{prefix_length}", gateway)
+            switch.plug(ports[name], host, f"{address}/{prefix_length}", gateway)
             host.start()
             hosts[name] = host
         jump_name, jump_address = jumphost
@@ -200,9 +285,29 @@ class Lab:
         jump.create()
         self._node_hosts.append(jump)
         ports[jump_name] = "pj"
-        switch.plug(ports[jump_name], jump.namespace, nic, f"{jump_address}/{prefix_length}", gateway)
+        switch.plug(ports[jump_name], jump, f"{jump_address}/{prefix_length}", gateway)
         jump.start()
         return Topology(switch=switch, nodes=hosts, jumphost=jump, ports=ports)
+
+    def replace(self, topology: Topology, name: str) -> NodeHost:
+        """A node's instance is replaced: the old host goes with all it had,
+        a new one is plugged into the same switch port with the same address
+        and MAC (the node's Neutron port stays), and booted empty."""
+        old = topology.nodes[name]
+        mac, address_cidr, gateway = old.mac(), old.address_cidr, old.gateway
+        old.stop()
+        topology.switch.unplug(topology.ports[name])
+        delete_namespace(old.namespace)
+        shutil.rmtree(old.root, ignore_errors=True)
+        self._node_hosts.remove(old)
+        self._replacements += 1
+        new = NodeHost(name, old.namespace, old.nic, self.workdir / f"{name}.{self._replacements}")
+        new.create()
+        self._node_hosts.append(new)
+        topology.switch.plug(topology.ports[name], new, address_cidr, gateway, mac=mac)
+        new.start()
+        topology.nodes[name] = new
+        return new
 
     def track(self, process: subprocess.Popen) -> subprocess.Popen:
         self.processes.append(process)

@@ -50,12 +50,13 @@ def delete_namespace(name: str) -> None:
     # Wait until they are dead (gone, or zombies waiting for their parent).
     deadline = time.monotonic() + 5
     for pid in pids:
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.01)
     run(["ip", "netns", "del", name], check=False)
 
 
-def _alive(pid: str) -> bool:
+def alive(pid) -> bool:
+    """Running or stopped: anything but gone, or a zombie waiting for its parent."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
