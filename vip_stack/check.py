@@ -23,15 +23,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .lab.observe import Pinger, VipWatcher
+from .remote import RemoteError, Ssh
 
 REQUIRED_OUTPUTS = ("vipAddress", "jumphostFloatingIp", "nodes")
 
 
-class CheckError(Exception):
-    """A problem the user can act on, said in their terms."""
+# The check's problems are the same kind as reaching a node's: said in the user's terms.
+CheckError = RemoteError
 
 
 @dataclass(frozen=True)
@@ -65,58 +66,6 @@ def parse_outputs(text: str) -> Deployment:
     except (KeyError, TypeError, ValueError) as error:
         raise CheckError(f"the nodes output is not a list of {{name, ipAddress, priority}}: {error}") from error
     return Deployment(vip=outputs["vipAddress"], jumphost=outputs["jumphostFloatingIp"], nodes=nodes)
-
-
-# What OpenSSH prints, and what the user should do about it.
-SSH_PROBLEMS = (
-    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
-     "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
-     "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key"),
-    (re.compile(r"Permission denied"),
-     "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
-     "or pass --user for the image's user"),
-    (re.compile(r"Connection timed out|No route to host|Connection refused|Network is unreachable|"
-                r"Could not resolve|timed out"),
-     "cannot reach {host} on port 22: is the stack up, and is your address in sshAllowedCidrs?"),
-)
-
-
-@dataclass
-class Ssh:
-    jumphost: str
-    user: str = "ubuntu"
-    config_file: Optional[str] = None
-    connect_timeout: int = 10
-
-    def _base(self) -> list[str]:
-        argv = ["ssh"]
-        if self.config_file:
-            argv += ["-F", self.config_file]
-        return argv + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
-                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
-
-    def on_jumphost(self, command: str) -> list[str]:
-        return self._base() + [f"{self.user}@{self.jumphost}", "--", command]
-
-    def on_node(self, address: str, command: str) -> list[str]:
-        return self._base() + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command]
-
-    def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        try:
-            result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as error:
-            raise CheckError(f"{host} did not answer within {timeout:g} s") from error
-        if result.returncode == 255:
-            raise CheckError(self.explain(result.stderr, host))
-        return result
-
-    def explain(self, stderr: str, host: str) -> str:
-        # Through ProxyJump, a failure may be the jumphost's or the node's.
-        for pattern, advice in SSH_PROBLEMS:
-            if pattern.search(stderr):
-                return advice.format(host=host, user=self.user) + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
-        return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""Reaching the nodes the way a user does: OpenSSH through the jumphost's
+floating IP (ProxyJump), with the user's own ssh config and agent.
+
+The rollout uses it to drain a node and to see a replaced one back in service;
+the check command (`vip_stack.check`) uses it against a deployment.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+class RemoteError(Exception):
+    """A problem the user can act on, said in their terms."""
+
+
+# What OpenSSH prints, and what the user should do about it.
+SSH_PROBLEMS = (
+    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
+     "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
+     "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key"),
+    (re.compile(r"Permission denied"),
+     "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
+     "or pass --user for the image's user"),
+    (re.compile(r"Connection timed out|No route to host|Connection refused|Network is unreachable|"
+                r"Could not resolve|timed out"),
+     "cannot reach {host} on port 22: is the stack up, and is your address in sshAllowedCidrs?"),
+)
+
+
+@dataclass
+class Ssh:
+    jumphost: str
+    user: str = "ubuntu"
+    config_file: Optional[str] = None
+    connect_timeout: int = 10
+    # Where the nodes' host keys are kept, and whether a new one is accepted.
+    # None: the user's known_hosts, as for any host. A rollout passes a file
+    # of its own, since every replaced node comes with a new key; the
+    # jumphost's key is still checked against the user's known_hosts.
+    node_known_hosts: Optional[str] = None
+
+    def _base(self) -> list[str]:
+        argv = ["ssh"]
+        if self.config_file:
+            argv += ["-F", self.config_file]
+        return argv + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+
+    def on_jumphost(self, command: str) -> list[str]:
+        return self._base() + [f"{self.user}@{self.jumphost}", "--", command]
+
+    def on_node(self, address: str, command: str) -> list[str]:
+        # Options on the command line apply to the node, not to the jump.
+        known_hosts = (["-o", f"UserKnownHostsFile={self.node_known_hosts}",
+                        "-o", "StrictHostKeyChecking=accept-new"] if self.node_known_hosts else [])
+        return (self._base() + known_hosts
+                + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command])
+
+    def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as error:
+            raise RemoteError(f"{host} did not answer within {timeout:g} s") from error
+        except OSError as error:
+            raise RemoteError(f"cannot run ssh: {error}") from error
+        if result.returncode == 255:
+            raise RemoteError(self.explain(result.stderr, host))
+        return result
+
+    def explain(self, stderr: str, host: str) -> str:
+        # Through ProxyJump, a failure may be the jumphost's or the node's.
+        for pattern, advice in SSH_PROBLEMS:
+            if pattern.search(stderr):
+                return advice.format(host=host, user=self.user) + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
+        return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
