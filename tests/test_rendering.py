@@ -277,7 +277,9 @@ def test_the_notify_hook_gets_the_new_state_and_is_logged(tmp_path):
 def test_gratuitous_arp_is_repeated_and_refreshed():
     text = render_keepalived_conf(configs()[0])
     for line in ("garp_master_delay 1", "garp_master_repeat 3", "garp_master_refresh 5",
-                 "garp_master_refresh_repeat 2"):
+                 "garp_master_refresh_repeat 2",
+                 # After a partition heals: the other side's last advert makes the master announce the VIP.
+                 "garp_lower_prio_repeat 3", "garp_lower_prio_delay 1", "higher_prio_send_advert true"):
         assert f"    {line}\n" in text
 
 

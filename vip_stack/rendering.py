@@ -45,6 +45,12 @@ class GarpSettings:
     master_repeat: int = 3
     refresh: int = 5
     refresh_repeat: int = 2
+    # A master that hears a lower priority's advert (a partition has healed,
+    # and the other side claimed the VIP meanwhile) announces itself at
+    # once, instead of leaving neighbours on the other side's MAC until the
+    # next refresh.
+    lower_prio_repeat: int = 3
+    lower_prio_delay: int = 1
 
 
 GARP = GarpSettings()

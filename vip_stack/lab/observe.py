@@ -154,6 +154,17 @@ class Pinger:
                 self._max_seq = max(self._max_seq, int(unanswered.group(1)))
                 self.sequence.append((now, self._max_seq))
 
+    def wait_for_reply(self, after: float, timeout: float) -> Optional[float]:
+        """Waits until a reply arrives later than `after`; returns when it did, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                later = [t for t in self.replies[-50:] if t > after]
+            if later:
+                return later[0]
+            time.sleep(0.01)
+        return None
+
     def mark(self) -> tuple[float, int]:
         """A point in time and the count of replies so far, to measure a window from."""
         with self._lock:
