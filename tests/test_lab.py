@@ -20,7 +20,7 @@ from vip_stack.lab.drills import run_drills
 from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
 from vip_stack.lab.netns import delete_namespace, list_namespaces
 from vip_stack.lab.report import format_table
-from vip_stack.lab.scenario import reference_spec, stack_spec
+from vip_stack.lab.scenario import reference_spec, rollout_spec, stack_spec
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
@@ -133,9 +133,22 @@ def test_keepalived_that_will_not_start_says_why_and_a_reboot_clears_stale_pid_f
         service.stop()
 
 
+def assert_rolled_out_one_at_a_time(rollout, spec):
+    assert rollout["order"] == ["kld-vm-2", "kld-vm-1"], "lowest priority first, the master last"
+    assert [step["node"] for step in rollout["steps"]] == rollout["order"]
+    assert all("keepalived stopped" in step["drain"][0] for step in rollout["steps"]), "each node drained first"
+    assert rollout["holder"] == ["kld-vm-1"]
+    # Drained, the master hands over after the backup's skew, never after a crash's master down interval.
+    assert rollout["longest_ping_gap_s"] <= spec.skew(90) + spec.advert_interval < spec.master_down_interval(90)
+    assert rollout["pings_received"] > 0
+
+
 def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     spec = stack_spec(EXAMPLE_CONFIG)
-    result = run_drills(spec, drills=["graceful", "restart", "crash"], progress=None)
+    # A change old and new nodes agree on: the VRRP group stays one throughout.
+    new_priorities = [{"name": "kld-vm-1", "priority": 150}, {"name": "kld-vm-2", "priority": 90}]
+    result = run_drills(spec, drills=["graceful", "restart", "crash", "rollout"], progress=None,
+                        rollout_to=rollout_spec(EXAMPLE_CONFIG, {"nodes": new_priorities}, spec))
     drills = result["drills"]
     print(format_table(result))
 
@@ -158,6 +171,11 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     assert (crash["from"], crash["to"]) == ("kld-vm-1", "kld-vm-2")
     assert crash["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
     assert crash["pings_received"] > 0
+
+    assert_rolled_out_one_at_a_time(drills["rollout"], spec)
+    # Nodes that agree share one VRRP group: two holders at most for the moment
+    # between the new master starting as MASTER and the backup hearing it.
+    assert drills["rollout"]["both_claimed_s"] < spec.advert_interval
 
     assert result["passed"], format_table(result)
     assert result["ping"]["received"] > 0
@@ -206,8 +224,10 @@ FAST = {**EXAMPLE_CONFIG, "advertInterval": "0.2",
 def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     spec = stack_spec(FAST)
     assert spec.vrrp_version == 3 and spec.health_check == (1, 2, 2) and spec.notify
-    result = run_drills(spec, drills=["graceful", "crash", "health", "steady", "notify"], progress=None,
-                        steady_seconds=5)
+    # A change old and new nodes cannot agree on: they do not hear each other
+    # until the last old node is gone.
+    result = run_drills(spec, drills=["graceful", "crash", "health", "steady", "rollout", "notify"], progress=None,
+                        steady_seconds=5, rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec))
     print(format_table(result))
     drills = result["drills"]
     # VRRP v3 timers at 0.2 s: the whole takeover fits in one master down interval.
@@ -218,6 +238,7 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     assert health["failover_s"] <= (2 + 1) * 1 + spec.master_down_interval(90)
     assert health["recovery_s"] is not None, "the node whose service came back takes the VIP again"
     assert drills["steady under load"]["transitions"] == 0
+    assert_rolled_out_one_at_a_time(drills["rollout"], spec)
     notify = drills["notify hook"]
     assert notify["kld-vm-1"]["master_runs"] == notify["kld-vm-1"]["vip_gains"] >= 1
     assert result["passed"], format_table(result)

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from vip_stack.rendering import KEEPALIVED_CONF_PATH
+from vip_stack.rendering import KEEPALIVED_CONF_PATH, NOTIFY_SCRIPT_PATH
 from vip_stack.settings import InvalidConfig
 
 from .harness import EXAMPLE_CONFIG, EXAMPLE_PASSWORD, FakeCloud, run_program
@@ -137,7 +137,7 @@ def test_the_nodes_boot_on_their_ports_in_an_anti_affinity_group_without_floatin
         assert instance.input("name") == name
         assert instance.input("networks") == [{"port": ports[name].id}]
         assert instance.input("schedulerHints") == [{"group": group.id}]
-        assert instance.input("imageName") == "Ubuntu-22.04"
+        assert instance.input("imageId") == FakeCloud().images["Ubuntu-22.04"], "the image Glance has under imageName today"
         assert instance.input("flavorName") == "STD2-1-2"
         assert ports[name].id not in floating_ports
         assert not instance.input("securityGroups"), "security groups belong on the port"
@@ -280,7 +280,8 @@ def test_multicast_sub_second_and_fixed_interface_reach_the_user_data():
     assert "unicast" not in text
     assert "vrrp_version 3" in text and "advert_int 0.5" in text and "auth_pass" not in text
     assert "interface eth1" in text
-    assert len(user_data_of(deployment, "kld-vm-1")["write_files"]) == 1
+    written = [f["path"] for f in user_data_of(deployment, "kld-vm-1")["write_files"]]
+    assert written == [KEEPALIVED_CONF_PATH, NOTIFY_SCRIPT_PATH], "no interface detection with a fixed interface"
     for instance in deployment.of_type("Instance"):
         assert instance.input("keyPair") == "ops"
 

@@ -63,3 +63,10 @@ def test_the_example_stack_sets_every_key_but_the_secret_and_the_health_check():
     assert all(key.startswith("keepalived-vip:") for key in stack)
     assert set(config_from_stack_file(PROJECT_DIR / "Pulumi.dev.yaml")) == (
         set(ALL_KEYS) - set(SECRET_KEYS) - {"healthCheck"})
+
+
+def test_the_readme_table_documents_every_key():
+    readme = (PROJECT_DIR / "README.md").read_text()
+    section = readme.split("## Configuration (namespace `keepalived-vip`)")[1].split("\n## ")[0]
+    documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert documented == set(ALL_KEYS)

@@ -5,6 +5,7 @@ Debian's `keepalived -t` in a namespace that has the interface, and
 import itertools
 import re
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from vip_stack.rendering import (
     KEEPALIVED_CONF_PATH,
     NOTIFY_LOG_PATH,
     NOTIFY_SCRIPT_PATH,
+    VRRP_STATE_PATH,
     SCRIPT_USER,
     KEEPALIVED_DROPIN_PATH,
     VRRP_INTERFACE_CONF_PATH,
@@ -95,7 +97,7 @@ def test_a_set_interface_is_written_as_is():
     assert "include" not in text and "$VRRP_INTERFACE" not in text
     assert "interface eth1" in text
     paths = [f["path"] for f in yaml.safe_load(render_user_data(configs(interface="eth1")[0]))["write_files"]]
-    assert paths == [KEEPALIVED_CONF_PATH]
+    assert paths == [KEEPALIVED_CONF_PATH, NOTIFY_SCRIPT_PATH]
 
 
 def test_the_user_data_installs_keepalived_and_writes_its_config_privately():
@@ -256,10 +258,29 @@ def test_a_health_check_is_tracked_and_runs_unprivileged():
     assert script_user["shell"] == "/usr/sbin/nologin"
 
 
-def test_no_scripts_no_script_user():
+def test_without_a_health_check_or_notify_command_no_script_user_is_made():
     config = configs()[0]
-    assert "enable_script_security" not in render_keepalived_conf(config)
+    text = render_keepalived_conf(config)
+    assert "enable_script_security" in text, "the state-recording notify script runs on every node"
+    assert "script_user" not in text
     assert "users" not in yaml.safe_load(render_user_data(config))
+
+
+def test_every_node_records_its_vrrp_state_for_the_rollout(tmp_path):
+    """With no notifyCommand too: the rollout reads the state to know a
+    replaced node has joined the VRRP group."""
+    state = tmp_path / "run" / "keepalived-vip" / "vrrp-state"
+    config = configs()[0]
+    assert f"notify {NOTIFY_SCRIPT_PATH} root" in render_keepalived_conf(config)
+    script = tmp_path / "notify.sh"
+    script.write_text(render_notify_script(None).replace(str(Path(VRRP_STATE_PATH).parent), str(state.parent)))
+    # keepalived runs its scripts with umask 077; the state must still be readable by the login user.
+    ran = subprocess.run(["sh", "-c", f"umask 077; sh {script} INSTANCE VI_254 BACKUP 90"], capture_output=True,
+                         text=True)
+    assert ran.returncode == 0, ran.stderr
+    recorded, since = state.read_text().split()
+    assert recorded == "BACKUP" and abs(float(since) - time.time()) < 5
+    assert state.stat().st_mode & 0o777 == 0o644 and state.parent.stat().st_mode & 0o777 == 0o755
 
 
 def test_the_notify_hook_gets_the_new_state_and_is_logged(tmp_path):

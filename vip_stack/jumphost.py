@@ -15,7 +15,7 @@ class JumphostArgs:
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     security_group_id: pulumi.Input[str]
-    image_name: str
+    image_id: str
     flavor_name: str
     key_pair_name: Optional[str]
     external_network_name: str
@@ -39,7 +39,7 @@ class Jumphost(pulumi.ComponentResource):
         self.instance = openstack.compute.Instance(
             args.name,
             name=args.name,
-            image_name=args.image_name,
+            image_id=args.image_id,
             flavor_name=args.flavor_name,
             key_pair=args.key_pair_name,
             networks=[openstack.compute.InstanceNetworkArgs(port=self.port.id)],

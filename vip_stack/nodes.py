@@ -1,16 +1,26 @@
 """The keepalived nodes: one port each that may carry the VIP, one instance
-each that configures itself at boot from cloud-init user data."""
+each that configures itself at boot from cloud-init user data, and one gate
+each that makes changes roll out one node at a time (see rollout.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_openstack as openstack
 
-from .rendering import plan_keepalived, render_user_data
+from .rendering import plan_keepalived, render_keepalived_conf, render_user_data
+from .rollout import NodeInService, NodeInServiceArgs, config_fingerprint, fixed_wait_warning, rollout_order
 from .settings import Settings
+
+# Every input whose change would otherwise rebuild or resize the instance in
+# place, all nodes at once: as a replacement it goes through the rollout.
+ROLLED_OUT_INPUTS = ["imageId", "flavorId", "flavorName"]
+
+
+def node_port_name(node_name: str) -> str:
+    return f"{node_name}-port"
 
 
 @dataclass
@@ -20,6 +30,13 @@ class KeepalivedNodesArgs:
     subnet_id: pulumi.Input[str]
     subnet_cidr: str
     security_group_id: pulumi.Input[str]
+    # imageName as resolved before the update.
+    image_id: str
+    # Where the rollout reaches the nodes from (the jumphost's floating IP).
+    jumphost_address: pulumi.Input[str]
+    # Nodes already running: changes roll out one at a time. None running (a
+    # first deployment): the nodes are created side by side.
+    serving_nodes: Sequence[str] = field(default_factory=tuple)
 
 
 class KeepalivedNodes(pulumi.ComponentResource):
@@ -27,11 +44,16 @@ class KeepalivedNodes(pulumi.ComponentResource):
     instances: dict[str, openstack.compute.Instance]
     # Node name -> rendered cloud-config, a secret: it holds the VRRP password.
     user_data: dict[str, pulumi.Output[str]]
+    # Node name -> its gate in the rollout.
+    in_service: dict[str, NodeInService]
 
     def __init__(self, name: str, args: KeepalivedNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("keepalived-vip:openstack:KeepalivedNodes", name, None, opts)
         settings = args.settings
+        rollout = settings.rollout
         child = pulumi.ResourceOptions(parent=self)
+        if not rollout.uses_ssh:
+            pulumi.log.warn(fixed_wait_warning(rollout.fixed_wait_seconds), resource=self)
 
         # One hypervisor failure must not take every node, or the VIP has
         # nowhere to go.
@@ -42,8 +64,8 @@ class KeepalivedNodes(pulumi.ComponentResource):
         self.node_ports = {}
         for node in settings.nodes:
             self.node_ports[node.name] = openstack.networking.Port(
-                f"{node.name}-port",
-                name=f"{node.name}-port",
+                node_port_name(node.name),
+                name=node_port_name(node.name),
                 network_id=args.network_id,
                 fixed_ips=[
                     openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=node.ip_address)
@@ -64,30 +86,59 @@ class KeepalivedNodes(pulumi.ComponentResource):
         names = [node.name for node in settings.nodes]
         addresses = pulumi.Output.all(*(self.node_addresses[n] for n in names))
         keepalived_configs = pulumi.Output.all(addresses, settings.vrrp.password.output()).apply(
-            lambda pair: plan_keepalived(
-                settings, dict(zip(names, pair[0])), args.subnet_cidr, pair[1]
-            )
+            lambda pair: dict(zip(names, plan_keepalived(settings, dict(zip(names, pair[0])), args.subnet_cidr,
+                                                         pair[1])))
         )
         self.user_data = {}
         self.instances = {}
-        for index, node in enumerate(settings.nodes):
+        self.in_service = {}
+        rolling = bool(args.serving_nodes)
+        previous: Optional[NodeInService] = None
+        for node in rollout_order(settings.nodes):
+            config = keepalived_configs.apply(lambda configs, name=node.name: configs[name])
             # Output.secret again, though the password already makes it one:
             # the user data must stay secret even if its inputs change.
-            self.user_data[node.name] = pulumi.Output.secret(
-                keepalived_configs.apply(lambda configs, i=index: render_user_data(configs[i]))
-            )
+            self.user_data[node.name] = pulumi.Output.secret(config.apply(render_user_data))
             self.instances[node.name] = openstack.compute.Instance(
                 node.name,
                 name=node.name,
-                image_name=settings.image_name,
+                image_id=args.image_id,
                 flavor_name=settings.flavor_name,
                 key_pair=settings.key_pair_name,
                 networks=[openstack.compute.InstanceNetworkArgs(port=self.node_ports[node.name].id)],
                 scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=self.server_group.id)],
                 user_data=self.user_data[node.name],
-                # The replacement boots on the same port, which can belong to
-                # one instance at a time: the old one must go first.
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # The replacement boots on the same port, which can belong
+                    # to one instance at a time: the old one must go first.
+                    delete_before_replace=True,
+                    replace_on_changes=ROLLED_OUT_INPUTS,
+                    # Not before the node ahead of it in the rollout is back
+                    # in service; on a first deployment nothing serves the VIP
+                    # yet, and the nodes are created side by side.
+                    depends_on=[previous] if rolling and previous is not None else [],
+                ),
+            )
+            peers = [self.node_addresses[other] for other in names if other != node.name]
+            previous = self.in_service[node.name] = NodeInService(
+                f"{node.name}-in-service",
+                NodeInServiceArgs(
+                    node_name=node.name,
+                    instance_id=self.instances[node.name].id,
+                    address=self.node_addresses[node.name],
+                    peers=peers,
+                    vip=settings.vip_address,
+                    jumphost=args.jumphost_address,
+                    ssh_user=rollout.ssh_user,
+                    check=rollout.check,
+                    timeout_seconds=rollout.timeout_seconds,
+                    fixed_wait_seconds=rollout.fixed_wait_seconds,
+                    wait=rolling,
+                    settle_seconds=round(settings.vrrp.master_down_interval(node.priority), 3),
+                    config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
+                ),
+                opts=child,
             )
 
         self.nodes_output = pulumi.Output.all(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Mapping, Optional, Sequence
 
 import jinja2
@@ -29,6 +29,9 @@ HEALTH_CHECK_PATH = "/etc/keepalived/health-check.sh"
 HEALTH_CHECK_NAME = "chk_service"
 NOTIFY_SCRIPT_PATH = "/etc/keepalived/notify.sh"
 NOTIFY_LOG_PATH = "/var/log/keepalived-vip-notify.log"
+# The node's VRRP state as keepalived last announced it (MASTER, BACKUP,
+# FAULT, STOP), written by the notify script.
+VRRP_STATE_PATH = "/run/keepalived-vip/vrrp-state"
 # The unprivileged user keepalived runs health checks as; cloud-init creates it.
 SCRIPT_USER = "keepalived_script"
 
@@ -64,6 +67,7 @@ _environment = jinja2.Environment(
     autoescape=False,
 )
 _environment.filters["shell_quote"] = shlex.quote
+_environment.filters["dirname"] = lambda path: str(PurePosixPath(path).parent)
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,9 @@ def render_keepalived_conf(config: KeepalivedConfig) -> str:
         health_check=config.health_check,
         health_check_name=HEALTH_CHECK_NAME,
         health_check_path=HEALTH_CHECK_PATH,
-        notify_script_path=NOTIFY_SCRIPT_PATH if config.notify_command is not None else None,
-        script_user=SCRIPT_USER,
+        notify_script_path=NOTIFY_SCRIPT_PATH,
+        notify_command=config.notify_command,
+        script_user=SCRIPT_USER if config.uses_scripts else None,
     )
 
 
@@ -179,8 +184,10 @@ def render_health_check_script(check: HealthCheck) -> str:
     )
 
 
-def render_notify_script(command: str) -> str:
-    return _environment.get_template("notify.sh.j2").render(command=command, log_path=NOTIFY_LOG_PATH)
+def render_notify_script(command: Optional[str]) -> str:
+    return _environment.get_template("notify.sh.j2").render(
+        command=command, log_path=NOTIFY_LOG_PATH, state_path=VRRP_STATE_PATH
+    )
 
 
 def vrrp_interface_script() -> str:
@@ -204,8 +211,7 @@ def render_user_data(config: KeepalivedConfig) -> str:
         ]
     if config.health_check is not None:
         extra_files.append(WrittenFile(HEALTH_CHECK_PATH, "0755", render_health_check_script(config.health_check)))
-    if config.notify_command is not None:
-        extra_files.append(WrittenFile(NOTIFY_SCRIPT_PATH, "0755", render_notify_script(config.notify_command)))
+    extra_files.append(WrittenFile(NOTIFY_SCRIPT_PATH, "0755", render_notify_script(config.notify_command)))
     return _environment.get_template("user-data.yaml.j2").render(
         keepalived_conf_path=KEEPALIVED_CONF_PATH,
         keepalived_conf=render_keepalived_conf(config),

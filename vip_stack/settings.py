@@ -51,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "vipFloatingIp": False,
     "servicePorts": [],
     "serviceAllowedCidrs": [],
+    "rolloutCheck": "auto",
+    "rolloutTimeoutSeconds": 900,
+    "rolloutFixedWaitSeconds": 300,
+    "sshUser": "ubuntu",
 }
 REQUIRED_KEYS = ("flavorName", "sshAllowedCidrs", "vrrpPassword")
 SECRET_KEYS = ("vrrpPassword",)
@@ -78,6 +82,14 @@ V3_MIN_ADVERT, V3_MAX_ADVERT = 0.01, 40.95
 V2_MAX_ADVERT = 255
 
 SERVICE_PROTOCOLS = ("tcp", "udp")
+# How a rollout learns that a replaced node is back in service: over SSH
+# through the jumphost, or by waiting a fixed time; auto picks ssh when the
+# nodes have a key pair.
+ROLLOUT_CHECKS = ("auto", "ssh", "fixed-wait")
+ROLLOUT_TIMEOUT_RANGE = (60, 7200)
+ROLLOUT_FIXED_WAIT_RANGE = (0, 3600)
+# A login name as useradd accepts it.
+SSH_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 HEALTH_CHECK_DEFAULTS = {"interval": 2, "fall": 2, "rise": 2}
 
 
@@ -171,6 +183,18 @@ class ServicePort:
     port: int
 
 
+def skew(version: int, advert_interval: float, priority: int) -> float:
+    """How long a backup of this priority waits after the master stops (RFC 3768/5798)."""
+    if version == 2:
+        return (256 - priority) / 256
+    return (256 - priority) * advert_interval / 256
+
+
+def master_down_interval(version: int, advert_interval: float, priority: int) -> float:
+    """How long a backup of this priority waits without adverts before it takes over."""
+    return 3 * advert_interval + skew(version, advert_interval, priority)
+
+
 @dataclass(frozen=True)
 class VrrpSettings:
     virtual_router_id: int
@@ -194,6 +218,25 @@ class VrrpSettings:
         # keepalived has no PASS authentication under VRRP v3.
         return self.version == 2
 
+    def master_down_interval(self, priority: int) -> float:
+        return master_down_interval(self.version, self.advert_interval, priority)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """How `pulumi up` replaces nodes one at a time."""
+
+    # "ssh": drain each node before it goes and wait until the new one is in
+    # service; "fixed-wait": no access to the nodes, wait fixed_wait_seconds.
+    check: str = "fixed-wait"
+    timeout_seconds: int = 900
+    fixed_wait_seconds: int = 300
+    ssh_user: str = "ubuntu"
+
+    @property
+    def uses_ssh(self) -> bool:
+        return self.check == "ssh"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -210,6 +253,7 @@ class Settings:
     vip_floating_ip: bool = False
     service_ports: tuple[ServicePort, ...] = ()
     service_allowed_cidrs: tuple[str, ...] = ()
+    rollout: RolloutSettings = RolloutSettings()
 
 
 @dataclass(frozen=True)
@@ -501,6 +545,33 @@ def _parse_advert_interval(reader: _Reader) -> Optional[float]:
     return interval
 
 
+def _parse_rollout(reader: _Reader, key_pair_name: Optional[str]) -> Optional[RolloutSettings]:
+    check = reader.string("rolloutCheck")
+    if check is not None and check not in ROLLOUT_CHECKS:
+        reader.problem("rolloutCheck", f"must be one of {', '.join(ROLLOUT_CHECKS)}, got {check!r}")
+        check = None
+    if check == "ssh" and not key_pair_name:
+        reader.problem("rolloutCheck", "ssh needs keyPairName: without a key pair nobody can log in to the nodes")
+    if check == "auto":
+        check = "ssh" if key_pair_name else "fixed-wait"
+    numbers = {}
+    for key, (low, high) in (("rolloutTimeoutSeconds", ROLLOUT_TIMEOUT_RANGE),
+                             ("rolloutFixedWaitSeconds", ROLLOUT_FIXED_WAIT_RANGE)):
+        value = reader.integer(key)
+        if value is not None and not low <= value <= high:
+            reader.problem(key, f"must be from {low} to {high} seconds, got {value}")
+            value = None
+        numbers[key] = value
+    user = reader.string("sshUser")
+    if user is not None and not SSH_USER_PATTERN.match(user):
+        reader.problem("sshUser", f"{user!r} is not a login name (lower-case letters, digits, '_' and '-')")
+        user = None
+    if check is None or user is None or None in numbers.values():
+        return None
+    return RolloutSettings(check=check, timeout_seconds=numbers["rolloutTimeoutSeconds"],
+                           fixed_wait_seconds=numbers["rolloutFixedWaitSeconds"], ssh_user=user)
+
+
 def parse_settings(raw: Mapping[str, Any]) -> Settings:
     """Builds Settings from raw config values; raises InvalidConfig listing every problem."""
     reader = _Reader(raw)
@@ -606,6 +677,8 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
             "serverGroupPolicy", f"must be one of {', '.join(SERVER_GROUP_POLICIES)}, got {policy!r}"
         )
 
+    rollout = _parse_rollout(reader, key_pair_name)
+
     if create_network and subnet_cidr and vip_address:
         # The subnet is ours to create: its addresses can be checked right now,
         # and reported together with every other problem.
@@ -649,6 +722,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         vip_floating_ip=vip_floating_ip,
         service_ports=service_ports,
         service_allowed_cidrs=tuple(service_allowed_cidrs),
+        rollout=rollout,
     )
 
 

@@ -62,6 +62,21 @@ class KeepalivedVip(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.jumphost = Jumphost(
+            settings.jumphost_name,
+            JumphostArgs(
+                name=settings.jumphost_name,
+                network_id=self.network.network_id,
+                subnet_id=self.network.subnet_id,
+                security_group_id=self.security.jumphost_group.id,
+                image_id=cloud.image_id,
+                flavor_name=settings.flavor_name,
+                key_pair_name=settings.key_pair_name,
+                external_network_name=settings.network.external_network_name,
+                depends_on=self.network.ready,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),
+        )
         self.nodes = KeepalivedNodes(
             f"{name}-nodes",
             KeepalivedNodesArgs(
@@ -70,23 +85,11 @@ class KeepalivedVip(pulumi.ComponentResource):
                 subnet_id=self.network.subnet_id,
                 subnet_cidr=cloud.subnet.cidr,
                 security_group_id=self.security.node_group.id,
+                image_id=cloud.image_id,
+                jumphost_address=self.jumphost.floating_ip_address,
+                serving_nodes=cloud.serving_nodes,
             ),
             # The VIP port first, so Neutron never hands its address to a node port.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),
-        )
-        self.jumphost = Jumphost(
-            settings.jumphost_name,
-            JumphostArgs(
-                name=settings.jumphost_name,
-                network_id=self.network.network_id,
-                subnet_id=self.network.subnet_id,
-                security_group_id=self.security.jumphost_group.id,
-                image_name=settings.image_name,
-                flavor_name=settings.flavor_name,
-                key_pair_name=settings.key_pair_name,
-                external_network_name=settings.network.external_network_name,
-                depends_on=self.network.ready,
-            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),
         )
         self.outputs = self._outputs()

@@ -2,6 +2,7 @@
 reference procedure's check plus the failures a real cluster meets.
 
     sudo venv/bin/python -m vip_stack.lab [--config Pulumi.dev.yaml] [--json] [--plot lab.png]
+                                          [--rollout KEY=VALUE ...]
 
 Needs root (network namespaces) and Debian's keepalived, cloud-init and
 iproute2. Every namespace, process and file it makes is removed at the end,
@@ -18,11 +19,25 @@ import sys
 from pathlib import Path
 
 from ..plan import stack_config
-from ..settings import InvalidConfig
+from ..settings import DEFAULTS, InvalidConfig
 from .drills import DEFAULT_DRILLS, run_drills
 from .evaluate import EXAMPLE_STACK_FILE
 from .report import format_table, machine_readable, plot_timeline
-from .scenario import stack_spec
+from .scenario import rollout_spec, stack_spec
+
+
+def rollout_changes(pairs: list[str], config: dict) -> dict[str, str]:
+    """--rollout KEY=VALUE pairs; none: move to the next virtualRouterId."""
+    if not pairs:
+        current = int(config.get("virtualRouterId") or DEFAULTS["virtualRouterId"])
+        return {"virtualRouterId": str(current % 255 + 1)}
+    changes = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--rollout takes KEY=VALUE, got {pair!r}")
+        changes[key] = value
+    return changes
 
 
 def _interrupt(signum, frame):
@@ -39,6 +54,9 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {','.join(DEFAULT_DRILLS)} (convergence always runs)")
     parser.add_argument("--steady-seconds", type=float, default=20,
                         help="how long the steady drill keeps both cores busy (default 20)")
+    parser.add_argument("--rollout", metavar="KEY=VALUE", action="append", default=[],
+                        help="the config change the rollout drill rolls out (repeatable; default: the next "
+                             "virtualRouterId, a change old and new nodes cannot agree on)")
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -50,14 +68,19 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     config, origin = stack_config(args.config)
     try:
+        changes = rollout_changes(args.rollout, config)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         spec = stack_spec(config, label=f"{args.config.name}")
+        rollout_to = rollout_spec(config, changes, spec)
     except InvalidConfig as error:
         print(error, file=sys.stderr)
         return 2
     print(f"lab for {args.config} ({origin})", file=sys.stderr)
     try:
         result = run_drills(spec, drills=[d.strip() for d in args.drills.split(",") if d.strip()],
-                            steady_seconds=args.steady_seconds)
+                            steady_seconds=args.steady_seconds, rollout_to=rollout_to)
     except KeyboardInterrupt:
         print("interrupted: every namespace and process of the lab was removed", file=sys.stderr)
         return 130

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
 from ..rendering import GARP
+from ..rollout import NodeNotInService, drain_node, wait_in_service
 from .boot import KeepalivedService, apply_user_data, write_by_hand
-from .hosts import Lab, Topology
+from .hosts import Lab, NodeHost, Topology
+from .netns import run as run_command
 from .observe import Pinger, VipWatcher
-from .sshd import serve_ssh
 from .scenario import LabSpec
+from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 
 
 # Where the lab's stand-in service listens on each node, for the health-check drill.
@@ -38,12 +40,40 @@ class Event:
     label: str
 
 
+@dataclass
+class LabAccess:
+    """The rollout's way onto a lab node: a shell of the image's default user
+    on the node with that address (sudo and systemctl as on a VM), where
+    `pulumi up` goes through the jumphost with SSH."""
+
+    topology: Topology
+
+    def host(self, address: str) -> NodeHost:
+        for host in self.topology.nodes.values():
+            if host.address_cidr and host.address_cidr.split("/")[0] == address:
+                return host
+        raise KeyError(address)
+
+    def run(self, address: str, host_label: str, command: str, timeout: float) -> subprocess.CompletedProcess:
+        host = self.host(address)
+        return run_command(host.enter(["runuser", "-u", default_user(host), "--",
+                                       "env", f"PATH={LAB_PATH}", "sh", "-c", command]),
+                           check=False, timeout=timeout)
+
+    def how_to_look(self, address: str) -> str:
+        return f"the node's logs in {self.host(address).log_dir}"
+
+
 class LabRun:
     """One lab run: boots the spec's hosts, keeps the observers, runs drills."""
 
     def __init__(self, spec: LabSpec, lab: Lab, progress: Optional[TextIO] = sys.stderr,
-                 steady_seconds: float = 20):
+                 steady_seconds: float = 20, rollout_to: Optional[LabSpec] = None):
         self.spec, self.lab = spec, lab
+        # What `pulumi up` declares after a config change, for the rollout drill.
+        self.rollout_to = rollout_to
+        # Node name -> when its current host booted (a replaced node's is new).
+        self.host_since: dict[str, float] = {}
         self.steady_seconds = steady_seconds
         self.progress_stream = progress
         self.t0 = time.monotonic()
@@ -107,7 +137,9 @@ class LabRun:
             else:
                 write_by_hand(host, node.files)
                 self.say(f"{node.name}: keepalived.conf written by hand, as the procedure does")
+            install_systemctl(host)
             self.services[node.name] = KeepalivedService(host)
+            self.host_since[node.name] = self.t0
         self.notes.append("package installation is not repeated: keepalived is the Debian package already "
                           "on this machine, the one the nodes' user data installs")
         self.say(self.notes[-1])
@@ -208,6 +240,22 @@ class LabRun:
         for start in self.boot_units.get(name, []):
             start()
         return self.start(name)
+
+    def replace_node(self, name: str, user_data: str) -> float:
+        """The node's instance is replaced: a new host on the same port boots
+        from the new user data, what the image enables starts, keepalived last."""
+        at = self.event(f"replace {name}")
+        self.services_behind_vip.pop(name, None)
+        host = self.lab.replace(self.topology, name)
+        self.host_since[name] = time.monotonic()
+        self.watcher.rewatch(host)
+        apply_user_data(host, user_data)
+        install_systemctl(host)
+        self.services[name] = KeepalivedService(host)
+        for start in self.boot_units.get(name, []):
+            start()
+        self.start(name)
+        return at
 
     def restore(self) -> None:
         """Every drill but the restart starts from the whole cluster up and
@@ -441,6 +489,80 @@ class LabRun:
                       if back is not None else f"after recovery holders are {self.live_holders()}"))
         return self.record(DrillResult("health check", passed, summary, figures))
 
+    def drill_rollout(self) -> DrillResult:
+        """`pulumi up` after a config change, step by step as the engine runs
+        the program's chain: for each node, lowest priority first, its gate
+        is deleted (the node is drained), the instance replaced, and the gate
+        created again (it waits until the new node is in service), with the
+        gate's own code. The VIP must answer throughout and end on the top
+        priority alone."""
+        target = self.rollout_to
+        if target is None:
+            return self.record(DrillResult("rollout", False, "no config change to roll out"))
+        self.restore()
+        access = LabAccess(self.topology)
+        # A drained master hands over after the next one's skew; add one
+        # advert for the handover's first gratuitous ARP to land.
+        lowest = min(n.priority for n in target.nodes)
+        bound = self.spec.skew(lowest) + self.spec.advert_interval
+        self.say(f"rollout: {target.label}; order {', '.join(target.rollout_order)}; "
+                 f"the longest ping gap must stay within {bound:.2f} s")
+        window_start = time.monotonic() - 0.5
+        self.event("rollout starts")
+        steps = []
+        for name in target.rollout_order:
+            node = target.node(name)
+            others = [n.address for n in target.nodes if n.name != name]
+            self.event(f"drain {name}")
+            notes = drain_node(access, name, node.address, target.vip, others)
+            self.say(f"rollout: {'; '.join(notes)}")
+            replaced_at = self.replace_node(name, node.user_data)
+            try:
+                wait_in_service(access, name, node.address, node.config_sha256,
+                                timeout=60 + 10 * target.advert_interval,
+                                settle_seconds=target.master_down_interval(node.priority), poll=0.1)
+            except NodeNotInService as error:
+                return self.record(DrillResult("rollout", False, str(error), {"steps": steps}))
+            in_service_s = time.monotonic() - replaced_at
+            self.event(f"{name} in service")
+            self.say(f"rollout: {name} is back in service after {in_service_s:.2f} s")
+            steps.append({"node": name, "in_service_s": round(in_service_s, 3), "drain": notes})
+        self.spec = target
+        top = target.by_priority()[0].name
+        expected = top if target.preempt else None
+        settled = self.watcher.wait_for(
+            lambda holders: len(holders) == 1 and (expected is None or holders == [expected]),
+            timeout=max(self.mdi(n.name) for n in target.nodes) + target.advert_interval + 5)
+        steady = settled is not None and self.watcher.stable_for(2 * target.advert_interval)
+        end = self.event("rollout ends")
+        changes = self.watcher.changes_between(window_start, end)
+        figures: dict[str, Any] = {
+            "change": target.label, "order": list(target.rollout_order), "steps": steps,
+            "holder": self.live_holders(), "transitions": len(changes), "bound_s": round(bound, 3),
+            "both_claimed_s": round(self._overlap(window_start, end), 3),
+            **self.ping_figures(window_start, end),
+        }
+        holders = self.live_holders()
+        passed = (steady and len(holders) == 1 and (expected is None or holders == [expected])
+                  and figures["longest_ping_gap_s"] <= bound)
+        summary = (f"{', '.join(target.rollout_order)} replaced one at a time; {self.live_holders()} "
+                   f"hold(s) the VIP; longest ping gap {figures['longest_ping_gap_s']:.2f} s "
+                   f"(bound {bound:.2f} s), two holders for {figures['both_claimed_s']:.2f} s")
+        return self.record(DrillResult("rollout", passed, summary, figures))
+
+    def _overlap(self, start: float, end: float) -> float:
+        """How long more than one node held the VIP between start and end."""
+        holding: dict[str, bool] = {}
+        total, since = 0.0, None
+        for change in self.watcher.changes_between(0, end):
+            holding[change.node] = change.holds
+            many = sum(holding.values()) > 1
+            if many and since is None:
+                since = max(change.at, start)
+            elif not many and since is not None:
+                total, since = total + max(0.0, change.at - since), None
+        return total + (end - since if since is not None else 0.0)
+
     def drill_steady(self, seconds: Optional[float] = None) -> DrillResult:
         """Nothing happens but load: both cores busy, and no holder may change."""
         seconds = seconds if seconds is not None else self.steady_seconds
@@ -486,7 +608,9 @@ class LabRun:
             log = host.var_upper / "log" / "keepalived-vip-notify.log"
             entries = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
             masters = sum(1 for entry in entries if entry[1] == "MASTER")
-            gains = sum(1 for change in self.watcher.changes if change.node == name and change.holds)
+            # The log lives on the node's disk: a replaced node's starts anew.
+            gains = sum(1 for change in self.watcher.changes
+                        if change.node == name and change.holds and change.at >= self.host_since[name])
             failed = [entry for entry in entries if entry[2] != "0"]
             figures[name] = {"runs": len(entries), "master_runs": masters, "vip_gains": gains,
                              "states": sorted({entry[1] for entry in entries})}
@@ -523,19 +647,21 @@ DRILLS = {
     "cascade": LabRun.drill_cascade,
     "health": LabRun.drill_health,
     "steady": LabRun.drill_steady,
+    "rollout": LabRun.drill_rollout,
     "notify": LabRun.drill_notify,
 }
 DEFAULT_DRILLS = ("convergence", "graceful", "restart", "crash", "partition", "cascade", "health", "steady",
-                  "notify")
+                  "rollout", "notify")
 
 
-def applicable(drill: str, spec: LabSpec) -> bool:
+def applicable(drill: str, spec: LabSpec, rollout_to: Optional[LabSpec] = None) -> bool:
     return {"cascade": len(spec.nodes) >= 3, "health": spec.health_check is not None,
-            "notify": spec.notify}.get(drill, True)
+            "notify": spec.notify, "rollout": rollout_to is not None}.get(drill, True)
 
 
 def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] = sys.stderr,
-               prefix: Optional[str] = None, steady_seconds: float = 20) -> dict[str, Any]:
+               prefix: Optional[str] = None, steady_seconds: float = 20,
+               rollout_to: Optional[LabSpec] = None) -> dict[str, Any]:
     """Boots the spec in a fresh lab, runs the drills that apply to it in
     order, removes everything. Convergence always runs first (every other
     drill starts from a converged cluster), notify last (it reads the whole
@@ -543,11 +669,12 @@ def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] 
     unknown = set(drills) - set(DRILLS)
     if unknown:
         raise ValueError(f"unknown drills {sorted(unknown)}; known: {', '.join(DRILLS)}")
-    wanted = ["convergence"] + [d for d in drills if d not in ("convergence", "notify") and applicable(d, spec)]
+    wanted = ["convergence"] + [d for d in drills
+                                if d not in ("convergence", "notify") and applicable(d, spec, rollout_to)]
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds)
+        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds, rollout_to=rollout_to)
         try:
             run.boot()
             for name in wanted:

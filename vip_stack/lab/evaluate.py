@@ -8,6 +8,7 @@ user data exactly as the program declares it."""
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class DeclaredResource:
     id: str
     inputs: dict
     outputs: dict
+    replace_on_changes: tuple[str, ...] = ()
+    additional_secret_outputs: tuple[str, ...] = ()
 
     def input(self, key: str, default: Any = None) -> Any:
         return unwrap(self.inputs.get(key, default))
@@ -58,15 +61,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def __init__(self, mocks: OpenStackMocks):
         super().__init__(mocks)
-        self.registrations: list[tuple[str, str, str, str, tuple[str, ...], bool]] = []
+        # (registration request, the URN it got), in the order the program made them.
+        self.registrations: list[tuple[Any, str]] = []
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        self.registrations.append(
-            (request.type, request.name, response.urn, request.parent, tuple(request.dependencies),
-             request.deleteBeforeReplace)
-        )
+        self.registrations.append((request, response.urn))
         return response
+
+
+class WarningLog(logging.Handler):
+    """Keeps what the program said with pulumi.log.warn."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @dataclass
@@ -77,6 +89,8 @@ class Deployment:
     mocks: OpenStackMocks
     # What the program raised, when run with expect_failure=True.
     error: Optional[BaseException] = None
+    # What it said with pulumi.log.warn, as `pulumi preview` and `up` would show it.
+    warnings: tuple[str, ...] = ()
 
     def of_type(self, short_type: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.short_type == short_type]
@@ -105,8 +119,12 @@ def run_program(
     returns what was declared before the program failed, and the error."""
     mocks = OpenStackMocks(cloud or FakeCloud.with_external_network())
     monitor = RecordingMonitor(mocks)
+    warnings = WarningLog()
+    logger = logging.getLogger(f"{__name__}.run{id(warnings)}")
+    logger.propagate = False
+    logger.addHandler(warnings)
     pulumi_settings.set_root_resource(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config_values(config), [f"{PROJECT}:vrrpPassword"])
     root = pulumi_settings.get_root_resource()
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -131,21 +149,24 @@ def run_program(
             secret_outputs.add(name)
 
     resources = []
-    for type_, name, urn, parent, dependencies, delete_before_replace in monitor.registrations:
+    for request, urn in monitor.registrations:
         registration = monitor.resources.get(urn)
         if registration is None:  # the stack itself
             continue
         resources.append(
             DeclaredResource(
-                type=type_,
-                name=name,
+                type=request.type,
+                name=request.name,
                 urn=urn,
-                parent_urn=parent,
-                dependencies=dependencies,
-                delete_before_replace=delete_before_replace,
+                parent_urn=request.parent,
+                dependencies=tuple(request.dependencies),
+                delete_before_replace=request.deleteBeforeReplace,
                 id=registration.id,
-                inputs=mocks.inputs.get((type_, name), {}),
+                inputs=mocks.inputs.get((request.type, request.name), {}),
                 outputs=registration.state,
+                replace_on_changes=tuple(request.replaceOnChanges),
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
             )
         )
-    return Deployment(resources=resources, outputs=outputs, secret_outputs=secret_outputs, mocks=mocks, error=error)
+    return Deployment(resources=resources, outputs=outputs, secret_outputs=secret_outputs, mocks=mocks, error=error,
+                      warnings=tuple(warnings.messages))

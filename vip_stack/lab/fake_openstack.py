@@ -70,6 +70,24 @@ class FakeCloud:
     subnets: dict[str, FakeSubnet] = field(default_factory=dict)
     floating_pool: str = "203.0.113.0/24"  # TEST-NET-3: documentation only
     floating_allocated: list[str] = field(default_factory=list)
+    # Glance: image name -> id of the image behind it today.
+    images: dict[str, str] = field(default_factory=lambda: {"Ubuntu-22.04": "image-ubuntu-2204-v1"})
+    # Ports that exist before the program runs (a stack's own, on a re-run).
+    existing_ports: list[dict] = field(default_factory=list)
+
+    def add_running_node(self, name: str, address: Optional[str] = None, network_id: Optional[str] = None) -> None:
+        """A node instance of an earlier deployment, up on its port."""
+        self.keep_port(f"{name}-port", address, network_id)
+
+    def keep_port(self, name: str, address: Optional[str] = None, network_id: Optional[str] = None) -> None:
+        """A port of an earlier deployment, bound and up. The program declares
+        it again and it keeps its address: Pulumi updates a port, it does not
+        allocate a new one."""
+        self.existing_ports.append({"id": f"port-of-{name}", "name": name, "status": "ACTIVE",
+                                    "networkId": network_id or "", "address": address})
+
+    def kept_address(self, port_name: Optional[str]) -> Optional[str]:
+        return next((p["address"] for p in self.existing_ports if p["name"] == port_name and p["address"]), None)
 
     @classmethod
     def with_external_network(cls, name: str = "ext-net") -> "FakeCloud":
@@ -143,7 +161,8 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                     raise ValueError(f"SubnetNotFound: {fixed['subnetId']}")
                 if subnet.network_id != inputs["networkId"]:
                     raise ValueError(f"subnet {subnet.id} is not on network {inputs['networkId']}")
-                fixed_ips.append({"subnetId": subnet.id, "ipAddress": subnet.allocate(fixed.get("ipAddress"))})
+                wanted = fixed.get("ipAddress") or self.cloud.kept_address(inputs.get("name"))
+                fixed_ips.append({"subnetId": subnet.id, "ipAddress": subnet.allocate(wanted)})
             if inputs.get("allowedAddressPairs") and inputs.get("portSecurityEnabled") is False:
                 raise ValueError("AddressPairAndPortSecurityRequired")
             state.update(
@@ -208,4 +227,15 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                         "allocationPools": [{"start": s, "end": e} for s, e in subnet.allocation_pools],
                     }
             return self._not_found("name")
+        if args.token == "openstack:images/getImage:getImage":
+            image_id = self.cloud.images.get(args.args.get("name"))
+            if image_id is None:
+                return self._not_found("name")
+            return {"id": image_id, "name": args.args.get("name")}
+        if args.token == "openstack:networking/getPortIds:getPortIds":
+            wanted = {key: args.args[key] for key in ("name", "status", "networkId") if args.args.get(key)}
+            return {"id": "port-ids", "ids": [
+                port["id"] for port in self.cloud.existing_ports
+                if all(port.get(key) == value for key, value in wanted.items())
+            ]}
         raise NotImplementedError(f"no mock for {args.token}")

@@ -34,24 +34,42 @@ class VipWatcher:
         self.holding: dict[str, bool] = {name: False for name in sources}
         self._lock = threading.Condition()
         self._pattern = re.compile(rf"\binet {re.escape(vip)}/")
+        self._track = track
         for name, (monitor_argv, _) in sources.items():
-            monitor = track(subprocess.Popen(
-                list(monitor_argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            ))
-            threading.Thread(target=self._follow, args=(name, monitor), daemon=True).start()
+            self._monitor(name, monitor_argv)
         # The monitors are subscribed (give a remote one time to start); now read where the VIP is, once.
         time.sleep(0.05)
         for name, (_, query_argv) in sources.items():
-            out = subprocess.run(list(query_argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                 timeout=60).stdout
-            self._record(name, bool(self._pattern.search(out)))
+            self._query(name, query_argv)
+
+    def _monitor(self, name: str, monitor_argv: Sequence[str]) -> None:
+        monitor = self._track(subprocess.Popen(
+            list(monitor_argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        ))
+        threading.Thread(target=self._follow, args=(name, monitor), daemon=True).start()
+
+    def _query(self, name: str, query_argv: Sequence[str]) -> None:
+        out = subprocess.run(list(query_argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                             timeout=60).stdout
+        self._record(name, bool(self._pattern.search(out)))
+
+    def rewatch(self, node: NodeHost) -> None:
+        """A node's host was replaced: whatever it held went with it; watch the new one."""
+        self._record(node.name, False)
+        monitor_argv, query_argv = self.lab_sources(node)
+        self._monitor(node.name, monitor_argv)
+        time.sleep(0.05)
+        self._query(node.name, query_argv)
+
+    @staticmethod
+    def lab_sources(node: NodeHost) -> tuple[list[str], list[str]]:
+        return (["ip", "-n", node.namespace, "-o", "monitor", "address"],
+                ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic])
 
     @classmethod
     def in_lab(cls, nodes: Sequence[NodeHost], vip: str, track: Callable) -> "VipWatcher":
-        return cls({node.name: (["ip", "-n", node.namespace, "-o", "monitor", "address"],
-                                ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic])
-                    for node in nodes}, vip, track)
+        return cls({node.name: cls.lab_sources(node) for node in nodes}, vip, track)
 
     def _follow(self, name: str, monitor: subprocess.Popen) -> None:
         for line in monitor.stdout:

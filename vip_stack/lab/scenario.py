@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from ..rendering import KEEPALIVED_CONF_PATH
 from ..addressing import default_gateway
-from ..settings import DEFAULTS, parse_settings
+from ..settings import DEFAULTS, master_down_interval, parse_settings, skew
 from .evaluate import Deployment, run_program
 from .fake_openstack import FakeCloud
 
@@ -28,6 +28,8 @@ class LabNode:
     user_data: Optional[str] = None
     # ... or somebody writes its files by hand (the reference procedure).
     files: dict[str, str] = field(default_factory=dict)
+    # What the rollout's gate expects of the node's keepalived.conf.
+    config_sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class LabSpec:
     # (interval, fall, rise) of the tracked health check, if any.
     health_check: Optional[tuple[int, int, int]] = None
     notify: bool = False
+    # The order in which an update replaces the nodes, as the program chains
+    # them (each instance depends on the previous node's gate).
+    rollout_order: tuple[str, ...] = ()
 
     def node(self, name: str) -> LabNode:
         return next(n for n in self.nodes if n.name == name)
@@ -55,19 +60,24 @@ class LabSpec:
         return sorted(self.nodes, key=lambda n: n.priority, reverse=True)
 
     def skew(self, priority: int) -> float:
-        if self.vrrp_version == 2:
-            return (256 - priority) / 256
-        return (256 - priority) * self.advert_interval / 256
+        return skew(self.vrrp_version, self.advert_interval, priority)
 
     def master_down_interval(self, priority: int) -> float:
-        """How long a backup waits without adverts before it takes over (RFC 3768/5798)."""
-        return 3 * self.advert_interval + self.skew(priority)
+        return master_down_interval(self.vrrp_version, self.advert_interval, priority)
 
 
-def lab_cloud(config: dict[str, Any]) -> FakeCloud:
-    """A stand-in cloud for the config: its external network, and, when the
-    stack uses an existing subnet, one named as configured with subnetCidr."""
+def lab_cloud(config: dict[str, Any], running: Optional[LabSpec] = None) -> FakeCloud:
+    """A stand-in cloud for the config: its external network, its image, and,
+    when the stack uses an existing subnet, one named as configured with
+    subnetCidr; with `running`, that deployment's nodes and jumphost are up
+    on their ports."""
     cloud = FakeCloud.with_external_network(str(config.get("externalNetworkName") or "ext-net"))
+    image = str(config.get("imageName") or DEFAULTS["imageName"])
+    cloud.images.setdefault(image, f"image-{image}")
+    if running is not None:
+        for node in running.nodes:
+            cloud.add_running_node(node.name, node.address)
+        cloud.keep_port(f"{running.jumphost_name}-port", running.jumphost_address)
     create = str(config.get("createNetwork", True)).lower() != "false"
     if not create:
         cidr = str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
@@ -90,6 +100,7 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
             priority=node_output["priority"],
             address=node_output["ipAddress"],
             user_data=instance.input("userData"),
+            config_sha256=deployment.named(f"{node_output['name']}-in-service").input("configSha256"),
         ))
     jumphost_port = deployment.named(f"{settings.jumphost_name}-port", "Port")
     # The created subnet, or (createNetwork=false) the one lab_cloud stood in with.
@@ -115,12 +126,39 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
             if settings.vrrp.health_check else None
         ),
         notify=settings.vrrp.notify_command is not None,
+        rollout_order=declared_rollout_order(deployment),
     )
 
 
-def stack_spec(config: dict[str, Any], label: str = "stack") -> LabSpec:
-    """Evaluates the program with this config and takes what it declares."""
-    return spec_from_deployment(config, run_program(config, lab_cloud(config)), label)
+def declared_rollout_order(deployment: Deployment) -> tuple[str, ...]:
+    """The nodes in the order the engine would replace them: a node whose
+    instance depends on another node's gate comes after that node."""
+    gates = {r.urn: r.input("nodeName") for r in deployment.resources if r.name.endswith("-in-service")}
+    after = {}
+    for instance in deployment.of_type("Instance"):
+        waits_for = [gates[urn] for urn in instance.dependencies if urn in gates]
+        if instance.name in gates.values():
+            after[instance.name] = waits_for[0] if waits_for else None
+    order: list[str] = []
+    while len(order) < len(after):
+        ready = [name for name, before in after.items()
+                 if name not in order and (before is None or before in order)]
+        if not ready:
+            raise ValueError(f"the nodes' rollout chain has a cycle: {after}")
+        order.extend(sorted(ready))
+    return tuple(order)
+
+
+def stack_spec(config: dict[str, Any], label: str = "stack", running: Optional[LabSpec] = None) -> LabSpec:
+    """Evaluates the program with this config (against `running`, a
+    deployment that is up) and takes what it declares."""
+    return spec_from_deployment(config, run_program(config, lab_cloud(config, running)), label)
+
+
+def rollout_spec(config: dict[str, Any], changes: dict[str, Any], before: LabSpec) -> LabSpec:
+    """What `pulumi up` declares when the running stack's config changes."""
+    changed = ", ".join(f"{key}={value}" for key, value in changes.items())
+    return stack_spec({**config, **changes}, label=f"{before.label} with {changed}", running=before)
 
 
 def reference_spec(password: str) -> LabSpec:

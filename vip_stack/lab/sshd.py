@@ -20,6 +20,7 @@ LAB_BIN = "/etc/keepalived-vip-lab/bin"
 SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LAB_PATH = f"{LAB_BIN}:{DEFAULT_PATH}"
 
 
 def default_user(host: NodeHost) -> str:
@@ -43,6 +44,27 @@ def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
     host.write_file(f"/etc/keepalived-vip-lab/{user}.pub", public_key.strip() + "\n")
     host.run(["install", "-m", "0600", "-o", user, "-g", user, f"/etc/keepalived-vip-lab/{user}.pub",
               f"{home}/.ssh/authorized_keys"])
+    install_systemctl(host)
+    host.write_file(SSHD_CONFIG, "\n".join([
+        f"ListenAddress {address}",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "HostKey /etc/ssh/ssh_host_rsa_key",
+        "PidFile /run/sshd.pid",
+        # PAM lets a cloud-init user with a locked password log in with a key, as on a VM.
+        "UsePAM yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "AllowTcpForwarding yes",
+        f"SetEnv PATH={LAB_PATH}",
+        "",
+    ]))
+    track(host.popen(["/usr/sbin/sshd", "-D", "-e", "-f", SSHD_CONFIG], "sshd.log"))
+    return user
+
+
+def install_systemctl(host: NodeHost) -> None:
+    """The lab's systemctl stand-in on the host, first in the PATH of logins
+    and of sudo, as the real one is on a VM."""
     # is-active is answered here, so that any user may ask, as with systemd;
     # starting and stopping take root (sudo) and the lab's Python.
     systemctl = "\n".join([
@@ -57,20 +79,4 @@ def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
         "",
     ])
     host.write_file(f"{LAB_BIN}/systemctl", systemctl, 0o755)
-    path = f"{LAB_BIN}:{DEFAULT_PATH}"
-    host.write_file("/etc/sudoers.d/keepalived-vip-lab", f'Defaults secure_path="{path}"\n', 0o440)
-    host.write_file(SSHD_CONFIG, "\n".join([
-        f"ListenAddress {address}",
-        "HostKey /etc/ssh/ssh_host_ed25519_key",
-        "HostKey /etc/ssh/ssh_host_rsa_key",
-        "PidFile /run/sshd.pid",
-        # PAM lets a cloud-init user with a locked password log in with a key, as on a VM.
-        "UsePAM yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "AllowTcpForwarding yes",
-        f"SetEnv PATH={path}",
-        "",
-    ]))
-    track(host.popen(["/usr/sbin/sshd", "-D", "-e", "-f", SSHD_CONFIG], "sshd.log"))
-    return user
+    host.write_file("/etc/sudoers.d/keepalived-vip-lab", f'Defaults secure_path="{LAB_PATH}"\n', 0o440)

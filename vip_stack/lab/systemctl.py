@@ -1,6 +1,6 @@
 """The lab's stand-in for systemctl on a node host, where no systemd runs.
 
-    systemctl start|stop|restart|is-active keepalived
+    systemctl start|stop|restart|reload|is-active keepalived
 
 Enough for the check command (`vip_stack.check`) to drive keepalived on a lab
 node exactly as it drives a real one: it starts keepalived from the unit and
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .boot import DROPIN_DIR, UNIT_PATHS, BootFailed, plan_start
+from .netns import alive
 
 PID_FILE = Path("/run/keepalived.pid")
 LOG_FILE = Path("/var/log/keepalived-lab.log")
@@ -28,10 +29,11 @@ UNIT = "keepalived"
 def running_pid() -> Optional[int]:
     try:
         pid = int(PID_FILE.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError, IndexError):
         return None
+    # A keepalived the lab started and that has exited stays a zombie until
+    # the lab reaps it: that is not running.
+    return pid if alive(pid) else None
 
 
 def _read(path: str) -> Optional[str]:
@@ -76,11 +78,9 @@ def stop() -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not alive(pid):
             return 0
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.kill(pid, signal.SIGKILL)
     return 0
 
@@ -88,7 +88,7 @@ def stop() -> int:
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[1].removesuffix(".service") != UNIT:
-        print(f"the lab's systemctl knows only: start|stop|restart|is-active {UNIT}", file=sys.stderr)
+        print(f"the lab's systemctl knows only: start|stop|restart|reload|is-active {UNIT}", file=sys.stderr)
         return 2
     verb = args[0]
     if verb == "is-active":
@@ -101,6 +101,14 @@ def main(argv=None) -> int:
         return stop()
     if verb == "restart":
         return stop() or start()
+    if verb == "reload":
+        # The unit's ExecReload: SIGHUP to the main process.
+        pid = running_pid()
+        if pid is None:
+            print("keepalived.service is not active, cannot reload", file=sys.stderr)
+            return 1
+        os.kill(pid, signal.SIGHUP)
+        return 0
     print(f"the lab's systemctl does not know {verb}", file=sys.stderr)
     return 2
 

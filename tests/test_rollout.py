@@ -1,0 +1,263 @@
+"""Rollouts: an update that changes the nodes replaces them one at a time,
+lowest priority first, each drained before it goes and seen back in service
+before the next is touched. The program's side under mocks, the gate's logic
+against a stand-in node; the lab's rollout drill runs it on real keepalived."""
+
+import subprocess
+
+import pytest
+from pulumi.runtime import rpc
+
+from vip_stack.remote import RemoteError
+from vip_stack.rendering import KEEPALIVED_CONF_PATH
+from vip_stack.rollout import (
+    DRAIN_COMMAND,
+    PROBE_COMMAND,
+    NodeInServiceProvider,
+    NodeNotInService,
+    config_fingerprint,
+    drain_node,
+    parse_probe,
+    rollout_order,
+    wait_in_service,
+)
+from vip_stack.settings import InvalidConfig, NodeSettings, parse_settings
+
+from .harness import EXAMPLE_CONFIG, FakeCloud, run_program
+from .test_program import keepalived_conf_of
+
+SSH_CONFIG = {**EXAMPLE_CONFIG, "keyPairName": "ops"}
+CONF_SHA = config_fingerprint("vrrp_instance VI_254 { ... }\n")
+
+
+def rerun_cloud() -> FakeCloud:
+    """The cloud as a second `pulumi up` finds it: both nodes running."""
+    cloud = FakeCloud.with_external_network()
+    cloud.add_running_node("kld-vm-1")
+    cloud.add_running_node("kld-vm-2")
+    return cloud
+
+
+def gates(deployment):
+    return {r.input("nodeName"): r for r in deployment.resources if r.name.endswith("-in-service")}
+
+
+# --- the program ----------------------------------------------------------------
+
+def test_the_lowest_priority_goes_first_and_the_master_last():
+    nodes = [NodeSettings("a", 120), NodeSettings("b", 60), NodeSettings("c", 90)]
+    assert [n.name for n in rollout_order(nodes)] == ["b", "c", "a"]
+
+
+def test_an_update_replaces_the_master_only_once_the_backup_is_back_in_service():
+    deployment = run_program(SSH_CONFIG, rerun_cloud())
+    gate = gates(deployment)
+    master, backup = deployment.named("kld-vm-1", "Instance"), deployment.named("kld-vm-2", "Instance")
+    assert gate["kld-vm-2"].urn in master.dependencies, "kld-vm-1 waits for kld-vm-2 to be in service"
+    assert not {g.urn for g in gate.values()} & set(backup.dependencies), "the first node waits for nobody"
+    for name, instance in (("kld-vm-1", master), ("kld-vm-2", backup)):
+        assert gate[name].input("instanceId") == instance.id, "the gate is replaced (drained) with its instance"
+        assert gate[name].input("wait") is True
+        assert gate[name].input("check") == "ssh"
+        assert gate[name].input("jumphost") == deployment.outputs["jumphostFloatingIp"]
+        priority = {"kld-vm-1": 120, "kld-vm-2": 90}[name]
+        assert gate[name].input("settleSeconds") == pytest.approx(3 + (256 - priority) / 256, abs=1e-3)
+        assert instance.delete_before_replace
+
+
+def test_a_first_deployment_creates_the_nodes_side_by_side():
+    deployment = run_program(SSH_CONFIG)
+    gate_urns = {g.urn for g in gates(deployment).values()}
+    for instance in deployment.of_type("Instance"):
+        assert not gate_urns & set(instance.dependencies), f"{instance.name} waits for another node"
+    assert all(g.input("wait") is False for g in gates(deployment).values()), "nothing serves the VIP yet"
+
+
+def test_the_gate_knows_the_new_configuration_only_as_a_secret():
+    deployment = run_program(SSH_CONFIG, rerun_cloud())
+    for name, gate in gates(deployment).items():
+        assert gate.is_secret("configSha256")
+        assert "configSha256" in gate.additional_secret_outputs
+        assert gate.input("configSha256") == config_fingerprint(keepalived_conf_of(deployment, name)["content"])
+        peers = gate.input("peers")
+        assert gate.input("address") not in peers and len(peers) == 1
+
+
+def test_image_and_flavor_changes_are_replacements_never_rebuilds_in_place():
+    cloud = rerun_cloud()
+    cloud.images["Ubuntu-22.04"] = "image-ubuntu-2204-v2"  # Glance got a new image under the name
+    deployment = run_program(SSH_CONFIG, cloud)
+    for instance in [deployment.named("kld-vm-1", "Instance"), deployment.named("kld-vm-2", "Instance")]:
+        assert instance.input("imageId") == "image-ubuntu-2204-v2"
+        assert {"imageId", "flavorId", "flavorName"} <= set(instance.replace_on_changes)
+
+
+def test_a_missing_image_fails_naming_the_key_before_anything_is_declared():
+    deployment = run_program({**SSH_CONFIG, "imageName": "Ubuntu-99.04"}, expect_failure=True)
+    assert isinstance(deployment.error, InvalidConfig)
+    assert "keepalived-vip:imageName: no image named 'Ubuntu-99.04'" in str(deployment.error)
+    assert deployment.resources == []
+
+
+def test_without_a_key_pair_rollouts_wait_a_fixed_time_and_the_preview_says_what_that_risks():
+    deployment = run_program(EXAMPLE_CONFIG, rerun_cloud())
+    assert all(g.input("check") == "fixed-wait" for g in gates(deployment).values())
+    (warning,) = [w for w in deployment.warnings if "rollouts" in w]
+    assert "one at a time, 300 s apart" in warning and "crash" in warning and "keyPairName" in warning
+    assert not [w for w in run_program(SSH_CONFIG).warnings if "rollouts" in w]
+
+
+def test_ssh_checks_need_a_key_pair():
+    with pytest.raises(InvalidConfig, match="keepalived-vip:rolloutCheck: ssh needs keyPairName"):
+        parse_settings({**EXAMPLE_CONFIG, "rolloutCheck": "ssh"})
+    assert parse_settings({**SSH_CONFIG, "rolloutCheck": "fixed-wait"}).rollout.check == "fixed-wait"
+
+
+# --- the gate -------------------------------------------------------------------
+
+class StandInNode:
+    """Answers the probe as a booting node would: not yet, then in service."""
+
+    def __init__(self, answers, drain_ok=True, holder=None):
+        self.answers = list(answers)
+        self.commands: list[tuple[str, str]] = []
+        self.drain_ok, self.holder = drain_ok, holder
+
+    def run(self, address, host, command, timeout):
+        self.commands.append((address, command))
+        if command == PROBE_COMMAND:
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return subprocess.CompletedProcess([], 0, answer, "")
+        if command == DRAIN_COMMAND:
+            if not self.drain_ok:
+                raise RemoteError("cannot reach kld-vm-1 on port 22")
+            return subprocess.CompletedProcess([], 0, "", "")
+        return subprocess.CompletedProcess([], 0, "announced\n" if address == self.holder else "", "")
+
+    def how_to_look(self, address):
+        return f"ssh {address}"
+
+
+def probe_text(cloud_init="done", keepalived="active", config=CONF_SHA, fresh="yes", vrrp="BACKUP", age=10.0):
+    state = f"{vrrp} 1764000000.25" if vrrp else ""
+    return (f"cloud-init={cloud_init}\nkeepalived={keepalived}\nconfig={config}\nfresh={fresh}\n"
+            f"vrrp={state}\nnow={1764000000.25 + age}\n")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_a_replaced_node_is_in_service_once_booted_configured_and_in_the_vrrp_group():
+    node = StandInNode([RemoteError("cannot reach kld-vm-2 on port 22"), probe_text(cloud_init="running"),
+                        probe_text(vrrp=""), probe_text()])
+    clock = Clock()
+    probe = wait_in_service(node, "kld-vm-2", "192.168.0.22", CONF_SHA, timeout=600, poll=5,
+                            clock=clock, sleep=clock.sleep)
+    assert probe.vrrp_state == "BACKUP"
+    assert clock.now == 15, "asked four times, 5 s apart"
+
+
+def test_a_new_backup_is_in_service_only_once_it_has_heard_a_master_for_its_master_down_interval():
+    """A new node that cannot understand the old ones (another virtualRouterId)
+    is BACKUP at first too; draining the old master then would leave the VIP
+    unheld until the new node's master down interval ran out."""
+    probe = parse_probe(probe_text(vrrp="BACKUP", age=1.5))
+    assert probe.vrrp_state == "BACKUP" and probe.vrrp_state_age == pytest.approx(1.5)
+    assert probe.problems(CONF_SHA, settle_seconds=3.65) == [
+        "it has been BACKUP for 1.5 s, not yet its master down interval (3.65 s) in which it must hear a master"]
+    assert parse_probe(probe_text(vrrp="BACKUP", age=4)).problems(CONF_SHA, settle_seconds=3.65) == []
+    assert parse_probe(probe_text(vrrp="MASTER", age=0.1)).problems(CONF_SHA, settle_seconds=3.65) == []
+
+
+@pytest.mark.parametrize("answer, words", [
+    (probe_text(config="0" * 64), "keepalived.conf is not the one this update rendered"),
+    (probe_text(fresh="no"), "keepalived has not started since its configuration was written"),
+    (probe_text(keepalived="failed"), "keepalived is failed"),
+    (probe_text(vrrp="FAULT"), "its VRRP state is FAULT"),
+])
+def test_a_node_that_never_comes_back_stops_the_rollout_naming_it(answer, words):
+    clock = Clock()
+    with pytest.raises(NodeNotInService) as raised:
+        wait_in_service(StandInNode([answer]), "kld-vm-2", "192.168.0.22", CONF_SHA, timeout=60, poll=5,
+                        clock=clock, sleep=clock.sleep)
+    message = str(raised.value)
+    assert message.startswith("kld-vm-2 (192.168.0.22) is not back in service") and words in message
+    assert "not touched" in message and "ssh 192.168.0.22" in message
+    assert CONF_SHA not in message, "the fingerprint is derived from the password"
+    assert clock.now <= 60
+
+
+def test_cloud_init_failing_stops_the_wait_at_once():
+    clock = Clock()
+    with pytest.raises(NodeNotInService, match="cloud-init is error"):
+        wait_in_service(StandInNode([probe_text(cloud_init="error")]), "kld-vm-2", "192.168.0.22", CONF_SHA,
+                        timeout=600, clock=clock, sleep=clock.sleep)
+    assert clock.now == 0
+
+
+def test_a_drain_stops_keepalived_then_the_holder_announces_the_vip():
+    node = StandInNode([probe_text()], holder="192.168.0.22")
+    notes = drain_node(node, "kld-vm-1", "192.168.0.11", "192.168.0.254", ["192.168.0.22"])
+    assert node.commands[0] == ("192.168.0.11", DRAIN_COMMAND)
+    assert node.commands[1][0] == "192.168.0.22" and "reload keepalived" in node.commands[1][1]
+    assert notes == ["kld-vm-1 (192.168.0.11): keepalived stopped", "192.168.0.22: holds the VIP and announced it"]
+
+
+def test_an_unreachable_node_is_deleted_undrained_never_blocking_destroy():
+    notes = drain_node(StandInNode([probe_text()], drain_ok=False), "kld-vm-1", "192.168.0.11", "192.168.0.254",
+                       [])
+    assert "not drained, it goes down as in a crash" in notes[0]
+
+
+def gate_props(**changes):
+    return {"nodeName": "kld-vm-2", "instanceId": "i-1", "address": "192.168.0.22", "peers": ["192.168.0.11"],
+            "vip": "192.168.0.254", "jumphost": "203.0.113.1", "sshUser": "ubuntu", "check": "ssh",
+            "timeoutSeconds": 900, "fixedWaitSeconds": 300, "wait": True, "settleSeconds": 3.65,
+            "configSha256": CONF_SHA, **changes}
+
+
+def test_the_gate_is_replaced_only_with_its_instance():
+    provider = NodeInServiceProvider()
+    same = provider.diff("kld-vm-2:i-1", gate_props(), gate_props(timeoutSeconds=600))
+    assert same.changes and not same.replaces, "a new bound only is recorded, nothing is drained"
+    replaced = provider.diff("kld-vm-2:i-1", gate_props(), gate_props(instanceId=rpc.UNKNOWN))
+    assert replaced.replaces == ["instanceId"] and replaced.delete_before_replace
+    assert not provider.diff("kld-vm-2:i-1", gate_props(), gate_props()).changes
+
+
+def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
+    from vip_stack import rollout
+
+    calls = []
+    monkeypatch.setattr(rollout, "wait_in_service", lambda access, *args: calls.append(("wait", args)))
+    monkeypatch.setattr(rollout, "drain_node", lambda access, *args: calls.append(("drain", args)) or [])
+    monkeypatch.setattr(rollout.time, "sleep", lambda seconds: calls.append(("sleep", seconds)))
+    provider = NodeInServiceProvider()
+
+    created = provider.create(gate_props())
+    assert created.id == "kld-vm-2:i-1"
+    provider.create(gate_props(wait=False))
+    provider.create(gate_props(check="fixed-wait"))
+    provider.delete("kld-vm-2:i-1", gate_props())
+    provider.delete("kld-vm-2:i-1", gate_props(check="fixed-wait"))
+    assert calls == [
+        ("wait", ("kld-vm-2", "192.168.0.22", CONF_SHA, 900.0, 3.65)),
+        ("sleep", 300.0),
+        ("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"])),
+    ]
+
+
+def test_the_probe_reads_what_the_node_prints():
+    probe = parse_probe(probe_text(vrrp="MASTER"))
+    assert probe.problems(CONF_SHA) == [] and probe.vrrp_state == "MASTER"
+    assert KEEPALIVED_CONF_PATH in PROBE_COMMAND

@@ -1,0 +1,313 @@
+"""Rolling updates of the keepalived nodes: one node at a time, lowest
+priority first, each drained before it goes and seen back in service before
+the next is touched.
+
+Pulumi's engine does the ordering. Each node has a `NodeInService` resource
+(a dynamic resource) that takes the node's instance id as an input, and the
+next node's instance depends on it:
+
+- when an instance is replaced (delete before replace: the new one boots on
+  the same port), the engine first deletes the resources whose inputs come
+  from it and that would be replaced too: `NodeInService.delete` runs before
+  the instance is deleted, and drains the node (keepalived stops gracefully,
+  sends priority 0 and the VIP moves after the backup's skew, not after a
+  crash's master down interval);
+- once the new instance exists, `NodeInService.create` waits until it is in
+  service: booted, cloud-init done, keepalived active with the configuration
+  this update rendered, and in the VRRP group (BACKUP or MASTER);
+- the next node's instance is registered only after that, so a node that
+  never comes back stops the rollout with the remaining nodes untouched.
+
+The waiting and draining are plain functions over a `NodeAccess` (OpenSSH
+through the jumphost in a deployment, the node's namespaces in the lab), so
+the lab's rollout drill runs the very code `pulumi up` runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+import pulumi
+import pulumi.dynamic
+
+from .remote import RemoteError, Ssh
+from .rendering import KEEPALIVED_CONF_PATH, VRRP_STATE_PATH
+from .settings import NodeSettings
+
+IN_SERVICE_STATES = ("MASTER", "BACKUP")
+# How often a node is asked whether it is in service.
+POLL_SECONDS = 5
+# A drain that cannot reach its node gives up after this long: `pulumi
+# destroy` must never hang on an unreachable node.
+DRAIN_TIMEOUT_SECONDS = 30
+
+# One line per fact; every command is bounded and none needs a terminal.
+PROBE_COMMAND = "; ".join([
+    "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"",
+    "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"",
+    f"printf 'config=%s\\n' \"$(sudo -n sha256sum {KEEPALIVED_CONF_PATH} 2>/dev/null | cut -d' ' -f1)\"",
+    # keepalived writes its pid file when it starts: newer than its config
+    # means it runs the configuration on disk.
+    f"if [ /run/keepalived.pid -nt {KEEPALIVED_CONF_PATH} ]; then echo fresh=yes; else echo fresh=no; fi",
+    # The state and when it began, and the node's clock now.
+    f"printf 'vrrp=%s\\n' \"$(cat {VRRP_STATE_PATH} 2>/dev/null)\"",
+    "printf 'now=%s\\n' \"$(date +%s.%N)\"",
+])
+DRAIN_COMMAND = "sudo -n systemctl stop keepalived"
+
+
+def rollout_order(nodes: Sequence[NodeSettings]) -> list[NodeSettings]:
+    """Lowest priority first: the master goes last, and only once."""
+    return sorted(nodes, key=lambda node: node.priority)
+
+
+def config_fingerprint(keepalived_conf: str) -> str:
+    return hashlib.sha256(keepalived_conf.encode()).hexdigest()
+
+
+def announce_command(vip: str) -> str:
+    """Makes a node that holds the VIP announce it again (keepalived sends
+    gratuitous ARP when it reloads as master), so that neighbours never keep
+    pointing at a node that has just released it."""
+    return (f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then sudo -n systemctl reload keepalived; "
+            "echo announced; fi")
+
+
+class NodeAccess(Protocol):
+    def run(self, address: str, host: str, command: str, timeout: float) -> subprocess.CompletedProcess: ...
+
+    def how_to_look(self, address: str) -> str: ...
+
+
+@dataclass
+class SshAccess:
+    """The nodes over OpenSSH through the jumphost, as the user reaches them."""
+
+    ssh: Ssh
+
+    def run(self, address: str, host: str, command: str, timeout: float) -> subprocess.CompletedProcess:
+        return self.ssh.run(self.ssh.on_node(address, command), host=host, timeout=timeout)
+
+    def how_to_look(self, address: str) -> str:
+        user = self.ssh.user
+        return (f"ssh -J {user}@{self.ssh.jumphost} {user}@{address} "
+                "'cloud-init status --long; sudo systemctl status keepalived; sudo journalctl -u keepalived -n 50'")
+
+
+@dataclass(frozen=True)
+class NodeProbe:
+    cloud_init: str
+    keepalived: str
+    config_sha256: str
+    started_after_config: bool
+    vrrp_state: str
+    # Seconds the node has been in vrrp_state, by its own clock.
+    vrrp_state_age: Optional[float] = None
+
+    def problems(self, expected_sha256: str, settle_seconds: float = 0) -> list[str]:
+        """What keeps the node out of service, in words (never the expected
+        fingerprint itself: it is derived from a secret).
+
+        A new node starts as BACKUP and stays so only while it hears a master
+        of its own VRRP group: one that has been BACKUP for its master down
+        interval (`settle_seconds`) does. Before that it may be alone, as
+        when old and new nodes cannot understand each other, and draining
+        the old master then would leave the VIP unheld until it times out."""
+        found = []
+        if self.cloud_init != "done":
+            found.append(f"cloud-init is {self.cloud_init or 'not reporting yet'}")
+        if self.keepalived != "active":
+            found.append(f"keepalived is {self.keepalived or 'not reporting'}")
+        if self.config_sha256 != expected_sha256:
+            found.append("keepalived.conf is not the one this update rendered")
+        elif not self.started_after_config:
+            found.append("keepalived has not started since its configuration was written")
+        if self.vrrp_state not in IN_SERVICE_STATES:
+            found.append(f"its VRRP state is {self.vrrp_state or 'not reported yet'}, not BACKUP or MASTER")
+        elif self.vrrp_state == "BACKUP" and (self.vrrp_state_age or 0) < settle_seconds:
+            found.append(f"it has been BACKUP for {self.vrrp_state_age or 0:.1f} s, not yet its master down "
+                         f"interval ({settle_seconds:.2f} s) in which it must hear a master")
+        return found
+
+
+def parse_probe(text: str) -> NodeProbe:
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    state, _, since = fields.get("vrrp", "").strip().partition(" ")
+    try:
+        age: Optional[float] = float(fields.get("now", "")) - float(since)
+    except ValueError:
+        age = None
+    return NodeProbe(
+        cloud_init=fields.get("cloud-init", "").strip(),
+        keepalived=fields.get("keepalived", "").strip(),
+        config_sha256=fields.get("config", "").strip(),
+        started_after_config=fields.get("fresh", "").strip() == "yes",
+        vrrp_state=state,
+        vrrp_state_age=age,
+    )
+
+
+class NodeNotInService(Exception):
+    pass
+
+
+def wait_in_service(access: NodeAccess, name: str, address: str, expected_sha256: str, timeout: float,
+                    settle_seconds: float = 0, poll: float = POLL_SECONDS,
+                    clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> NodeProbe:
+    """Asks the node every `poll` seconds until it is in service; raises
+    NodeNotInService naming it, saying what was last seen and how to look."""
+    host = f"{name} ({address})"
+    deadline = clock() + timeout
+    last = "it never answered"
+    while True:
+        try:
+            result = access.run(address, host, PROBE_COMMAND, timeout=max(5.0, min(60.0, timeout)))
+            probe = parse_probe(result.stdout)
+            problems = probe.problems(expected_sha256, settle_seconds)
+            if not problems:
+                return probe
+            last = "; ".join(problems)
+            if probe.cloud_init == "error":
+                # cloud-init does not run again by itself: waiting longer changes nothing.
+                break
+        except RemoteError as error:
+            last = str(error)
+        if clock() + poll > deadline:
+            break
+        sleep(poll)
+    raise NodeNotInService(
+        f"{host} is not back in service after it was replaced ({timeout:g} s at most): {last}.\n"
+        f"The nodes after it in the rollout were not touched. Look at it with:\n  {access.how_to_look(address)}\n"
+        "then fix the cause and run `pulumi up` again.")
+
+
+def drain_node(access: NodeAccess, name: str, address: str, vip: str, others: Sequence[str],
+               timeout: float = DRAIN_TIMEOUT_SECONDS) -> list[str]:
+    """Stops keepalived on the node before it is deleted, then has whichever
+    other node holds the VIP announce it. Never raises: a node that cannot be
+    drained goes down as a crash would, and its peers take over anyway.
+    Returns what happened, for the log."""
+    host = f"{name} ({address})"
+    notes = []
+    try:
+        result = access.run(address, host, DRAIN_COMMAND, timeout)
+        notes.append(f"{host}: keepalived stopped" if result.returncode == 0
+                     else f"{host}: stopping keepalived failed ({result.stderr.strip() or result.returncode})")
+    except RemoteError as error:
+        notes.append(f"{host}: not drained, it goes down as in a crash: {error}")
+    for other in others:
+        try:
+            if "announced" in access.run(other, other, announce_command(vip), timeout).stdout:
+                notes.append(f"{other}: holds the VIP and announced it")
+        except RemoteError as error:
+            notes.append(f"{other}: could not be asked to announce the VIP: {error}")
+    return notes
+
+
+def _access(props: dict[str, Any]) -> tuple[SshAccess, tempfile.TemporaryDirectory]:
+    # Every replaced node brings a new host key: keep the nodes' keys in a
+    # file of this step's own, not in the user's known_hosts.
+    scratch = tempfile.TemporaryDirectory(prefix="keepalived-vip-")
+    ssh = Ssh(props["jumphost"], user=props["sshUser"], node_known_hosts=f"{scratch.name}/known_hosts")
+    return SshAccess(ssh), scratch
+
+
+class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
+    """The engine's hooks into the rollout (see the module's docstring)."""
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        if props.get("wait"):
+            if props["check"] == "ssh":
+                access, scratch = _access(props)
+                with scratch:
+                    wait_in_service(access, props["nodeName"], props["address"], props["configSha256"],
+                                    float(props["timeoutSeconds"]), float(props["settleSeconds"]))
+            else:
+                time.sleep(float(props["fixedWaitSeconds"]))
+        return pulumi.dynamic.CreateResult(id_=f"{props['nodeName']}:{props['instanceId']}", outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        # Replaced (deleted first: that is the drain) only with its instance;
+        # any other change just records the new values.
+        keys = (set(olds) | set(news)) - {"__provider"}
+        changed = [key for key in keys if olds.get(key) != news.get(key)]
+        replaces = ["instanceId"] if olds.get("instanceId") != news.get("instanceId") else []
+        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(outs=news)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if props.get("check") != "ssh":
+            return
+        access, scratch = _access(props)
+        with scratch:
+            notes = drain_node(access, props["nodeName"], props["address"], props["vip"], props.get("peers", []))
+        # The provider's stderr reaches the engine's log (`pulumi up --logtostderr -v=9`).
+        print("\n".join(notes), file=sys.stderr)
+
+
+@dataclass
+class NodeInServiceArgs:
+    node_name: str
+    instance_id: pulumi.Input[str]
+    address: pulumi.Input[str]
+    # The other nodes' addresses: after a drain, the one holding the VIP announces it.
+    peers: pulumi.Input[Sequence[pulumi.Input[str]]]
+    vip: str
+    jumphost: pulumi.Input[str]
+    ssh_user: str
+    check: str
+    timeout_seconds: int
+    fixed_wait_seconds: int
+    # False on a first deployment: nothing serves the VIP yet, nobody waits.
+    wait: bool
+    # The node's master down interval: how long it must stay BACKUP to prove it hears a master.
+    settle_seconds: float
+    # sha256 of the node's keepalived.conf, a secret (the file holds the password).
+    config_sha256: pulumi.Input[str]
+
+
+class NodeInService(pulumi.dynamic.Resource):
+    """A node is in service: its gate in the rollout (see the module's docstring)."""
+
+    def __init__(self, name: str, args: NodeInServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        props = {
+            "nodeName": args.node_name,
+            "instanceId": args.instance_id,
+            "address": args.address,
+            "peers": args.peers,
+            "vip": args.vip,
+            "jumphost": args.jumphost,
+            "sshUser": args.ssh_user,
+            "check": args.check,
+            "timeoutSeconds": args.timeout_seconds,
+            "fixedWaitSeconds": args.fixed_wait_seconds,
+            "wait": args.wait,
+            "settleSeconds": args.settle_seconds,
+            "configSha256": pulumi.Output.secret(args.config_sha256),
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["configSha256"],
+            # Long enough for any node to boot, whatever the rollout's own bound.
+            custom_timeouts=pulumi.CustomTimeouts(create=f"{args.timeout_seconds + 600}s"),
+        ))
+        super().__init__(NodeInServiceProvider(), name, props, opts)
+
+
+def fixed_wait_warning(fixed_wait_seconds: int) -> str:
+    return (
+        "rollouts without SSH access to the nodes (no keyPairName, or rolloutCheck: fixed-wait): an update "
+        f"that replaces nodes replaces them one at a time, {fixed_wait_seconds} s apart, without draining them "
+        "and without seeing them back in service. Risks: the master goes down as in a crash (the VIP moves "
+        "after the master down interval, not a graceful handover), and a node that does not come back is not "
+        "noticed before the next one is replaced, which can leave no node to hold the VIP. Set keyPairName "
+        "(and load its key into your ssh agent) for drained, checked rollouts."
+    )
