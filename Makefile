@@ -1,5 +1,6 @@
-# Each target sets up what it needs first: the virtualenv with requirements.txt
-# and Debian's packages (root or sudo), so both work on a fresh Debian/Ubuntu.
+# Each target sets up what it needs first: the virtualenv with the package and
+# its dev extras, and Debian's packages (root or sudo), so both work on a fresh
+# Debian/Ubuntu.
 VENV := venv
 PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl
@@ -19,11 +20,13 @@ test: $(VENV)/.installed debian-packages
 plan: $(VENV)/.installed
 	$(PYTHON) -m vip_stack.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v python3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3 python3-venv; }
 	python3 -m venv $(VENV) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && python3 -m venv $(VENV); }
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	# The package itself, editable, with the tools' extras (tests, the lab's plots).
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 debian-packages:

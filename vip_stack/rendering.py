@@ -16,7 +16,17 @@ import jinja2
 
 from .settings import HealthCheck, NodeSettings, Settings
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud_init"
+
+
+def _template_dir() -> Path:
+    """The templates: shipped inside the package once installed
+    (vip_stack/cloud_init), at the top of the checkout otherwise."""
+    here = Path(__file__).resolve().parent
+    installed, checkout = here / "cloud_init", here.parent / "cloud_init"
+    return installed if installed.is_dir() else checkout
+
+
+TEMPLATE_DIR = _template_dir()
 
 KEEPALIVED_CONF_PATH = "/etc/keepalived/keepalived.conf"
 # Boot-time interface detection lives under /etc/keepalived too, beside the
