@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vip_stack.lab.drills import run_drills  # noqa: E402
-from vip_stack.lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
 from vip_stack.lab.report import plot_timeline  # noqa: E402
 from vip_stack.lab.scenario import reference_spec, stack_spec  # noqa: E402
 from vip_stack.plan import stack_config  # noqa: E402

@@ -32,12 +32,12 @@ def example():
 
 
 def node_ports(deployment):
-    return {r.name.removesuffix("-port"): r for r in deployment.of_type("Port")
-            if r.name.startswith("kld-vm-")}
+    return {r.input("name").removesuffix("-port"): r for r in deployment.of_type("Port")
+            if r.input("name", "").startswith("kld-vm-")}
 
 
 def user_data_of(deployment, name):
-    return yaml.safe_load(deployment.named(name).input("userData"))
+    return yaml.safe_load(deployment.called(name, "Instance").input("userData"))
 
 
 def keepalived_conf_of(deployment, name):
@@ -100,7 +100,7 @@ def test_each_node_port_allows_exactly_the_vip(example):
         assert port.input("allowedAddressPairs") == [{"ipAddress": "192.168.0.254"}]
         assert port.input("portSecurityEnabled") is True
         assert port.input("securityGroupIds") == [example.outputs["nodeSecurityGroupId"]]
-    jumphost_port = example.named("kld-jumphost-vm-port")
+    jumphost_port = example.called("kld-jumphost-vm-port", "Port")
     assert not jumphost_port.input("allowedAddressPairs")
 
 
@@ -123,7 +123,7 @@ def test_nothing_is_open_to_the_internet(example):
         prefix = rule.input("remoteIpPrefix")
         if prefix:
             assert ipaddress.IPv4Network(prefix).prefixlen > 0
-            assert rule.input("securityGroupId") == example.named("keepalived-vip-jumphost").id
+            assert rule.input("securityGroupId") == example.named("keepalived-vip-jumphost", "SecGroup").id
             assert rule.input("portRangeMin") == rule.input("portRangeMax") == 22
 
 
@@ -133,7 +133,7 @@ def test_the_nodes_boot_on_their_ports_in_an_anti_affinity_group_without_floatin
     ports = node_ports(example)
     floating_ports = {f.input("portId") for f in example.of_type("FloatingIp")}
     for name in ("kld-vm-1", "kld-vm-2"):
-        instance = example.named(name)
+        instance = example.called(name, "Instance")
         assert instance.input("name") == name
         assert instance.input("networks") == [{"port": ports[name].id}]
         assert instance.input("schedulerHints") == [{"group": group.id}]
@@ -146,14 +146,14 @@ def test_the_nodes_boot_on_their_ports_in_an_anti_affinity_group_without_floatin
 
 def test_the_jumphost_gets_a_floating_ip_once_the_router_is_up(example):
     (floating_ip,) = example.of_type("FloatingIp")
-    jumphost_port = example.named("kld-jumphost-vm-port")
+    jumphost_port = example.called("kld-jumphost-vm-port", "Port")
     assert floating_ip.input("pool") == "ext-net"
     assert floating_ip.input("portId") == jumphost_port.id
     (interface,) = example.of_type("RouterInterface")
     assert interface.urn in floating_ip.dependencies
-    jumphost = example.named("kld-jumphost-vm", "Instance")
+    jumphost = example.called("kld-jumphost-vm", "Instance")
     assert jumphost.input("networks") == [{"port": jumphost_port.id}]
-    assert jumphost_port.input("securityGroupIds") == [example.named("keepalived-vip-jumphost").id]
+    assert jumphost_port.input("securityGroupIds") == [example.named("keepalived-vip-jumphost", "SecGroup").id]
     assert not jumphost.input("userData")
 
 
@@ -161,7 +161,7 @@ def test_user_data_is_secret_and_carries_each_nodes_rendered_config(example):
     ports = node_ports(example)
     addresses = {name: port.outputs["allFixedIps"][0] for name, port in ports.items()}
     for name, other in (("kld-vm-1", "kld-vm-2"), ("kld-vm-2", "kld-vm-1")):
-        instance = example.named(name)
+        instance = example.called(name, "Instance")
         assert instance.is_secret("userData")
         conf = keepalived_conf_of(example, name)
         assert conf["permissions"] == "0600"
@@ -204,9 +204,9 @@ def test_the_outputs_are_the_documented_contract(example):
     for node in outputs["nodes"]:
         assert set(node) == {"name", "instanceId", "portId", "ipAddress", "priority"}
         assert node["portId"] == ports[node["name"]].id
-        assert node["instanceId"] == example.named(node["name"]).id
+        assert node["instanceId"] == example.called(node["name"], "Instance").id
         assert node["ipAddress"] == ports[node["name"]].outputs["allFixedIps"][0]
-        assert example.named(node["name"]).outputs["accessIpV4"] == node["ipAddress"]
+        assert example.called(node["name"], "Instance").outputs["accessIpV4"] == node["ipAddress"]
     assert [n["priority"] for n in outputs["nodes"]] == [120, 90]
     assert outputs["vipFloatingIp"] is None, "no public VIP unless asked for"
     assert not example.secret_outputs
@@ -353,7 +353,7 @@ def test_health_check_notify_and_no_preempt_reach_the_secret_user_data():
     deployment = run_program({**EXAMPLE_CONFIG, "preempt": False, "notifyCommand": "systemctl reload haproxy",
                               "healthCheck": {"command": "systemctl is-active --quiet haproxy"}})
     for name in ("kld-vm-1", "kld-vm-2"):
-        assert deployment.named(name).is_secret("userData")
+        assert deployment.called(name, "Instance").is_secret("userData")
         document = user_data_of(deployment, name)
         text = keepalived_conf_of(deployment, name)["content"]
         assert "state BACKUP" in text and "nopreempt" in text

@@ -39,7 +39,7 @@ def rerun_cloud() -> FakeCloud:
 
 
 def gates(deployment):
-    return {r.input("nodeName"): r for r in deployment.resources if r.name.endswith("-in-service")}
+    return deployment.gates()
 
 
 # --- the program ----------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_the_lowest_priority_goes_first_and_the_master_last():
 def test_an_update_replaces_the_master_only_once_the_backup_is_back_in_service():
     deployment = run_program(SSH_CONFIG, rerun_cloud())
     gate = gates(deployment)
-    master, backup = deployment.named("kld-vm-1", "Instance"), deployment.named("kld-vm-2", "Instance")
+    master, backup = deployment.called("kld-vm-1", "Instance"), deployment.called("kld-vm-2", "Instance")
     assert gate["kld-vm-2"].urn in master.dependencies, "kld-vm-1 waits for kld-vm-2 to be in service"
     assert not {g.urn for g in gate.values()} & set(backup.dependencies), "the first node waits for nobody"
     for name, instance in (("kld-vm-1", master), ("kld-vm-2", backup)):
@@ -87,7 +87,7 @@ def test_image_and_flavor_changes_are_replacements_never_rebuilds_in_place():
     cloud = rerun_cloud()
     cloud.images["Ubuntu-22.04"] = "image-ubuntu-2204-v2"  # Glance got a new image under the name
     deployment = run_program(SSH_CONFIG, cloud)
-    for instance in [deployment.named("kld-vm-1", "Instance"), deployment.named("kld-vm-2", "Instance")]:
+    for instance in [deployment.called("kld-vm-1", "Instance"), deployment.called("kld-vm-2", "Instance")]:
         assert instance.input("imageId") == "image-ubuntu-2204-v2"
         assert {"imageId", "flavorId", "flavorName"} <= set(instance.replace_on_changes)
 

@@ -6,7 +6,7 @@ from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import InvalidConfig, Settings, parse_settings, settings_from_config
-from .stack import KeepalivedVip
+from .stack import KeepalivedVip, KeepalivedVipArgs, SharedJumphost, SharedNetwork
 from .vip_port import VipPort, VipPortArgs
 
 __all__ = [
@@ -17,7 +17,10 @@ __all__ = [
     "KeepalivedNodes",
     "KeepalivedNodesArgs",
     "KeepalivedVip",
+    "KeepalivedVipArgs",
     "Settings",
+    "SharedJumphost",
+    "SharedNetwork",
     "VipNetwork",
     "VipNetworkArgs",
     "VipPort",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .lab.observe import Pinger, VipWatcher
+from .observe import Pinger, VipWatcher
 from .remote import RemoteError, Ssh
 
 REQUIRED_OUTPUTS = ("vipAddress", "jumphostFloatingIp", "nodes")

@@ -21,10 +21,10 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from ..settings import NAMESPACE
+from .settings import NAMESPACE
 from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_DIR / "__main__.py"
 PROJECT = NAMESPACE
 
@@ -44,6 +44,8 @@ class DeclaredResource:
     outputs: dict
     replace_on_changes: tuple[str, ...] = ()
     additional_secret_outputs: tuple[str, ...] = ()
+    # The names this resource had before (aliases that keep only a new name).
+    alias_names: tuple[str, ...] = ()
 
     def input(self, key: str, default: Any = None) -> Any:
         return unwrap(self.inputs.get(key, default))
@@ -95,6 +97,16 @@ class Deployment:
     def of_type(self, short_type: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.short_type == short_type]
 
+    def called(self, name: str, short_type: str) -> DeclaredResource:
+        """The resource of that type whose name in the cloud (its `name` input) is `name`."""
+        (match,) = [r for r in self.of_type(short_type) if r.input("name") == name]
+        return match
+
+    def gates(self) -> dict[str, DeclaredResource]:
+        """Node name -> its NodeInService gate in the rollout."""
+        return {r.input("nodeName"): r for r in self.resources
+                if r.type == "pulumi-python:dynamic:Resource" and r.input("nodeName")}
+
     def named(self, name: str, short_type: Optional[str] = None) -> DeclaredResource:
         """The resource of that name; with short_type ("Instance", "Port"...) when a component shares it."""
         (match,) = [r for r in self.resources
@@ -102,21 +114,31 @@ class Deployment:
         return match
 
 
-def config_values(config: dict[str, Any]) -> dict[str, str]:
-    """Config as Pulumi hands it to a program: namespaced keys, text values,
-    lists and objects as JSON."""
+def _alias_names(request) -> list[str]:
+    """The old names a registration carries: as alias specs (what the SDK
+    sends a monitor that supports them) or as alias URNs."""
+    names = [alias.spec.name for alias in request.aliases if alias.WhichOneof("alias") == "spec" and alias.spec.name]
+    names += [urn.rsplit("::", 1)[1] for urn in request.aliasURNs]
+    return names
+
+
+def config_values(config: dict[str, Any], project: str = PROJECT) -> dict[str, str]:
+    """Config as Pulumi hands it to a program: namespaced keys (a bare key is
+    the project's), text values, lists and objects as JSON."""
     return {
-        f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+        (key if ":" in key else f"{project}:{key}"): value if isinstance(value, str) else json.dumps(value)
         for key, value in config.items()
     }
 
 
 def run_program(
-    config: dict[str, Any], cloud: Optional[FakeCloud] = None, expect_failure: bool = False
+    config: dict[str, Any], cloud: Optional[FakeCloud] = None, expect_failure: bool = False,
+    program: Path = PROGRAM, project: str = PROJECT,
 ) -> Deployment:
-    """Runs the program once with this config (raw values by key) against
-    this cloud (one with an external network when None). With expect_failure,
-    returns what was declared before the program failed, and the error."""
+    """Runs the program (this project's, or another's) once with this config
+    (raw values by key) against this cloud (one with an external network when
+    None). With expect_failure, returns what was declared before the program
+    failed, and the error."""
     mocks = OpenStackMocks(cloud or FakeCloud.with_external_network())
     monitor = RecordingMonitor(mocks)
     warnings = WarningLog()
@@ -124,15 +146,16 @@ def run_program(
     logger.propagate = False
     logger.addHandler(warnings)
     pulumi_settings.set_root_resource(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor, logger=logger)
-    pulumi.runtime.set_all_config(config_values(config), [f"{PROJECT}:vrrpPassword"])
+    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False, monitor=monitor, logger=logger)
+    values = config_values(config, project)
+    pulumi.runtime.set_all_config(values, [key for key in values if key.endswith(":vrrpPassword")])
     root = pulumi_settings.get_root_resource()
     pulumi_settings.SETTINGS.rpc_manager.clear()
     pulumi_settings.SETTINGS.outputs.clear()
 
     error: Optional[BaseException] = None
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
     except Exception as exc:
         if not expect_failure:
             raise
@@ -166,6 +189,7 @@ def run_program(
                 outputs=registration.state,
                 replace_on_changes=tuple(request.replaceOnChanges),
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                alias_names=tuple(_alias_names(request)),
             )
         )
     return Deployment(resources=resources, outputs=outputs, secret_outputs=secret_outputs, mocks=mocks, error=error,

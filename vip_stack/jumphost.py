@@ -11,6 +11,7 @@ import pulumi_openstack as openstack
 
 @dataclass
 class JumphostArgs:
+    # The VM's name in Nova.
     name: str
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
@@ -24,34 +25,45 @@ class JumphostArgs:
 
 
 class Jumphost(pulumi.ComponentResource):
+    floating_ip_address: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
     def __init__(self, name: str, args: JumphostArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("keepalived-vip:openstack:Jumphost", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+
+        def child(logical: str, old: str, **extra) -> pulumi.ResourceOptions:
+            # Children were once named after the VM (args.name) alone: the
+            # alias keeps existing stacks' resources when the names change.
+            aliases = [pulumi.Alias(name=old)] if old != logical else None
+            return pulumi.ResourceOptions(parent=self, aliases=aliases, **extra)
+
         self.port = openstack.networking.Port(
-            f"{args.name}-port",
+            f"{name}-port",
             name=f"{args.name}-port",
             network_id=args.network_id,
             fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id)],
             security_group_ids=[args.security_group_id],
             port_security_enabled=True,
-            opts=child,
+            opts=child(f"{name}-port", f"{args.name}-port"),
         )
         self.instance = openstack.compute.Instance(
-            args.name,
+            f"{name}-vm",
             name=args.name,
             image_id=args.image_id,
             flavor_name=args.flavor_name,
             key_pair=args.key_pair_name,
             networks=[openstack.compute.InstanceNetworkArgs(port=self.port.id)],
             # A replacement boots on the same port: the old instance goes first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=child(f"{name}-vm", args.name, delete_before_replace=True),
         )
         self.floating_ip = openstack.networking.FloatingIp(
-            f"{args.name}-floating-ip",
+            f"{name}-floating-ip",
             pool=args.external_network_name,
             port_id=self.port.id,
             description=f"SSH entry to {args.name}",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=child(f"{name}-floating-ip", f"{args.name}-floating-ip", depends_on=list(args.depends_on)),
         )
         self.floating_ip_address = self.floating_ip.address
+        self.security_group_id = pulumi.Output.from_input(args.security_group_id)
+        self.vm_name = args.name
         self.register_outputs({"jumphostFloatingIp": self.floating_ip_address, "jumphostName": args.name})

@@ -95,7 +95,15 @@ def find_serving_nodes(settings: Settings, network_id: Optional[str]) -> tuple[s
 
 
 def gather_cloud_facts(settings: Settings) -> CloudFacts:
-    """Looks up what exists and checks the addresses against it; raises InvalidConfig."""
+    """Looks up what exists and checks the addresses against it; raises
+    InvalidConfig naming the keys in the settings' namespace."""
+    try:
+        return _gather(settings)
+    except InvalidConfig as error:
+        raise error.in_namespace(settings.namespace) from None
+
+
+def _gather(settings: Settings) -> CloudFacts:
     image_id = find_image_id(settings)
     if settings.network.create:
         return CloudFacts(subnet=planned_subnet(settings), external_network_id=find_external_network_id(settings),

@@ -4,7 +4,7 @@ each that makes changes roll out one node at a time (see rollout.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 import pulumi
@@ -32,8 +32,9 @@ class KeepalivedNodesArgs:
     security_group_id: pulumi.Input[str]
     # imageName as resolved before the update.
     image_id: str
-    # Where the rollout reaches the nodes from (the jumphost's floating IP).
-    jumphost_address: pulumi.Input[str]
+    # Where the rollout reaches the nodes from (the jumphost's floating IP);
+    # None without a jumphost: rollouts then wait a fixed time.
+    jumphost_address: Optional[pulumi.Input[str]]
     # Nodes already running: changes roll out one at a time. None running (a
     # first deployment): the nodes are created side by side.
     serving_nodes: Sequence[str] = field(default_factory=tuple)
@@ -51,9 +52,18 @@ class KeepalivedNodes(pulumi.ComponentResource):
         super().__init__("keepalived-vip:openstack:KeepalivedNodes", name, None, opts)
         settings = args.settings
         rollout = settings.rollout
+        if args.jumphost_address is None and rollout.uses_ssh:
+            # Nothing to reach the nodes through.
+            rollout = replace(rollout, check="fixed-wait")
         child = pulumi.ResourceOptions(parent=self)
         if not rollout.uses_ssh:
             pulumi.log.warn(fixed_wait_warning(rollout.fixed_wait_seconds), resource=self)
+
+        def named(key: str, old: str) -> tuple[str, pulumi.ResourceOptions]:
+            """A child's logical name: this component's name and a stable key.
+            Children were once named by the key alone (the node's name): the
+            alias keeps existing stacks' resources."""
+            return f"{name}-{key}", pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=old)])
 
         # One hypervisor failure must not take every node, or the VIP has
         # nowhere to go.
@@ -63,8 +73,9 @@ class KeepalivedNodes(pulumi.ComponentResource):
 
         self.node_ports = {}
         for node in settings.nodes:
+            port_name, port_opts = named(node_port_name(node.name), node_port_name(node.name))
             self.node_ports[node.name] = openstack.networking.Port(
-                node_port_name(node.name),
+                port_name,
                 name=node_port_name(node.name),
                 network_id=args.network_id,
                 fixed_ips=[
@@ -77,7 +88,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 # Exactly the VIP, not the procedure's /24: IP source guard
                 # must keep a node from speaking for the whole subnet.
                 allowed_address_pairs=[openstack.networking.PortAllowedAddressPairArgs(ip_address=settings.vip_address)],
-                opts=child,
+                opts=port_opts,
             )
         self.node_addresses: dict[str, pulumi.Output[str]] = {
             node_name: port.all_fixed_ips.apply(lambda ips: ips[0]) for node_name, port in self.node_ports.items()
@@ -99,8 +110,9 @@ class KeepalivedNodes(pulumi.ComponentResource):
             # Output.secret again, though the password already makes it one:
             # the user data must stay secret even if its inputs change.
             self.user_data[node.name] = pulumi.Output.secret(config.apply(render_user_data))
+            instance_name, instance_opts = named(node.name, node.name)
             self.instances[node.name] = openstack.compute.Instance(
-                node.name,
+                instance_name,
                 name=node.name,
                 image_id=args.image_id,
                 flavor_name=settings.flavor_name,
@@ -108,8 +120,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 networks=[openstack.compute.InstanceNetworkArgs(port=self.node_ports[node.name].id)],
                 scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=self.server_group.id)],
                 user_data=self.user_data[node.name],
-                opts=pulumi.ResourceOptions(
-                    parent=self,
+                opts=pulumi.ResourceOptions.merge(instance_opts, pulumi.ResourceOptions(
                     # The replacement boots on the same port, which can belong
                     # to one instance at a time: the old one must go first.
                     delete_before_replace=True,
@@ -118,11 +129,12 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     # in service; on a first deployment nothing serves the VIP
                     # yet, and the nodes are created side by side.
                     depends_on=[previous] if rolling and previous is not None else [],
-                ),
+                )),
             )
             peers = [self.node_addresses[other] for other in names if other != node.name]
+            gate_name, gate_opts = named(f"{node.name}-in-service", f"{node.name}-in-service")
             previous = self.in_service[node.name] = NodeInService(
-                f"{node.name}-in-service",
+                gate_name,
                 NodeInServiceArgs(
                     node_name=node.name,
                     instance_id=self.instances[node.name].id,
@@ -138,7 +150,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     settle_seconds=round(settings.vrrp.master_down_interval(node.priority), 3),
                     config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
                 ),
-                opts=child,
+                opts=gate_opts,
             )
 
         self.nodes_output = pulumi.Output.all(

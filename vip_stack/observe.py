@@ -9,9 +9,10 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from .hosts import NodeHost
+if TYPE_CHECKING:  # the lab's hosts; the check has none
+    from .lab.hosts import NodeHost
 
 
 @dataclass

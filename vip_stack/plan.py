@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .lab.evaluate import EXAMPLE_STACK_FILE, Deployment, run_program
+from .evaluate import EXAMPLE_STACK_FILE, Deployment, run_program
 from .rendering import KEEPALIVED_CONF_PATH
 from .settings import InvalidConfig, config_from_stack_file
 
@@ -42,7 +42,7 @@ def stack_config(stack_file: Path) -> tuple[dict, str]:
 
 
 def node_keepalived_conf(deployment: Deployment, node_name: str) -> str:
-    user_data = yaml.safe_load(deployment.named(node_name, "Instance").input("userData"))
+    user_data = yaml.safe_load(deployment.called(node_name, "Instance").input("userData"))
     return next(f["content"] for f in user_data["write_files"] if f["path"] == KEEPALIVED_CONF_PATH)
 
 

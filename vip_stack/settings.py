@@ -15,7 +15,7 @@ import ipaddress
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Sequence
 
 from pulumi.errors import RunError
@@ -97,9 +97,12 @@ HEALTH_CHECK_DEFAULTS = {"interval": 2, "fall": 2, "rise": 2}
 class ConfigProblem:
     key: str
     message: str
+    # The config namespace the key lives in: the project's own, or another
+    # program's for each VIP it declares.
+    namespace: str = NAMESPACE
 
     def __str__(self) -> str:
-        return f"{NAMESPACE}:{self.key}: {self.message}"
+        return f"{self.namespace}:{self.key}: {self.message}"
 
 
 class InvalidConfig(RunError):
@@ -116,6 +119,10 @@ class InvalidConfig(RunError):
     @property
     def keys(self) -> set[str]:
         return {p.key for p in self.problems}
+
+    def in_namespace(self, namespace: str) -> "InvalidConfig":
+        """The same problems, said of the keys in another config namespace."""
+        return InvalidConfig([replace(problem, namespace=namespace) for problem in self.problems])
 
 
 class SecretStr:
@@ -254,6 +261,8 @@ class Settings:
     service_ports: tuple[ServicePort, ...] = ()
     service_allowed_cidrs: tuple[str, ...] = ()
     rollout: RolloutSettings = RolloutSettings()
+    # Where the keys were read from, for the errors that name them.
+    namespace: str = NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -572,8 +581,16 @@ def _parse_rollout(reader: _Reader, key_pair_name: Optional[str]) -> Optional[Ro
                            fixed_wait_seconds=numbers["rolloutFixedWaitSeconds"], ssh_user=user)
 
 
-def parse_settings(raw: Mapping[str, Any]) -> Settings:
-    """Builds Settings from raw config values; raises InvalidConfig listing every problem."""
+def parse_settings(raw: Mapping[str, Any], namespace: str = NAMESPACE) -> Settings:
+    """Builds Settings from raw config values (the keys of `namespace`);
+    raises InvalidConfig listing every problem."""
+    try:
+        return replace(_parse_settings(raw), namespace=namespace)
+    except InvalidConfig as error:
+        raise error.in_namespace(namespace) from None
+
+
+def _parse_settings(raw: Mapping[str, Any]) -> Settings:
     reader = _Reader(raw)
     for key in sorted(set(raw) - set(ALL_KEYS)):
         reader.problem(key, f"is not a known key (known: {', '.join(sorted(ALL_KEYS))})")
@@ -782,18 +799,19 @@ def settings_from_config(config) -> Settings:
     leaves this module wrapped in SecretStr and reaches Pulumi only as a
     secret Output.
     """
-    keys = set(ALL_KEYS) | _namespace_keys()
+    namespace = config.name
+    keys = set(ALL_KEYS) | _namespace_keys(namespace)
     raw = {key: config.get(key) for key in keys}
-    return parse_settings({key: value for key, value in raw.items() if value is not None})
+    return parse_settings({key: value for key, value in raw.items() if value is not None}, namespace)
 
 
-def _namespace_keys() -> set[str]:
-    """Every key this stack sets in our namespace, so that a mistyped one is
+def _namespace_keys(namespace: str) -> set[str]:
+    """Every key this stack sets in the namespace, so that a mistyped one is
     reported instead of silently ignored. The SDK keeps the config it was
     given (by the CLI, or by set_all_config) in these two places."""
     from pulumi.runtime.config import CONFIG, get_config_env
 
-    prefix = f"{NAMESPACE}:"
+    prefix = f"{namespace}:"
     return {key[len(prefix):] for key in {**get_config_env(), **CONFIG.get()} if key.startswith(prefix)}
 
 

@@ -1,9 +1,15 @@
 """The whole scenario as one component: what `__main__.py` declares, and what
-another Pulumi program can declare too."""
+another Pulumi program can declare too, once or several times.
+
+Several VIPs can share one network and one jumphost: declare the first with
+its own (or a standalone `VipNetwork` and `Jumphost`), then pass its
+`shared_network` and `shared_jumphost` to the others.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 import pulumi
 
@@ -12,100 +18,195 @@ from .lookups import CloudFacts
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
-from .settings import Settings
+from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts
 from .vip_port import VipPort, VipPortArgs
 
 
+@dataclass
+class SharedNetwork:
+    """A network and subnet that VIPs share (created by one of them, by a
+    `VipNetwork`, or found by id)."""
+
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    subnet: SubnetFacts
+    # What must exist before a floating IP can be allocated on it (the router).
+    ready: Sequence[pulumi.Resource] = ()
+    # virtualRouterId -> the VIP that uses it: VRRP routers on one network
+    # must differ, or their nodes join each other's elections.
+    router_ids: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, network: VipNetwork, subnet: SubnetFacts) -> "SharedNetwork":
+        return cls(network.network_id, network.subnet_id, subnet, list(network.ready))
+
+
+@dataclass
+class SharedJumphost:
+    """A jumphost that VIPs share: the nodes admit SSH and ICMP from its
+    security group, and rollouts reach the nodes through its address."""
+
+    floating_ip_address: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
+    name: str
+
+
+@dataclass
+class KeepalivedVipArgs:
+    # From parse_settings / settings_from_config and gather_cloud_facts: both
+    # validate before anything is declared.
+    settings: Settings
+    cloud: CloudFacts
+    # None: the network of settings.network (created, or found by name).
+    network: Optional[SharedNetwork] = None
+    # None: a jumphost of its own, unless create_jumphost is False (no
+    # jumphost at all: nothing reaches the nodes, rollouts wait a fixed time).
+    jumphost: Optional[SharedJumphost] = None
+    create_jumphost: bool = True
+    # Addresses the DHCP pool of a subnet this VIP creates must leave out too:
+    # the VIPs of others that will share the network.
+    reserved_addresses: Sequence[str] = ()
+
+
 class KeepalivedVip(pulumi.ComponentResource):
-    """Network, security groups, reserved VIP port, keepalived nodes and jumphost.
+    """Network, security groups, reserved VIP port, keepalived nodes and jumphost."""
 
-    `settings` must come from `parse_settings` and `cloud` from
-    `gather_cloud_facts`: both validate before anything is declared.
-    """
+    vip_address: pulumi.Output[str]
+    vip_port_id: pulumi.Output[str]
+    vip_floating_ip: pulumi.Output[Optional[str]]
+    network_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+    node_security_group_id: pulumi.Output[str]
+    jumphost_floating_ip: pulumi.Output[Optional[str]]
+    jumphost_name: pulumi.Output[Optional[str]]
+    # [{name, instanceId, portId, ipAddress, priority}], as the stack exports it.
+    nodes: pulumi.Output[list[dict[str, Any]]]
+    # For other VIPs to share.
+    shared_network: SharedNetwork
+    shared_jumphost: Optional[SharedJumphost]
 
-    def __init__(
-        self, name: str, settings: Settings, cloud: CloudFacts, opts: Optional[pulumi.ResourceOptions] = None
-    ):
+    def __init__(self, name: str, args: KeepalivedVipArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        settings, cloud = args.settings, args.cloud
+        virtual_router_id = settings.vrrp.virtual_router_id
+        if args.network is not None and virtual_router_id in args.network.router_ids:
+            # Before anything of this VIP is declared.
+            raise InvalidConfig([ConfigProblem(
+                "virtualRouterId",
+                f"{virtual_router_id} is already used by the VIP {args.network.router_ids[virtual_router_id]!r} on "
+                "the same network; VIPs that share a network need different virtual router ids",
+                settings.namespace,
+            )])
         super().__init__("keepalived-vip:openstack:KeepalivedVip", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.settings = settings
 
-        self.network = VipNetwork(
-            name,
-            VipNetworkArgs(
-                network=settings.network,
-                subnet=cloud.subnet,
-                reserved_addresses=[settings.vip_address]
-                + [node.ip_address for node in settings.nodes if node.ip_address],
-                external_network_id=cloud.external_network_id,
-            ),
-            opts=child,
-        )
+        if args.network is None:
+            self.network = VipNetwork(
+                name,
+                VipNetworkArgs(
+                    network=settings.network,
+                    subnet=cloud.subnet,
+                    reserved_addresses=[settings.vip_address, *args.reserved_addresses]
+                    + [node.ip_address for node in settings.nodes if node.ip_address],
+                    external_network_id=cloud.external_network_id,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            network = SharedNetwork.of(self.network, cloud.subnet)
+        else:
+            network = args.network
+        network.router_ids[virtual_router_id] = name
+        self.shared_network = network
+
         self.security = VipSecurityGroups(
             name,
             VipSecurityGroupsArgs(
                 ssh_allowed_cidrs=settings.ssh_allowed_cidrs,
                 service_ports=[(p.protocol, p.port) for p in settings.service_ports],
                 service_allowed_cidrs=settings.service_allowed_cidrs,
+                jumphost_group_id=args.jumphost.security_group_id if args.jumphost else None,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.vip_port = VipPort(
             f"{name}-vip",
             VipPortArgs(
-                network_id=self.network.network_id,
-                subnet_id=self.network.subnet_id,
+                network_id=network.network_id,
+                subnet_id=network.subnet_id,
                 vip_address=settings.vip_address,
-                security_group_ids=[self.security.node_group.id],
+                security_group_ids=[self.security.node_group_id],
                 floating_ip_pool=settings.network.external_network_name if settings.vip_floating_ip else None,
-                depends_on=self.network.ready,
+                depends_on=network.ready,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.jumphost = Jumphost(
-            settings.jumphost_name,
-            JumphostArgs(
-                name=settings.jumphost_name,
-                network_id=self.network.network_id,
-                subnet_id=self.network.subnet_id,
-                security_group_id=self.security.jumphost_group.id,
-                image_id=cloud.image_id,
-                flavor_name=settings.flavor_name,
-                key_pair_name=settings.key_pair_name,
-                external_network_name=settings.network.external_network_name,
-                depends_on=self.network.ready,
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),
-        )
-        self.nodes = KeepalivedNodes(
+
+        self.jumphost: Optional[Jumphost] = None
+        if args.jumphost is not None:
+            self.shared_jumphost: Optional[SharedJumphost] = args.jumphost
+        elif args.create_jumphost:
+            self.jumphost = Jumphost(
+                f"{name}-jumphost",
+                JumphostArgs(
+                    name=settings.jumphost_name,
+                    network_id=network.network_id,
+                    subnet_id=network.subnet_id,
+                    security_group_id=self.security.jumphost_group_id,
+                    image_id=cloud.image_id,
+                    flavor_name=settings.flavor_name,
+                    key_pair_name=settings.key_pair_name,
+                    external_network_name=settings.network.external_network_name,
+                    depends_on=network.ready,
+                ),
+                # It was once named after its VM.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port],
+                                            aliases=[pulumi.Alias(name=settings.jumphost_name)]),
+            )
+            self.shared_jumphost = SharedJumphost(
+                self.jumphost.floating_ip_address, self.security.jumphost_group_id, settings.jumphost_name
+            )
+        else:
+            self.shared_jumphost = None
+
+        self.nodes_component = KeepalivedNodes(
             f"{name}-nodes",
             KeepalivedNodesArgs(
                 settings=settings,
-                network_id=self.network.network_id,
-                subnet_id=self.network.subnet_id,
-                subnet_cidr=cloud.subnet.cidr,
-                security_group_id=self.security.node_group.id,
+                network_id=network.network_id,
+                subnet_id=network.subnet_id,
+                subnet_cidr=network.subnet.cidr,
+                security_group_id=self.security.node_group_id,
                 image_id=cloud.image_id,
-                jumphost_address=self.jumphost.floating_ip_address,
+                jumphost_address=self.shared_jumphost.floating_ip_address if self.shared_jumphost else None,
                 serving_nodes=cloud.serving_nodes,
             ),
             # The VIP port first, so Neutron never hands its address to a node port.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),
         )
+
+        self.vip_address = pulumi.Output.from_input(settings.vip_address)
+        self.vip_port_id = self.vip_port.port_id
+        self.vip_floating_ip = self.vip_port.floating_ip_address
+        self.network_id = pulumi.Output.from_input(network.network_id)
+        self.subnet_id = pulumi.Output.from_input(network.subnet_id)
+        self.node_security_group_id = self.security.node_group_id
+        self.jumphost_floating_ip = pulumi.Output.from_input(
+            self.shared_jumphost.floating_ip_address if self.shared_jumphost else None)
+        self.jumphost_name = pulumi.Output.from_input(self.shared_jumphost.name if self.shared_jumphost else None)
+        self.nodes = self.nodes_component.nodes_output
         self.outputs = self._outputs()
         self.register_outputs(self.outputs)
 
     def _outputs(self) -> dict[str, Any]:
         """The contract other stacks rely on (see the README)."""
         return {
-            "vipAddress": self.settings.vip_address,
-            "vipPortId": self.vip_port.port_id,
+            "vipAddress": self.vip_address,
+            "vipPortId": self.vip_port_id,
             # None unless vipFloatingIp is true.
-            "vipFloatingIp": self.vip_port.floating_ip_address,
-            "networkId": self.network.network_id,
-            "subnetId": self.network.subnet_id,
-            "nodeSecurityGroupId": self.security.node_group.id,
-            "jumphostFloatingIp": self.jumphost.floating_ip_address,
-            "jumphostName": self.settings.jumphost_name,
-            "nodes": self.nodes.nodes_output,
+            "vipFloatingIp": self.vip_floating_ip,
+            "networkId": self.network_id,
+            "subnetId": self.subnet_id,
+            "nodeSecurityGroupId": self.node_security_group_id,
+            "jumphostFloatingIp": self.jumphost_floating_ip,
+            "jumphostName": self.jumphost_name,
+            "nodes": self.nodes,
         }

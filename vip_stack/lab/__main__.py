@@ -21,7 +21,7 @@ from pathlib import Path
 from ..plan import stack_config
 from ..settings import DEFAULTS, InvalidConfig
 from .drills import DEFAULT_DRILLS, run_drills
-from .evaluate import EXAMPLE_STACK_FILE
+from ..evaluate import EXAMPLE_STACK_FILE
 from .report import format_table, machine_readable, plot_timeline
 from .scenario import rollout_spec, stack_spec
 

@@ -17,7 +17,7 @@ from ..rollout import NodeNotInService, drain_node, wait_in_service
 from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
-from .observe import Pinger, VipWatcher
+from ..observe import Pinger, VipWatcher
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 

@@ -11,8 +11,8 @@ from typing import Any, Optional
 from ..rendering import KEEPALIVED_CONF_PATH
 from ..addressing import default_gateway
 from ..settings import DEFAULTS, master_down_interval, parse_settings, skew
-from .evaluate import Deployment, run_program
-from .fake_openstack import FakeCloud
+from ..evaluate import Deployment, run_program
+from ..fake_openstack import FakeCloud
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # The name a cloud VM's first NIC has on the procedure's Ubuntu image.
@@ -94,15 +94,15 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
     settings = parse_settings(config)
     nodes = []
     for node_output in deployment.outputs["nodes"]:
-        instance = deployment.named(node_output["name"], "Instance")
+        instance = deployment.called(node_output["name"], "Instance")
         nodes.append(LabNode(
             name=node_output["name"],
             priority=node_output["priority"],
             address=node_output["ipAddress"],
             user_data=instance.input("userData"),
-            config_sha256=deployment.named(f"{node_output['name']}-in-service").input("configSha256"),
+            config_sha256=deployment.gates()[node_output["name"]].input("configSha256"),
         ))
-    jumphost_port = deployment.named(f"{settings.jumphost_name}-port", "Port")
+    jumphost_port = deployment.called(f"{settings.jumphost_name}-port", "Port")
     # The created subnet, or (createNetwork=false) the one lab_cloud stood in with.
     subnets = deployment.of_type("Subnet")
     subnet_cidr = subnets[0].input("cidr") if subnets else str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
@@ -133,12 +133,12 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
 def declared_rollout_order(deployment: Deployment) -> tuple[str, ...]:
     """The nodes in the order the engine would replace them: a node whose
     instance depends on another node's gate comes after that node."""
-    gates = {r.urn: r.input("nodeName") for r in deployment.resources if r.name.endswith("-in-service")}
+    gates = {gate.urn: node for node, gate in deployment.gates().items()}
     after = {}
-    for instance in deployment.of_type("Instance"):
+    for node in gates.values():
+        instance = deployment.called(node, "Instance")
         waits_for = [gates[urn] for urn in instance.dependencies if urn in gates]
-        if instance.name in gates.values():
-            after[instance.name] = waits_for[0] if waits_for else None
+        after[node] = waits_for[0] if waits_for else None
     order: list[str] = []
     while len(order) < len(after):
         ready = [name for name, before in after.items()

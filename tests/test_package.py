@@ -1,0 +1,168 @@
+"""The components as a library: the package installs with its templates and
+only its runtime dependencies, the core never imports the tools, existing
+stacks keep their resources across the renaming, and two VIPs share one
+network and one jumphost (examples/library, run from outside the checkout
+with the installed package)."""
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vip_stack.settings import InvalidConfig
+
+from .harness import EXAMPLE_CONFIG, PROJECT_DIR, run_program
+
+CORE = ("__init__", "addressing", "jumphost", "lookups", "network", "nodes", "remote", "rendering", "rollout",
+        "security", "settings", "stack", "vip_port")
+TOOLS = ("lab", "check", "plan", "bench", "observe", "evaluate", "fake_openstack")
+LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
+# What the previous release declared for EXAMPLE_CONFIG plus these keys.
+URNS_BEFORE = PROJECT_DIR / "tests" / "golden" / "urns-before-components-as-library.txt"
+URN_CONFIG = {**EXAMPLE_CONFIG, "servicePorts": [{"protocol": "tcp", "port": 443}],
+              "serviceAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
+              "sshAllowedCidrs": ["198.51.100.0/24", "192.0.2.0/24"], "vipFloatingIp": "true"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to vip_stack
+                found |= {f"vip_stack.{base}".rstrip(".")} if base else {f"vip_stack.{a.name}" for a in node.names}
+            else:
+                found.add(base)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_the_core_imports_no_tool():
+    for module in CORE:
+        imported = imported_modules(PROJECT_DIR / "vip_stack" / f"{module}.py")
+        tools = {name for name in imported
+                 if any(name == f"vip_stack.{tool}" or name.startswith(f"vip_stack.{tool}.") for tool in TOOLS)}
+        assert not tools, f"vip_stack/{module}.py imports the tools {tools}"
+
+
+def test_an_existing_stack_keeps_every_resource_by_its_urn_or_an_alias():
+    before = URNS_BEFORE.read_text().split()
+    deployment = run_program(URN_CONFIG)
+    now = {r.urn for r in deployment.resources}
+    for urn in before:
+        if urn in now:
+            continue
+        qualified_type, old_name = urn.rsplit("::", 1)
+        heirs = [r for r in deployment.resources
+                 if r.urn.rsplit("::", 1)[0] == qualified_type and old_name in r.alias_names]
+        assert len(heirs) == 1, f"{urn} is neither declared again nor aliased by exactly one resource"
+
+
+def library_config() -> dict:
+    config = yaml.safe_load((LIBRARY_EXAMPLE / "Pulumi.dev.yaml").read_text())["config"]
+    return {**config, "web:vrrpPassword": "webpass", "db:vrrpPassword": "dbpass"}
+
+
+def run_library(config, **kwargs):
+    return run_program(config, program=LIBRARY_EXAMPLE / "__main__.py", project="keepalived-vip-library", **kwargs)
+
+
+def test_two_vips_share_one_network_and_one_jumphost_with_a_node_pair_each():
+    deployment = run_library(library_config())
+    assert len(deployment.of_type("Network")) == 1 and len(deployment.of_type("Router")) == 1
+    assert len(deployment.of_type("Jumphost")) == 1
+    assert len(deployment.of_type("FloatingIp")) == 1, "one jumphost, one floating IP"
+    names = sorted(r.input("name") for r in deployment.of_type("Instance") if r.input("userData"))
+    assert names == ["db-1", "db-2", "web-1", "web-2"]
+    urns = [r.urn for r in deployment.resources]
+    assert len(urns) == len(set(urns)), "no two resources share a name"
+    network_id = deployment.of_type("Network")[0].id
+    for port in deployment.of_type("Port"):
+        assert port.input("networkId") == network_id
+    # The created subnet keeps both VIPs out of its DHCP pool.
+    (subnet,) = deployment.of_type("Subnet")
+    pools = [(ip_address(p["start"]), ip_address(p["end"])) for p in subnet.input("allocationPools")]
+    for vip in ("192.168.10.250", "192.168.10.251"):
+        assert not any(start <= ip_address(vip) <= end for start, end in pools), vip
+    # The db nodes admit SSH from the one jumphost's group.
+    jumphost_group = deployment.named("web-jumphost", "SecGroup").id
+    db_ssh = deployment.named("db-ssh-from-jumphost")
+    assert db_ssh.input("remoteGroupId") == jumphost_group
+    assert deployment.outputs["webVip"] == "192.168.10.250" and deployment.outputs["dbVip"] == "192.168.10.251"
+    assert deployment.outputs["jumphostFloatingIp"] == jumphost_floating_ip(deployment)
+
+
+def jumphost_floating_ip(deployment):
+    (floating_ip,) = deployment.of_type("FloatingIp")
+    return floating_ip.outputs["address"]
+
+
+def test_two_vips_on_one_network_with_one_virtual_router_id_are_refused():
+    deployment = run_library({**library_config(), "db:virtualRouterId": 51}, expect_failure=True)
+    assert isinstance(deployment.error, InvalidConfig)
+    assert "db:virtualRouterId: 51 is already used by the VIP 'web'" in str(deployment.error)
+    assert not [r for r in deployment.resources if r.name.startswith("db")], "nothing of db is declared"
+
+
+def test_each_vips_bad_keys_are_named_in_its_own_namespace():
+    deployment = run_library({**library_config(), "db:vrrpPassword": "far-too-long"}, expect_failure=True)
+    assert "db:vrrpPassword: is 12 characters long" in str(deployment.error)
+    assert deployment.resources == []
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(PROJECT_DIR)],
+                   check=True, capture_output=True, text=True, timeout=600)
+    (built,) = out.glob("keepalived_vip-*.whl")
+    return built
+
+
+def test_the_package_ships_its_templates_and_needs_no_test_tools_to_run(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    for template in ("keepalived.conf.j2", "user-data.yaml.j2", "notify.sh.j2", "vrrp-interface.sh"):
+        assert f"vip_stack/cloud_init/{template}" in names
+    requirements = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    runtime = [r for r in requirements if "extra ==" not in r]
+    assert sorted(r.split(">")[0].split("<")[0].split("=")[0] for r in runtime) == ["jinja2", "pulumi",
+                                                                                   "pulumi-openstack"]
+    assert not [r for r in runtime if r.startswith(("pytest", "matplotlib"))]
+
+
+def test_the_library_example_runs_outside_the_checkout_with_the_installed_package(wheel, tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True, text=True, timeout=300)
+    example = tmp_path / "library"
+    shutil.copytree(LIBRARY_EXAMPLE, example)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(library_config()))
+    runner = (
+        "import json, sys, yaml\n"
+        "from pathlib import Path\n"
+        "import vip_stack\n"
+        "from vip_stack.evaluate import run_program\n"
+        "config = yaml.safe_load(Path(sys.argv[1]).read_text())\n"
+        "deployment = run_program(config, program=Path('__main__.py'), project='keepalived-vip-library')\n"
+        "print(json.dumps({'package': vip_stack.__file__, 'outputs': deployment.outputs}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", runner, str(tmp_path / "config.yaml")], cwd=example,
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["package"].startswith(str(site)), "the installed package, not the checkout"
+    assert report["outputs"]["webVip"] == "192.168.10.250" and report["outputs"]["dbVip"] == "192.168.10.251"
+    assert [n["name"] for n in report["outputs"]["dbNodes"]] == ["db-1", "db-2"]
