@@ -62,6 +62,12 @@ class FakeSubnet:
         raise ValueError(f"IpAddressGenerationFailure: no more addresses in subnet {self.id}")
 
 
+# The project the program runs as, and the external network of with_external_network.
+OUR_PROJECT = "project-ours"
+EXTERNAL_NETWORK_ID = "ext-net-id"
+ROUTER_INTERFACE = "network:router_interface"
+
+
 @dataclass
 class FakeCloud:
     """What exists in the project before the stack runs."""
@@ -72,8 +78,23 @@ class FakeCloud:
     floating_allocated: list[str] = field(default_factory=list)
     # Glance: image name -> id of the image behind it today.
     images: dict[str, str] = field(default_factory=lambda: {"Ubuntu-22.04": "image-ubuntu-2204-v1"})
-    # Ports that exist before the program runs (a stack's own, on a re-run).
+    # Ports that exist before the program runs: VMs of others, router
+    # interfaces, a stack's own on a re-run.
     existing_ports: list[dict] = field(default_factory=list)
+    routers: dict[str, dict] = field(default_factory=dict)
+    # Who the program runs as (Keystone's auth scope).
+    project_id: str = OUR_PROJECT
+    project_name: str = "ours"
+    roles: tuple[str, ...] = ("member",)
+
+    def add_port(self, name: str, network_id: str = "", addresses: tuple[str, ...] = (), status: str = "ACTIVE",
+                 device_owner: str = "", device_id: str = "", tags: tuple[str, ...] = (),
+                 description: str = "") -> dict:
+        port = {"id": f"port-{len(self.existing_ports)}-{name}", "name": name, "networkId": network_id,
+                "addresses": list(addresses), "status": status, "deviceOwner": device_owner,
+                "deviceId": device_id, "tags": list(tags), "description": description}
+        self.existing_ports.append(port)
+        return port
 
     def add_running_node(self, name: str, address: Optional[str] = None, network_id: Optional[str] = None) -> None:
         """A node instance of an earlier deployment, up on its port."""
@@ -83,16 +104,27 @@ class FakeCloud:
         """A port of an earlier deployment, bound and up. The program declares
         it again and it keeps its address: Pulumi updates a port, it does not
         allocate a new one."""
-        self.existing_ports.append({"id": f"port-of-{name}", "name": name, "status": "ACTIVE",
-                                    "networkId": network_id or "", "address": address})
+        self.add_port(name, network_id or "", (address,) if address else (), device_owner="compute:nova")
 
     def kept_address(self, port_name: Optional[str]) -> Optional[str]:
-        return next((p["address"] for p in self.existing_ports if p["name"] == port_name and p["address"]), None)
+        return next((p["addresses"][0] for p in self.existing_ports if p["name"] == port_name and p["addresses"]),
+                    None)
+
+    def add_router(self, name: str, external_network_id: Optional[str], subnet: Optional[FakeSubnet] = None) -> dict:
+        """A router, with its gateway on an external network, and an interface on the subnet."""
+        router = {"id": f"router-{name}", "name": name, "externalNetworkId": external_network_id or ""}
+        self.routers[router["id"]] = router
+        if subnet is not None:
+            address = subnet.gateway_ip or subnet.allocate(None)
+            self.add_port(f"{name}-interface", subnet.network_id, (address,), device_owner=ROUTER_INTERFACE,
+                          device_id=router["id"])
+        return router
 
     @classmethod
     def with_external_network(cls, name: str = "ext-net") -> "FakeCloud":
         cloud = cls()
-        cloud.networks["ext-net-id"] = {"id": "ext-net-id", "name": name, "external": True}
+        cloud.networks[EXTERNAL_NETWORK_ID] = {"id": EXTERNAL_NETWORK_ID, "name": name, "external": True,
+                                               "tenantId": "project-admin", "shared": True}
         return cloud
 
     def add_existing_subnet(
@@ -103,9 +135,18 @@ class FakeCloud:
         gateway_ip: Optional[str] = "192.168.0.1",
         allocation_pools: Optional[list[tuple[str, str]]] = None,
         allocated: tuple[str, ...] = (),
+        owner: Optional[str] = None,
+        router_to: Optional[str] = EXTERNAL_NETWORK_ID,
+        port_security: bool = True,
     ) -> FakeSubnet:
+        """A network of the project (or, with owner, of another project and
+        shared with this one), its subnet with ports of other VMs on the
+        allocated addresses, and a router from it to router_to (an external
+        network's id; None: no router)."""
         network_id = f"existing-{network_name}-id"
-        self.networks[network_id] = {"id": network_id, "name": network_name, "external": False}
+        self.networks[network_id] = {"id": network_id, "name": network_name, "external": False,
+                                     "tenantId": owner or self.project_id, "shared": owner is not None,
+                                     "portSecurityEnabled": port_security}
         hosts = list(ipaddress.IPv4Network(cidr).hosts())
         subnet = FakeSubnet(
             id=f"existing-{subnet_name}-id",
@@ -117,6 +158,11 @@ class FakeCloud:
             allocated=set(allocated),
         )
         self.subnets[subnet.id] = subnet
+        for address in allocated:
+            self.add_port(f"vm-at-{address}", network_id, (address,), device_owner="compute:nova",
+                          device_id=f"vm-at-{address}")
+        if router_to is not None:
+            self.add_router(f"{network_name}-router", router_to, subnet)
         return subnet
 
 
@@ -165,6 +211,16 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                 fixed_ips.append({"subnetId": subnet.id, "ipAddress": subnet.allocate(wanted)})
             if inputs.get("allowedAddressPairs") and inputs.get("portSecurityEnabled") is False:
                 raise ValueError("AddressPairAndPortSecurityRequired")
+            network = self.cloud.networks.get(inputs["networkId"], {})
+            if network.get("portSecurityEnabled") is False and inputs.get("securityGroupIds") \
+                    and inputs.get("portSecurityEnabled") is None:
+                raise ValueError("400 PortSecurityAndIPRequiredForSecurityGroups")
+            foreign = network.get("tenantId", self.cloud.project_id) != self.cloud.project_id
+            privileged = any(fixed.get("ipAddress") for fixed in inputs.get("fixedIps", [])) \
+                or inputs.get("allowedAddressPairs") or "portSecurityEnabled" in inputs
+            if foreign and privileged and "admin" not in self.cloud.roles:
+                raise ValueError("403 the policy forbids fixed_ips:ip_address, allowed_address_pairs or "
+                                 "port_security_enabled on a network of another project")
             state.update(
                 fixedIps=fixed_ips,
                 allFixedIps=[f["ipAddress"] for f in fixed_ips],
@@ -212,7 +268,9 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                 if network["name"] == args.args.get("name") and (
                     "external" not in args.args or bool(args.args["external"]) == network["external"]
                 ):
-                    return {"id": network["id"], "name": network["name"], "external": network["external"]}
+                    return {"id": network["id"], "name": network["name"], "external": network["external"],
+                            "tenantId": network.get("tenantId", self.cloud.project_id),
+                            "shared": str(network.get("shared", False)).lower()}
             return self._not_found("name")
         if args.token == "openstack:networking/getSubnet:getSubnet":
             for subnet in self.cloud.subnets.values():
@@ -233,9 +291,30 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                 return self._not_found("name")
             return {"id": image_id, "name": args.args.get("name")}
         if args.token == "openstack:networking/getPortIds:getPortIds":
-            wanted = {key: args.args[key] for key in ("name", "status", "networkId") if args.args.get(key)}
+            wanted = {key: args.args[key] for key in ("name", "status", "networkId", "deviceOwner")
+                      if args.args.get(key)}
             return {"id": "port-ids", "ids": [
                 port["id"] for port in self.cloud.existing_ports
                 if all(port.get(key) == value for key, value in wanted.items())
+                and (not args.args.get("fixedIp") or args.args["fixedIp"] in port["addresses"])
+                and set(args.args.get("tags") or ()) <= set(port["tags"])
             ]}
+        if args.token == "openstack:networking/getPort:getPort":
+            for port in self.cloud.existing_ports:
+                if port["id"] == args.args.get("portId"):
+                    return {"id": port["id"], "portId": port["id"], "name": port["name"],
+                            "networkId": port["networkId"], "allFixedIps": port["addresses"],
+                            "deviceOwner": port["deviceOwner"], "deviceId": port["deviceId"],
+                            "allTags": port["tags"], "description": port["description"]}
+            return self._not_found("portId")
+        if args.token == "openstack:networking/getRouter:getRouter":
+            router = self.cloud.routers.get(args.args.get("routerId"))
+            if router is None:
+                return self._not_found("routerId")
+            return {"id": router["id"], "routerId": router["id"], "name": router["name"],
+                    "externalNetworkId": router["externalNetworkId"]}
+        if args.token == "openstack:identity/getAuthScope:getAuthScope":
+            return {"id": "current", "name": args.args.get("name"), "projectId": self.cloud.project_id,
+                    "projectName": self.cloud.project_name,
+                    "roles": [{"roleId": f"role-{r}", "roleName": r} for r in self.cloud.roles]}
         raise NotImplementedError(f"no mock for {args.token}")

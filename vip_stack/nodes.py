@@ -13,6 +13,7 @@ import pulumi_openstack as openstack
 from .rendering import plan_keepalived, render_keepalived_conf, render_user_data
 from .rollout import NodeInService, NodeInServiceArgs, config_fingerprint, fixed_wait_warning, rollout_order
 from .settings import Settings
+from .vip_port import stack_tag
 
 # Every input whose change would otherwise rebuild or resize the instance in
 # place, all nodes at once: as a replacement it goes through the rollout.
@@ -85,6 +86,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 # Allowed-address-pairs need port security; with it off Neutron
                 # refuses them.
                 port_security_enabled=True,
+                tags=[stack_tag()],
                 # Exactly the VIP, not the procedure's /24: IP source guard
                 # must keep a node from speaking for the whole subnet.
                 allowed_address_pairs=[openstack.networking.PortAllowedAddressPairArgs(ip_address=settings.vip_address)],

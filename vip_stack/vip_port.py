@@ -9,6 +9,15 @@ import pulumi
 import pulumi_openstack as openstack
 
 
+VIP_PORT_DESCRIPTION = "keepalived VIP: reserved, bound to no instance"
+
+
+def stack_tag() -> str:
+    """The Neutron tag of this stack's ports: a re-run's pre-flight tells its
+    own VIP and node ports from anyone else's holding the same address."""
+    return f"keepalived-vip:{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
 @dataclass
 class VipPortArgs:
     network_id: pulumi.Input[str]
@@ -37,9 +46,14 @@ class VipPort(pulumi.ComponentResource):
         self.port = openstack.networking.Port(
             f"{name}-port",
             name=name,
-            description="keepalived VIP: reserved, bound to no instance",
+            description=VIP_PORT_DESCRIPTION,
             network_id=args.network_id,
             admin_state_up=False,
+            # Set here, not left to the network's default: on a network with
+            # port security off, a port with security groups but no port
+            # security of its own is refused (400).
+            port_security_enabled=True,
+            tags=[stack_tag()],
             fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=args.vip_address)],
             security_group_ids=list(args.security_group_ids),
             opts=pulumi.ResourceOptions(parent=self),
