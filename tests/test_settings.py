@@ -40,10 +40,22 @@ def test_the_defaults_are_the_reference_procedure():
 
 
 def test_config_arrives_as_text_or_typed_values_alike():
-    as_text = parse_settings(with_(createNetwork="false", virtualRouterId="17", advertInterval="0.5",
-                                   nodes='[{"name": "a", "priority": 2}, {"name": "b", "priority": 1}]'))
-    typed = parse_settings(with_(createNetwork=False, virtualRouterId=17, advertInterval=0.5,
-                                 nodes=[{"name": "a", "priority": 2}, {"name": "b", "priority": 1}]))
+    as_text = parse_settings(
+        with_(
+            createNetwork="false",
+            virtualRouterId="17",
+            advertInterval="0.5",
+            nodes='[{"name": "a", "priority": 2}, {"name": "b", "priority": 1}]',
+        )
+    )
+    typed = parse_settings(
+        with_(
+            createNetwork=False,
+            virtualRouterId=17,
+            advertInterval=0.5,
+            nodes=[{"name": "a", "priority": 2}, {"name": "b", "priority": 1}],
+        )
+    )
     assert as_text == typed
     assert typed.vrrp.version == 3 and not typed.vrrp.uses_authentication
 
@@ -73,8 +85,11 @@ INVALID = [
     ({"vipAddress": "192.168.0.0"}, "vipAddress", "network address"),
     ({"vipAddress": "192.168.0.255"}, "vipAddress", "broadcast address"),
     ({"vipAddress": "192.168.0.1"}, "vipAddress", "gateway address"),
-    ({"nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.0.254"}, {"name": "b", "priority": 1}]'},
-     "vipAddress", "also the ipAddress of a"),
+    (
+        {"nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.0.254"}, {"name": "b", "priority": 1}]'},
+        "vipAddress",
+        "also the ipAddress of a",
+    ),
     ({"flavorName": ""}, "flavorName", "empty"),
     ({"imageName": ""}, "imageName", "empty"),
     ({"sshAllowedCidrs": "[]"}, "sshAllowedCidrs", "non-empty list"),
@@ -91,10 +106,19 @@ INVALID = [
     ({"nodes": '[{"name": "a b", "priority": 2}, {"name": "b", "priority": 1}]'}, "nodes", "not a valid name"),
     ({"nodes": '[{"priority": 2}, {"name": "b", "priority": 1}]'}, "nodes", "name is required"),
     ({"nodes": '[{"name": "a", "priority": 2, "ip": "x"}, {"name": "b", "priority": 1}]'}, "nodes", "unknown fields"),
-    ({"nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.1.5"}, {"name": "b", "priority": 1}]'},
-     "nodes", "not in the subnet"),
-    ({"nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.0.5"},'
-               ' {"name": "b", "priority": 1, "ipAddress": "192.168.0.5"}]'}, "nodes", "more than one node"),
+    (
+        {"nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.1.5"}, {"name": "b", "priority": 1}]'},
+        "nodes",
+        "not in the subnet",
+    ),
+    (
+        {
+            "nodes": '[{"name": "a", "priority": 2, "ipAddress": "192.168.0.5"},'
+            ' {"name": "b", "priority": 1, "ipAddress": "192.168.0.5"}]'
+        },
+        "nodes",
+        "more than one node",
+    ),
     ({"jumphostName": "kld-vm-1"}, "jumphostName", "also a node's name"),
     ({"jumphostName": "-bad"}, "jumphostName", "not a valid name"),
     ({"virtualRouterId": "0"}, "virtualRouterId", "1 to 255"),
@@ -125,27 +149,49 @@ INVALID = [
     ({"healthCheck": '{"command": "true", "fall": 1.5}'}, "healthCheck", "fall must be"),
     ({"healthCheck": '{"command": "true", "every": 3}'}, "healthCheck", "unknown fields"),
     ({"notifyCommand": "a\rb"}, "notifyCommand", "single line"),
-    ({"servicePorts": '[{"protocol": "tcp", "port": 0}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
-     "servicePorts", "1 to 65535"),
-    ({"servicePorts": '[{"protocol": "sctp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
-     "servicePorts", "tcp, udp"),
-    ({"servicePorts": '[{"protocol": "tcp", "port": 80}, {"protocol": "tcp", "port": 80}]',
-      "serviceAllowedCidrs": '["10.0.0.0/8"]'}, "servicePorts", "more than once"),
+    (
+        {"servicePorts": '[{"protocol": "tcp", "port": 0}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
+        "servicePorts",
+        "1 to 65535",
+    ),
+    (
+        {"servicePorts": '[{"protocol": "sctp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.0/8"]'},
+        "servicePorts",
+        "tcp, udp",
+    ),
+    (
+        {
+            "servicePorts": '[{"protocol": "tcp", "port": 80}, {"protocol": "tcp", "port": 80}]',
+            "serviceAllowedCidrs": '["10.0.0.0/8"]',
+        },
+        "servicePorts",
+        "more than once",
+    ),
     ({"servicePorts": '[{"protocol": "tcp", "port": 80}]'}, "serviceAllowedCidrs", "would open nothing"),
     ({"serviceAllowedCidrs": '["10.0.0.0/8"]'}, "servicePorts", "would open nothing"),
-    ({"servicePorts": '[{"protocol": "tcp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.1/8"]'},
-     "serviceAllowedCidrs", "not a valid IPv4 CIDR"),
+    (
+        {"servicePorts": '[{"protocol": "tcp", "port": 80}]', "serviceAllowedCidrs": '["10.0.0.1/8"]'},
+        "serviceAllowedCidrs",
+        "not a valid IPv4 CIDR",
+    ),
 ]
 
 
 def test_the_features_beyond_the_procedure_are_parsed():
-    settings = parse_settings(with_(
-        preempt="false", notifyCommand="systemctl reload haproxy", vipFloatingIp="true",
-        healthCheck='{"command": "curl -fsS http://127.0.0.1/healthz", "interval": 3}',
-        servicePorts='[{"protocol": "tcp", "port": 443}]', serviceAllowedCidrs='["198.51.100.0/24"]'))
+    settings = parse_settings(
+        with_(
+            preempt="false",
+            notifyCommand="systemctl reload haproxy",
+            vipFloatingIp="true",
+            healthCheck='{"command": "curl -fsS http://127.0.0.1/healthz", "interval": 3}',
+            servicePorts='[{"protocol": "tcp", "port": 443}]',
+            serviceAllowedCidrs='["198.51.100.0/24"]',
+        )
+    )
     assert settings.vrrp.preempt is False
     assert settings.vrrp.notify_command == "systemctl reload haproxy"
     check = settings.vrrp.health_check
+    assert check is not None
     assert (check.command, check.interval, check.fall, check.rise) == ("curl -fsS http://127.0.0.1/healthz", 3, 2, 2)
     assert settings.vip_floating_ip is True
     assert [(p.protocol, p.port) for p in settings.service_ports] == [("tcp", 443)]
@@ -192,11 +238,18 @@ def test_a_mistyped_key_from_the_cli_is_reported(monkeypatch):
     from vip_stack.settings import settings_from_config
 
     monkeypatch.setattr(runtime_config, "CONFIG", runtime_config.ContextVar("config_for_test", default={}))
-    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({
-        "keepalived-vip:flavorName": "STD2-1-2", "keepalived-vip:sshAllowedCidrs": '["198.51.100.0/24"]',
-        "keepalived-vip:vrrpPassword": "s3cr3t", "keepalived-vip:vipAdress": "192.168.0.10",
-        "openstack:region": "RegionOne",
-    }))
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json.dumps(
+            {
+                "keepalived-vip:flavorName": "STD2-1-2",
+                "keepalived-vip:sshAllowedCidrs": '["198.51.100.0/24"]',
+                "keepalived-vip:vrrpPassword": "s3cr3t",
+                "keepalived-vip:vipAdress": "192.168.0.10",
+                "openstack:region": "RegionOne",
+            }
+        ),
+    )
     with pytest.raises(InvalidConfig) as raised:
         settings_from_config(pulumi.Config("keepalived-vip"))
     assert raised.value.keys == {"vipAdress"}

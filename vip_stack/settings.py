@@ -15,50 +15,18 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Optional, Sequence
+from typing import Annotated, Any
 
 from pulumi.errors import RunError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import SecretStr as PydanticSecretStr
+from pydantic_core import PydanticCustomError
 
 from .addressing import default_gateway
 
 NAMESPACE = "keepalived-vip"
-
-# Defaults follow the reference procedure. Pulumi.yaml declares the same ones
-# (a test keeps the two in step).
-DEFAULTS: dict[str, Any] = {
-    "createNetwork": True,
-    "networkName": "mynetwork",
-    "subnetName": "mysubnet",
-    "subnetCidr": "192.168.0.0/24",
-    "vipAddress": "192.168.0.254",
-    "imageName": "Ubuntu-22.04",
-    "keyPairName": "",
-    "externalNetworkName": "ext-net",
-    "nodes": [
-        {"name": "kld-vm-1", "priority": 120},
-        {"name": "kld-vm-2", "priority": 90},
-    ],
-    "jumphostName": "kld-jumphost-vm",
-    "virtualRouterId": 254,
-    "advertInterval": 1,
-    "vrrpMode": "unicast",
-    "vrrpInterface": "",
-    "serverGroupPolicy": "soft-anti-affinity",
-    "preempt": True,
-    "healthCheck": None,
-    "notifyCommand": "",
-    "vipFloatingIp": False,
-    "servicePorts": [],
-    "serviceAllowedCidrs": [],
-    "rolloutCheck": "auto",
-    "rolloutTimeoutSeconds": 900,
-    "rolloutFixedWaitSeconds": 300,
-    "sshUser": "ubuntu",
-}
-REQUIRED_KEYS = ("flavorName", "sshAllowedCidrs", "vrrpPassword")
-SECRET_KEYS = ("vrrpPassword",)
-ALL_KEYS = tuple(DEFAULTS) + REQUIRED_KEYS
 
 VRRP_MODES = ("unicast", "multicast")
 SERVER_GROUP_POLICIES = ("soft-anti-affinity", "anti-affinity")
@@ -112,15 +80,13 @@ class InvalidConfig(RunError):
 
     def __init__(self, problems: Sequence[ConfigProblem]):
         self.problems = tuple(problems)
-        super().__init__(
-            "invalid stack configuration:\n" + "\n".join(f"  {p}" for p in self.problems)
-        )
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
 
     @property
     def keys(self) -> set[str]:
         return {p.key for p in self.problems}
 
-    def in_namespace(self, namespace: str) -> "InvalidConfig":
+    def in_namespace(self, namespace: str) -> InvalidConfig:
         """The same problems, said of the keys in another config namespace."""
         return InvalidConfig([replace(problem, namespace=namespace) for problem in self.problems])
 
@@ -160,7 +126,7 @@ class SecretStr:
 class NodeSettings:
     name: str
     priority: int
-    ip_address: Optional[str] = None
+    ip_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +135,7 @@ class NetworkSettings:
     network_name: str
     subnet_name: str
     # The CIDR to create; with create=False it comes from the looked-up subnet.
-    subnet_cidr: Optional[str]
+    subnet_cidr: str | None
     external_network_name: str
 
 
@@ -209,11 +175,11 @@ class VrrpSettings:
     password: SecretStr = field(repr=False)
     mode: str
     # None: the node finds it at boot from its default route.
-    interface: Optional[str]
+    interface: str | None
     preempt: bool = True
-    health_check: Optional[HealthCheck] = None
+    health_check: HealthCheck | None = None
     # Shell command run on every state change with the new state as its argument.
-    notify_command: Optional[str] = None
+    notify_command: str | None = None
 
     @property
     def version(self) -> int:
@@ -251,7 +217,7 @@ class Settings:
     vip_address: str
     image_name: str
     flavor_name: str
-    key_pair_name: Optional[str]
+    key_pair_name: str | None
     ssh_allowed_cidrs: tuple[str, ...]
     nodes: tuple[NodeSettings, ...]
     jumphost_name: str
@@ -270,477 +236,445 @@ class SubnetFacts:
     """What the stack needs to know of the subnet, created or found."""
 
     cidr: str
-    gateway_ip: Optional[str]
-    network_id: Optional[str] = None
-    subnet_id: Optional[str] = None
+    gateway_ip: str | None
+    network_id: str | None = None
+    subnet_id: str | None = None
 
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.cidr)
 
 
-class _Reader:
-    """Turns raw config values (strings as Pulumi stores them, or typed values)
-    into typed ones, recording a problem per bad key instead of stopping."""
+# --- the declarative model of the config ----------------------------------------
+#
+# One pydantic model of every key, by its config name: types, bounds and
+# formats are declared on the fields, the rules that span keys in one
+# validator. Values arrive as Pulumi hands them to a program (text, lists and
+# objects as JSON) or typed (tests, tools); both go through the same fields.
 
-    def __init__(self, raw: Mapping[str, Any]):
-        self.raw = raw
-        self.problems: list[ConfigProblem] = []
 
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(key, message))
+def _refused(message: str) -> PydanticCustomError:
+    # Without a context pydantic takes the message as it is: no value can
+    # inject a placeholder into it.
+    return PydanticCustomError("config", message)
 
-    def value(self, key: str) -> Any:
-        value = self.raw.get(key)
-        if value is None:
-            if key in REQUIRED_KEYS:
-                self.problem(key, "is required but not set")
-                return None
-            return DEFAULTS[key]
-        return value
 
-    def string(self, key: str) -> Optional[str]:
-        value = self.value(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {value!r}")
-            return None
-        return value.strip()
-
-    def boolean(self, key: str) -> Optional[bool]:
-        value = self.value(key)
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        self.problem(key, f"must be true or false, got {value!r}")
-        return None
-
-    def integer(self, key: str) -> Optional[int]:
-        value = self.value(key)
-        if isinstance(value, bool):
-            self.problem(key, f"must be an integer, got {value!r}")
-            return None
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            return int(value)
-        self.problem(key, f"must be an integer, got {value!r}")
-        return None
-
-    def number(self, key: str) -> Optional[float]:
-        value = self.value(key)
-        if isinstance(value, bool):
-            self.problem(key, f"must be a number, got {value!r}")
-            return None
+def _from_json(value: Any) -> Any:
+    # Pulumi hands objects and lists to the program as JSON text.
+    if isinstance(value, str):
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.problem(key, f"must be a number, got {value!r}")
-            return None
-        if not math.isfinite(number):
-            self.problem(key, f"must be a finite number, got {value!r}")
-            return None
-        return number
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise _refused(f"is not valid JSON ({error.msg})") from None
+    return value
 
-    def json_value(self, key: str) -> Any:
-        # Pulumi hands objects and lists to the program as JSON text.
-        value = self.value(key)
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as error:
-                self.problem(key, f"is not valid JSON ({error.msg})")
-                return None
+
+def _strict_bool(value: Any) -> bool:
+    # Only true and false, as the Pulumi CLI writes them: "yes" or 1 are typos.
+    if isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _refused(f"must be true or false, got {value!r}")
 
 
-def _ipv4_address(reader: _Reader, key: str, text: Any) -> Optional[str]:
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise _refused(f"must be an integer, got {value!r}")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return value
+
+
+def _not_a_bool_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise _refused(f"must be a number, got {value!r}")
+    return value
+
+
+def _ipv4_address(value: Any) -> str:
     try:
-        return str(ipaddress.IPv4Address(str(text).strip()))
+        return str(ipaddress.IPv4Address(str(value).strip()))
     except ValueError:
-        reader.problem(key, f"{text!r} is not an IPv4 address")
-        return None
+        raise _refused(f"{value!r} is not an IPv4 address") from None
 
 
-def _ipv4_cidr(reader: _Reader, key: str, text: Any) -> Optional[str]:
+def _ipv4_cidr(value: Any) -> str:
     try:
-        return str(ipaddress.IPv4Network(str(text).strip(), strict=True))
+        return str(ipaddress.IPv4Network(str(value).strip(), strict=True))
     except ValueError as error:
-        reader.problem(key, f"{text!r} is not a valid IPv4 CIDR ({error})")
-        return None
+        raise _refused(f"{value!r} is not a valid IPv4 CIDR ({error})") from None
 
 
-def _name(reader: _Reader, key: str, text: Optional[str]) -> Optional[str]:
-    if text is None:
-        return None
-    if not NAME_PATTERN.match(text):
-        reader.problem(
-            key,
-            f"{text!r} is not a valid name: use letters, digits and '-', "
-            "at most 63 characters, not starting or ending with '-'",
+def _resource_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise _refused(
+            f"{value!r} is not a valid name: use letters, digits and '-', at most 63 characters, "
+            "not starting or ending with '-'"
         )
-        return None
-    return text
+    return value
 
 
-def _parse_nodes(reader: _Reader) -> tuple[NodeSettings, ...]:
-    key = "nodes"
-    raw_nodes = reader.json_value(key)
-    if raw_nodes is None:
-        return ()
-    if not isinstance(raw_nodes, list):
-        reader.problem(key, "must be a list of {name, priority, ipAddress?}")
-        return ()
-    if len(raw_nodes) < 2:
-        reader.problem(key, f"needs at least 2 nodes for a VIP to fail over, got {len(raw_nodes)}")
-    nodes: list[NodeSettings] = []
-    for index, raw in enumerate(raw_nodes):
-        where = f"{key}[{index}]"
-        if not isinstance(raw, Mapping):
-            reader.problem(key, f"{where} must be an object with name and priority, got {raw!r}")
-            continue
-        unknown = set(raw) - {"name", "priority", "ipAddress"}
-        if unknown:
-            reader.problem(key, f"{where} has unknown fields {sorted(unknown)}")
-        name = raw.get("name")
-        if not isinstance(name, str):
-            reader.problem(key, f"{where}.name is required and must be a string")
-            name = None
-        else:
-            name = _name(reader, key, name)
-        priority = raw.get("priority")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            reader.problem(key, f"{where}.priority must be an integer from 1 to 254, got {priority!r}")
-            priority = None
-        elif not 1 <= priority <= 254:
-            # 255 is reserved for the address owner, 0 for "stopping".
-            reader.problem(key, f"{where}.priority must be from 1 to 254, got {priority}")
-            priority = None
-        ip_address = raw.get("ipAddress")
-        if ip_address is not None:
-            ip_address = _ipv4_address(reader, key, ip_address)
-            if ip_address is None:
-                continue
-        if name is not None and priority is not None:
-            nodes.append(NodeSettings(name=name, priority=priority, ip_address=ip_address))
-
-    names = [node.name for node in nodes]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        reader.problem(key, f"node name {name!r} is used more than once")
-    priorities = [node.priority for node in nodes]
-    for priority in sorted({p for p in priorities if priorities.count(p) > 1}):
-        # Equal priorities make the election fall to the higher address:
-        # never what a user who wrote the list meant.
-        reader.problem(key, f"priority {priority} is used more than once; priorities must be distinct")
-    addresses = [node.ip_address for node in nodes if node.ip_address]
-    for address in sorted({a for a in addresses if addresses.count(a) > 1}):
-        reader.problem(key, f"ipAddress {address} is used by more than one node")
-    return tuple(nodes)
+def _not_empty(value: str) -> str:
+    if not value:
+        raise _refused("must not be empty")
+    return value
 
 
-def _shell_command(reader: _Reader, key: str, value: Any, what: str) -> Optional[str]:
-    if not isinstance(value, str) or not value.strip():
-        reader.problem(key, f"{what} must be a non-empty shell command")
-        return None
-    if "\n" in value or "\r" in value or "\0" in value:
-        reader.problem(key, f"{what} must be a single line")
-        return None
+def _interface(value: str) -> str:
+    if value and not INTERFACE_PATTERN.match(value):
+        raise _refused(f"{value!r} is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')")
+    return value
+
+
+def _big_enough(cidr: str) -> str:
+    if ipaddress.IPv4Network(cidr).prefixlen > 29:
+        raise _refused(f"{cidr} is too small: the gateway, the VIP, the nodes and the jumphost need a /29 or larger")
+    return cidr
+
+
+def _not_the_internet(cidrs: list[str]) -> list[str]:
+    for cidr in cidrs:
+        if ipaddress.IPv4Network(cidr).prefixlen == 0:
+            # The jumphost is the one door into the subnet: never open to the whole internet.
+            raise _refused(f"{cidr} would open SSH to the whole internet; name the networks you connect from")
+    return cidrs
+
+
+def _one_line_command(value: str) -> str:
+    if not value.strip():
+        raise _refused("must be a non-empty shell command")
+    if any(c in value for c in "\n\r\0"):
+        raise _refused("must be a single line")
     return value.strip()
 
 
-def _parse_health_check(reader: _Reader) -> Optional[HealthCheck]:
-    key = "healthCheck"
-    raw = reader.json_value(key)
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, Mapping):
-        reader.problem(key, "must be an object {command, interval?, fall?, rise?}")
-        return None
-    unknown = set(raw) - {"command", "interval", "fall", "rise"}
-    if unknown:
-        reader.problem(key, f"has unknown fields {sorted(unknown)}")
-    command = _shell_command(reader, key, raw.get("command"), "command")
-    numbers = {}
-    for field_name, default in HEALTH_CHECK_DEFAULTS.items():
-        value = raw.get(field_name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
-            reader.problem(key, f"{field_name} must be a whole number from 1 to 3600, got {value!r}")
-            return None
-        numbers[field_name] = value
-    if command is None:
-        return None
-    return HealthCheck(command=command, **numbers)
+def _in_range(low: int, high: int, unit: str = "") -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise _refused(f"must be from {low} to {high}{unit}, got {value}")
+        return value
+
+    return check
 
 
-def _parse_service_ports(reader: _Reader) -> tuple[ServicePort, ...]:
-    key = "servicePorts"
-    raw = reader.json_value(key)
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        reader.problem(key, "must be a list of {protocol, port}")
-        return ()
-    ports = []
-    for index, item in enumerate(raw):
-        where = f"{key}[{index}]"
-        if not isinstance(item, Mapping) or set(item) != {"protocol", "port"}:
-            reader.problem(key, f"{where} must be {{protocol, port}}, got {item!r}")
-            continue
-        protocol, port = item["protocol"], item["port"]
-        if protocol not in SERVICE_PROTOCOLS:
-            reader.problem(key, f"{where}.protocol must be one of {', '.join(SERVICE_PROTOCOLS)}, got {protocol!r}")
-            continue
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            reader.problem(key, f"{where}.port must be from 1 to 65535, got {port!r}")
-            continue
-        ports.append(ServicePort(protocol, port))
-    duplicates = {p for p in ports if ports.count(p) > 1}
-    for duplicate in sorted(duplicates, key=lambda p: (p.protocol, p.port)):
-        reader.problem(key, f"{duplicate.protocol}/{duplicate.port} is listed more than once")
-    return tuple(ports)
+def _one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise _refused(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
 
 
-def _parse_password(reader: _Reader) -> Optional[SecretStr]:
-    key = "vrrpPassword"
-    value = reader.value(key)
-    if value is None:
-        return None
+def _password(value: Any) -> str:
+    # Never echoes the value: it is the VRRP password.
     if not isinstance(value, str) or not value:
-        reader.problem(key, "must be a non-empty string")
-        return None
+        raise _refused("must be a non-empty string")
     if len(value) > MAX_VRRP_PASSWORD_LENGTH:
-        reader.problem(
-            key,
-            f"is {len(value)} characters long; keepalived uses at most "
-            f"{MAX_VRRP_PASSWORD_LENGTH} (it would silently cut the rest), so use 1 to 8",
+        raise _refused(
+            f"is {len(value)} characters long; keepalived uses at most {MAX_VRRP_PASSWORD_LENGTH} "
+            "(it would silently cut the rest), so use 1 to 8"
         )
-        return None
     if not VRRP_PASSWORD_PATTERN.match(value) or VRRP_PASSWORD_FORBIDDEN & set(value):
-        reader.problem(
-            key,
-            "may hold printable ASCII characters except white space and "
-            + " ".join(sorted(VRRP_PASSWORD_FORBIDDEN - {" "})),
-        )
-        return None
-    return SecretStr(value)
+        forbidden = " ".join(sorted(VRRP_PASSWORD_FORBIDDEN - {" "}))
+        raise _refused(f"may hold printable ASCII characters except white space and {forbidden}")
+    return value
 
 
-def _parse_advert_interval(reader: _Reader) -> Optional[float]:
-    key = "advertInterval"
-    interval = reader.number(key)
-    if interval is None:
-        return None
+def _advert_interval(interval: float) -> float:
+    if not math.isfinite(interval):
+        raise _refused(f"must be a finite number, got {interval}")
     if interval <= 0:
-        reader.problem(key, f"must be greater than 0 seconds, got {interval:g}")
-        return None
+        raise _refused(f"must be greater than 0 seconds, got {interval:g}")
     if interval.is_integer():
         if interval > V2_MAX_ADVERT:
-            reader.problem(key, f"must be at most {V2_MAX_ADVERT} seconds, got {interval:g}")
-            return None
+            raise _refused(f"must be at most {V2_MAX_ADVERT} seconds, got {interval:g}")
         return interval
     # A fractional interval means VRRP v3, which counts in centiseconds.
     if not V3_MIN_ADVERT <= interval <= V3_MAX_ADVERT:
-        reader.problem(
-            key,
-            f"a fractional interval uses VRRP v3, which allows {V3_MIN_ADVERT} to "
-            f"{V3_MAX_ADVERT} seconds; got {interval:g}",
+        raise _refused(
+            f"a fractional interval uses VRRP v3, which allows {V3_MIN_ADVERT} to {V3_MAX_ADVERT} seconds; "
+            f"got {interval:g}"
         )
-        return None
     if abs(round(interval * 100) - interval * 100) > 1e-6:
-        reader.problem(key, f"VRRP v3 counts in hundredths of a second; {interval:g} is finer")
-        return None
+        raise _refused(f"VRRP v3 counts in hundredths of a second; {interval:g} is finer")
     return interval
 
 
-def _parse_rollout(reader: _Reader, key_pair_name: Optional[str]) -> Optional[RolloutSettings]:
-    check = reader.string("rolloutCheck")
-    if check is not None and check not in ROLLOUT_CHECKS:
-        reader.problem("rolloutCheck", f"must be one of {', '.join(ROLLOUT_CHECKS)}, got {check!r}")
-        check = None
-    if check == "ssh" and not key_pair_name:
-        reader.problem("rolloutCheck", "ssh needs keyPairName: without a key pair nobody can log in to the nodes")
-    if check == "auto":
-        check = "ssh" if key_pair_name else "fixed-wait"
-    numbers = {}
-    for key, (low, high) in (("rolloutTimeoutSeconds", ROLLOUT_TIMEOUT_RANGE),
-                             ("rolloutFixedWaitSeconds", ROLLOUT_FIXED_WAIT_RANGE)):
-        value = reader.integer(key)
-        if value is not None and not low <= value <= high:
-            reader.problem(key, f"must be from {low} to {high} seconds, got {value}")
-            value = None
-        numbers[key] = value
-    user = reader.string("sshUser")
-    if user is not None and not SSH_USER_PATTERN.match(user):
-        reader.problem("sshUser", f"{user!r} is not a login name (lower-case letters, digits, '_' and '-')")
-        user = None
-    if check is None or user is None or None in numbers.values():
-        return None
-    return RolloutSettings(check=check, timeout_seconds=numbers["rolloutTimeoutSeconds"],
-                           fixed_wait_seconds=numbers["rolloutFixedWaitSeconds"], ssh_user=user)
+Json = BeforeValidator(_from_json)
+StrictBool = Annotated[bool, BeforeValidator(_strict_bool)]
+Ipv4Address = Annotated[str, BeforeValidator(_ipv4_address)]
+Ipv4Cidr = Annotated[str, BeforeValidator(_ipv4_cidr)]
+Trimmed = Annotated[str, AfterValidator(str.strip)]
+NonEmpty = Annotated[str, AfterValidator(str.strip), AfterValidator(_not_empty)]
+ResourceName = Annotated[str, AfterValidator(str.strip), AfterValidator(_resource_name)]
+Command = Annotated[str, AfterValidator(_one_line_command)]
+Priority = Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 254))]
+Whole1To3600 = Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 3600))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NodeConfig(_Strict):
+    name: ResourceName
+    # 255 is reserved for the address owner, 0 for "stopping".
+    priority: Priority
+    ip_address: Ipv4Address | None = Field(None, alias="ipAddress")
+
+
+class HealthCheckConfig(_Strict):
+    command: Command
+    interval: Whole1To3600 = HEALTH_CHECK_DEFAULTS["interval"]
+    fall: Whole1To3600 = HEALTH_CHECK_DEFAULTS["fall"]
+    rise: Whole1To3600 = HEALTH_CHECK_DEFAULTS["rise"]
+
+
+class ServicePortConfig(_Strict):
+    protocol: Annotated[str, AfterValidator(_one_of(SERVICE_PROTOCOLS))]
+    port: Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 65535))]
+
+
+class StackConfig(_Strict):
+    """Every key of the namespace. Defaults follow the reference procedure;
+    Pulumi.yaml declares the same (a test keeps the two and the README's
+    table in step)."""
+
+    create_network: StrictBool = Field(True, alias="createNetwork")
+    # Neutron accepts any text as a name; only emptiness would make a look-up ambiguous.
+    network_name: NonEmpty = Field("mynetwork", alias="networkName")
+    subnet_name: NonEmpty = Field("mysubnet", alias="subnetName")
+    subnet_cidr: Annotated[Ipv4Cidr, AfterValidator(_big_enough)] = Field("192.168.0.0/24", alias="subnetCidr")
+    vip_address: Ipv4Address = Field("192.168.0.254", alias="vipAddress")
+    image_name: NonEmpty = Field("Ubuntu-22.04", alias="imageName")
+    flavor_name: NonEmpty = Field(alias="flavorName")
+    key_pair_name: Trimmed = Field("", alias="keyPairName")
+    external_network_name: NonEmpty = Field("ext-net", alias="externalNetworkName")
+    ssh_allowed_cidrs: Annotated[list[Ipv4Cidr], Json, Field(min_length=1), AfterValidator(_not_the_internet)] = Field(
+        alias="sshAllowedCidrs"
+    )
+    nodes: Annotated[list[NodeConfig], Json] = Field(
+        default_factory=lambda: [NodeConfig(name="kld-vm-1", priority=120), NodeConfig(name="kld-vm-2", priority=90)]
+    )
+    jumphost_name: ResourceName = Field("kld-jumphost-vm", alias="jumphostName")
+    virtual_router_id: Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 255))] = Field(
+        254, alias="virtualRouterId"
+    )
+    advert_interval: Annotated[float, BeforeValidator(_not_a_bool_number), AfterValidator(_advert_interval)] = Field(
+        1, alias="advertInterval"
+    )
+    vrrp_password: Annotated[PydanticSecretStr, BeforeValidator(_password)] = Field(alias="vrrpPassword")
+    vrrp_mode: Annotated[str, AfterValidator(_one_of(VRRP_MODES))] = Field("unicast", alias="vrrpMode")
+    vrrp_interface: Annotated[str, AfterValidator(str.strip), AfterValidator(_interface)] = Field(
+        "", alias="vrrpInterface"
+    )
+    server_group_policy: Annotated[str, AfterValidator(_one_of(SERVER_GROUP_POLICIES))] = Field(
+        "soft-anti-affinity", alias="serverGroupPolicy"
+    )
+    preempt: StrictBool = True
+    health_check: Annotated[HealthCheckConfig | None, BeforeValidator(lambda v: None if v == "" else _from_json(v))] = (
+        Field(None, alias="healthCheck")
+    )
+    notify_command: Annotated[str, AfterValidator(lambda v: _one_line_command(v) if v else "")] = Field(
+        "", alias="notifyCommand"
+    )
+    vip_floating_ip: StrictBool = Field(False, alias="vipFloatingIp")
+    service_ports: Annotated[list[ServicePortConfig], Json] = Field(default_factory=list, alias="servicePorts")
+    service_allowed_cidrs: Annotated[list[Ipv4Cidr], Json] = Field(default_factory=list, alias="serviceAllowedCidrs")
+    rollout_check: Annotated[str, AfterValidator(_one_of(ROLLOUT_CHECKS))] = Field("auto", alias="rolloutCheck")
+    rollout_timeout_seconds: Annotated[
+        int, BeforeValidator(_whole_number), AfterValidator(_in_range(*ROLLOUT_TIMEOUT_RANGE, " seconds"))
+    ] = Field(900, alias="rolloutTimeoutSeconds")
+    rollout_fixed_wait_seconds: Annotated[
+        int, BeforeValidator(_whole_number), AfterValidator(_in_range(*ROLLOUT_FIXED_WAIT_RANGE, " seconds"))
+    ] = Field(300, alias="rolloutFixedWaitSeconds")
+    ssh_user: Annotated[str, Field(pattern=SSH_USER_PATTERN.pattern)] = Field("ubuntu", alias="sshUser")
+
+    @model_validator(mode="after")
+    def _rules_across_keys(self) -> StackConfig:
+        problems = self.problems_across_keys()
+        if problems:
+            raise PydanticCustomError("across_keys", "{count} problems", {"count": len(problems), "problems": problems})
+        return self
+
+    def problems_across_keys(self) -> list[ConfigProblem]:
+        found: list[ConfigProblem] = []
+        nodes = self.nodes
+        if len(nodes) < 2:
+            found.append(ConfigProblem("nodes", f"needs at least 2 nodes for a VIP to fail over, got {len(nodes)}"))
+        named_lists: tuple[tuple[str, list[Any]], ...] = (
+            ("node name", [n.name for n in nodes]),
+            ("priority", [n.priority for n in nodes]),
+            ("ipAddress", [n.ip_address for n in nodes if n.ip_address]),
+        )
+        for kind, values in named_lists:
+            for value in sorted({v for v in values if values.count(v) > 1}, key=str):
+                # Equal priorities make the election fall to the higher
+                # address: never what a user who wrote the list meant.
+                rule = {
+                    "node name": f"node name {value!r} is used more than once",
+                    "priority": f"priority {value} is used more than once; priorities must be distinct",
+                    "ipAddress": f"ipAddress {value} is used by more than one node",
+                }[kind]
+                found.append(ConfigProblem("nodes", rule))
+        if self.jumphost_name in {node.name for node in nodes}:
+            found.append(ConfigProblem("jumphostName", f"{self.jumphost_name!r} is also a node's name"))
+        ports = [(p.protocol, p.port) for p in self.service_ports]
+        for protocol, port in sorted({p for p in ports if ports.count(p) > 1}):
+            found.append(ConfigProblem("servicePorts", f"{protocol}/{port} is listed more than once"))
+        if self.service_ports and not self.service_allowed_cidrs:
+            found.append(
+                ConfigProblem(
+                    "serviceAllowedCidrs",
+                    "is empty, so servicePorts would open nothing; name who may reach the service",
+                )
+            )
+        if self.service_allowed_cidrs and not self.service_ports:
+            found.append(ConfigProblem("servicePorts", "is empty, so serviceAllowedCidrs would open nothing"))
+        if self.rollout_check == "ssh" and not self.key_pair_name:
+            found.append(
+                ConfigProblem(
+                    "rolloutCheck", "ssh needs keyPairName: without a key pair nobody can log in to the nodes"
+                )
+            )
+        if self.create_network:
+            # The subnet is ours to create: its addresses can be checked now.
+            found += address_problems(
+                _created_subnet(self.subnet_cidr), self.vip_address, self.node_settings(), subnet_key="subnetCidr"
+            )
+        return found
+
+    def node_settings(self) -> tuple[NodeSettings, ...]:
+        return tuple(NodeSettings(n.name, n.priority, n.ip_address) for n in self.nodes)
+
+    def to_settings(self) -> Settings:
+        key_pair = self.key_pair_name or None
+        check = self.rollout_check
+        if check == "auto":
+            check = "ssh" if key_pair else "fixed-wait"
+        health = self.health_check
+        return Settings(
+            network=NetworkSettings(
+                create=self.create_network,
+                network_name=self.network_name,
+                subnet_name=self.subnet_name,
+                subnet_cidr=self.subnet_cidr if self.create_network else None,
+                external_network_name=self.external_network_name,
+            ),
+            vip_address=self.vip_address,
+            image_name=self.image_name,
+            flavor_name=self.flavor_name,
+            key_pair_name=key_pair,
+            ssh_allowed_cidrs=tuple(self.ssh_allowed_cidrs),
+            nodes=self.node_settings(),
+            jumphost_name=self.jumphost_name,
+            vrrp=VrrpSettings(
+                virtual_router_id=self.virtual_router_id,
+                advert_interval=self.advert_interval,
+                password=SecretStr(self.vrrp_password.get_secret_value()),
+                mode=self.vrrp_mode,
+                interface=self.vrrp_interface or None,
+                preempt=self.preempt,
+                health_check=HealthCheck(health.command, health.interval, health.fall, health.rise) if health else None,
+                notify_command=self.notify_command or None,
+            ),
+            server_group_policy=self.server_group_policy,
+            vip_floating_ip=self.vip_floating_ip,
+            service_ports=tuple(ServicePort(p.protocol, p.port) for p in self.service_ports),
+            service_allowed_cidrs=tuple(self.service_allowed_cidrs),
+            rollout=RolloutSettings(
+                check=check,
+                timeout_seconds=self.rollout_timeout_seconds,
+                fixed_wait_seconds=self.rollout_fixed_wait_seconds,
+                ssh_user=self.ssh_user,
+            ),
+        )
+
+
+# What pydantic's own checks say, in the words of this project.
+_PYDANTIC_MESSAGES = {
+    "int_parsing": "must be an integer, got {input!r}",
+    "int_type": "must be an integer, got {input!r}",
+    "int_from_float": "must be an integer, got {input!r}",
+    "float_parsing": "must be a number, got {input!r}",
+    "float_type": "must be a number, got {input!r}",
+    "string_type": "must be a string, got {input!r}",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "string_too_short": "must not be empty",
+    "too_short": "must be a non-empty list",
+    "string_pattern_mismatch": "{input!r} is not a login name (lower-case letters, digits, '_' and '-')",
+}
+_SHAPES = {
+    "nodes": "a list of {name, priority, ipAddress?}",
+    "healthCheck": "an object {command, interval?, fall?, rise?}",
+    "servicePorts": "a list of {protocol, port}",
+}
+
+
+def _problems(error: ValidationError) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for item in error.errors(include_url=False):
+        if item["type"] == "across_keys":
+            problems += item["ctx"]["problems"]
+            continue
+        loc = list(item["loc"])
+        key = str(loc[0]) if loc else ""
+        where = key + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+        nested = len(loc) > 1
+        kind = item["type"]
+        if kind == "missing":
+            message = "is required but not set" if not nested else "is required"
+        elif kind == "extra_forbidden":
+            if not nested:
+                message = f"is not a known key (known: {', '.join(sorted(ALL_KEYS))})"
+            else:
+                owner = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:-1])
+                problems.append(ConfigProblem(key, f"{owner} has unknown fields {[loc[-1]]}"))
+                continue
+        elif kind in ("model_type", "list_type", "model_attributes_type") and key in _SHAPES and len(loc) <= 2:
+            message = f"must be {_SHAPES[key]}"
+        elif kind in _PYDANTIC_MESSAGES:
+            message = _PYDANTIC_MESSAGES[kind].format(input=item.get("input"))
+        else:
+            message = item["msg"]
+        if key == "sshAllowedCidrs" and kind == "too_short":
+            message = "must be a non-empty list of IPv4 CIDRs"
+        problems.append(ConfigProblem(key, f"{where} {message}" if nested else message))
+    return problems
+
+
+def _defaults() -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for name, field_info in StackConfig.model_fields.items():
+        if field_info.is_required():
+            continue
+        value = field_info.get_default(call_default_factory=True)
+        if isinstance(value, list):
+            value = [v.model_dump(by_alias=True, exclude_none=True) if isinstance(v, BaseModel) else v for v in value]
+        defaults[field_info.alias or name] = value
+    return defaults
+
+
+DEFAULTS: dict[str, Any] = _defaults()
+REQUIRED_KEYS = tuple(f.alias or name for name, f in StackConfig.model_fields.items() if f.is_required())
+SECRET_KEYS = ("vrrpPassword",)
+ALL_KEYS = tuple(f.alias or name for name, f in StackConfig.model_fields.items())
 
 
 def parse_settings(raw: Mapping[str, Any], namespace: str = NAMESPACE) -> Settings:
     """Builds Settings from raw config values (the keys of `namespace`);
-    raises InvalidConfig listing every problem."""
+    raises InvalidConfig listing every problem: each key's own first, then,
+    once every key is valid on its own, the rules between keys."""
     try:
-        return replace(_parse_settings(raw), namespace=namespace)
-    except InvalidConfig as error:
-        raise error.in_namespace(namespace) from None
-
-
-def _parse_settings(raw: Mapping[str, Any]) -> Settings:
-    reader = _Reader(raw)
-    for key in sorted(set(raw) - set(ALL_KEYS)):
-        reader.problem(key, f"is not a known key (known: {', '.join(sorted(ALL_KEYS))})")
-
-    create_network = reader.boolean("createNetwork")
-    # Neutron accepts any text as a name; only emptiness would make a look-up ambiguous.
-    network_name = reader.string("networkName")
-    if network_name == "":
-        reader.problem("networkName", "must not be empty")
-    subnet_name = reader.string("subnetName")
-    if subnet_name == "":
-        reader.problem("subnetName", "must not be empty")
-    subnet_cidr = reader.string("subnetCidr")
-    if subnet_cidr is not None:
-        subnet_cidr = _ipv4_cidr(reader, "subnetCidr", subnet_cidr)
-        if subnet_cidr is not None and ipaddress.IPv4Network(subnet_cidr).prefixlen > 29:
-            reader.problem(
-                "subnetCidr",
-                f"{subnet_cidr} is too small: the gateway, the VIP, "
-                "the nodes and the jumphost need a /29 or larger",
-            )
-    vip_address = reader.string("vipAddress")
-    if vip_address is not None:
-        vip_address = _ipv4_address(reader, "vipAddress", vip_address)
-
-    image_name = reader.string("imageName")
-    if image_name == "":
-        reader.problem("imageName", "must not be empty")
-    flavor_name = reader.string("flavorName")
-    if flavor_name == "":
-        reader.problem("flavorName", "is required but empty")
-    key_pair_name = reader.string("keyPairName") or None
-    external_network_name = reader.string("externalNetworkName")
-    if external_network_name == "":
-        reader.problem("externalNetworkName", "must not be empty")
-
-    ssh_allowed_cidrs: list[str] = []
-    raw_cidrs = reader.json_value("sshAllowedCidrs")
-    if raw_cidrs is not None:
-        if not isinstance(raw_cidrs, list) or not raw_cidrs:
-            reader.problem("sshAllowedCidrs", "must be a non-empty list of IPv4 CIDRs")
-        else:
-            for cidr in raw_cidrs:
-                parsed = _ipv4_cidr(reader, "sshAllowedCidrs", cidr)
-                if parsed is not None and ipaddress.IPv4Network(parsed).prefixlen == 0:
-                    # The jumphost is the one door into the subnet: it is never
-                    # opened to the whole internet.
-                    reader.problem(
-                        "sshAllowedCidrs",
-                        f"{parsed} would open SSH to the whole internet; name the networks you connect from",
-                    )
-                elif parsed is not None:
-                    ssh_allowed_cidrs.append(parsed)
-
-    nodes = _parse_nodes(reader)
-    jumphost_name = _name(reader, "jumphostName", reader.string("jumphostName"))
-    if jumphost_name is not None and jumphost_name in {node.name for node in nodes}:
-        reader.problem("jumphostName", f"{jumphost_name!r} is also a node's name")
-
-    virtual_router_id = reader.integer("virtualRouterId")
-    if virtual_router_id is not None and not 1 <= virtual_router_id <= 255:
-        reader.problem("virtualRouterId", f"must be from 1 to 255, got {virtual_router_id}")
-        virtual_router_id = None
-    advert_interval = _parse_advert_interval(reader)
-    password = _parse_password(reader)
-    mode = reader.string("vrrpMode")
-    if mode is not None and mode not in VRRP_MODES:
-        reader.problem("vrrpMode", f"must be one of {', '.join(VRRP_MODES)}, got {mode!r}")
-    interface = reader.string("vrrpInterface") or None
-    if interface is not None and not INTERFACE_PATTERN.match(interface):
-        reader.problem(
-            "vrrpInterface",
-            f"{interface!r} is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')",
-        )
-    preempt = reader.boolean("preempt")
-    health_check = _parse_health_check(reader)
-    notify_command = reader.value("notifyCommand")
-    notify_command = (
-        _shell_command(reader, "notifyCommand", notify_command, "notifyCommand") if notify_command else None
-    )
-    vip_floating_ip = reader.boolean("vipFloatingIp")
-    service_ports = _parse_service_ports(reader)
-    service_allowed_cidrs: list[str] = []
-    raw_service_cidrs = reader.json_value("serviceAllowedCidrs")
-    if raw_service_cidrs is not None:
-        if not isinstance(raw_service_cidrs, list):
-            reader.problem("serviceAllowedCidrs", "must be a list of IPv4 CIDRs")
-        else:
-            for cidr in raw_service_cidrs:
-                parsed = _ipv4_cidr(reader, "serviceAllowedCidrs", cidr)
-                if parsed is not None:
-                    service_allowed_cidrs.append(parsed)
-    if service_ports and not service_allowed_cidrs:
-        reader.problem("serviceAllowedCidrs", "is empty, so servicePorts would open nothing; "
-                                              "name who may reach the service")
-    if service_allowed_cidrs and not service_ports:
-        reader.problem("servicePorts", "is empty, so serviceAllowedCidrs would open nothing")
-    policy = reader.string("serverGroupPolicy")
-    if policy is not None and policy not in SERVER_GROUP_POLICIES:
-        reader.problem(
-            "serverGroupPolicy", f"must be one of {', '.join(SERVER_GROUP_POLICIES)}, got {policy!r}"
-        )
-
-    rollout = _parse_rollout(reader, key_pair_name)
-
-    if create_network and subnet_cidr and vip_address:
-        # The subnet is ours to create: its addresses can be checked right now,
-        # and reported together with every other problem.
-        reader.problems.extend(
-            address_problems(
-                _created_subnet(subnet_cidr),
-                vip_address,
-                nodes,
-                subnet_key="subnetCidr",
-            )
-        )
-    if reader.problems:
-        raise InvalidConfig(reader.problems)
-
-    return Settings(
-        network=NetworkSettings(
-            create=create_network,
-            network_name=network_name,
-            subnet_name=subnet_name,
-            subnet_cidr=subnet_cidr if create_network else None,
-            external_network_name=external_network_name,
-        ),
-        vip_address=vip_address,
-        image_name=image_name,
-        flavor_name=flavor_name,
-        key_pair_name=key_pair_name,
-        ssh_allowed_cidrs=tuple(ssh_allowed_cidrs),
-        nodes=nodes,
-        jumphost_name=jumphost_name,
-        vrrp=VrrpSettings(
-            virtual_router_id=virtual_router_id,
-            advert_interval=advert_interval,
-            password=password,
-            mode=mode,
-            interface=interface,
-            preempt=preempt,
-            health_check=health_check,
-            notify_command=notify_command,
-        ),
-        server_group_policy=policy,
-        vip_floating_ip=vip_floating_ip,
-        service_ports=service_ports,
-        service_allowed_cidrs=tuple(service_allowed_cidrs),
-        rollout=rollout,
-    )
+        model = StackConfig.model_validate(dict(raw))
+    except ValidationError as error:
+        raise InvalidConfig(_problems(error)).in_namespace(namespace) from None
+    return replace(model.to_settings(), namespace=namespace)
 
 
 def _created_subnet(cidr: str) -> SubnetFacts:
@@ -749,6 +683,8 @@ def _created_subnet(cidr: str) -> SubnetFacts:
 
 def planned_subnet(settings: Settings) -> SubnetFacts:
     """The subnet the stack creates."""
+    if settings.network.subnet_cidr is None:
+        raise ValueError("the stack creates no subnet: createNetwork is false")
     return _created_subnet(settings.network.subnet_cidr)
 
 
@@ -776,9 +712,7 @@ def address_problems(
             continue
         check("nodes", f"ipAddress of {node.name}", node.ip_address)
         if node.ip_address == vip_address:
-            problems.append(
-                ConfigProblem("vipAddress", f"the VIP {vip_address} is also the ipAddress of {node.name}")
-            )
+            problems.append(ConfigProblem("vipAddress", f"the VIP {vip_address} is also the ipAddress of {node.name}"))
     if problems and subnet_key != "subnetCidr":
         problems.append(ConfigProblem(subnet_key, f"the subnet found under this name is {network}"))
     return problems
@@ -812,7 +746,7 @@ def _namespace_keys(namespace: str) -> set[str]:
     from pulumi.runtime.config import CONFIG, get_config_env
 
     prefix = f"{namespace}:"
-    return {key[len(prefix):] for key in {**get_config_env(), **CONFIG.get()} if key.startswith(prefix)}
+    return {key[len(prefix) :] for key in {**get_config_env(), **CONFIG.get()} if key.startswith(prefix)}
 
 
 def config_from_stack_file(path) -> dict[str, Any]:
