@@ -3,10 +3,10 @@
 # Debian/Ubuntu.
 VENV := venv
 PYTHON := $(VENV)/bin/python
-DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl
+DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test bench plan debian-packages clean
+.PHONY: lab test unit lint golden bench plan debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
@@ -14,8 +14,23 @@ lab: $(VENV)/.installed debian-packages
 bench: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml bench/fast-failover.yaml),--config $(c)) --plot bench-timeline.png
 
-test: $(VENV)/.installed debian-packages
+# The gates first (lint, format, types), then every test.
+test: lint debian-packages
 	$(SUDO) $(PYTHON) -m pytest
+
+# What needs neither root nor Debian's packages: settings, rendered text,
+# the program under mocks, the check's parsing. Seconds.
+unit: $(VENV)/.installed
+	$(PYTHON) -m pytest -m "not system"
+
+# After an intended change to the rendering: rewrite tests/golden/rendered, then read the diff.
+golden: $(VENV)/.installed
+	$(PYTHON) -m tests.golden_files
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 plan: $(VENV)/.installed
 	$(PYTHON) -m vip_stack.plan --config $(or $(CONFIG),Pulumi.dev.yaml)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vip_stack.lab.drills import run_drills  # noqa: E402
 from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_stack.lab.drills import run_drills  # noqa: E402
 from vip_stack.lab.report import plot_timeline  # noqa: E402
 from vip_stack.lab.scenario import reference_spec, stack_spec  # noqa: E402
 from vip_stack.plan import stack_config  # noqa: E402
@@ -45,8 +45,9 @@ def measure(spec, rounds: int, steady_seconds: float, progress) -> dict:
         print(f"{spec.label}: round {round_}/{rounds}", file=progress, flush=True)
         last = run_drills(spec, drills=["graceful", "restart", "crash"], progress=None)
         if not last["passed"]:
-            failures += [f"round {round_}: {name}: {d['summary']}" for name, d in last["drills"].items()
-                         if not d["passed"]]
+            failures += [
+                f"round {round_}: {name}: {d['summary']}" for name, d in last["drills"].items() if not d["passed"]
+            ]
         for drill, key, title in FIGURES:
             value = last["drills"].get(drill, {}).get(key)
             if value is not None:
@@ -58,6 +59,7 @@ def measure(spec, rounds: int, steady_seconds: float, progress) -> dict:
         transitions = steady["drills"].get("steady under load", {}).get("transitions")
         if not steady["passed"]:
             failures += [f"steady: {d['summary']}" for d in steady["drills"].values() if not d["passed"]]
+    assert last is not None, "at least one round"
     return {
         "label": spec.label,
         "vrrp": last["vrrp"],
@@ -85,17 +87,23 @@ def table(results: list[dict]) -> str:
             row.append(cell)
         lines.append(row)
     if any(r["steady_transitions"] is not None for r in results):
-        lines.append(["VIP changes, cores busy"] + [
-            "n/a" if r["steady_transitions"] is None else f"{r['steady_transitions']} in {r['steady_seconds']:g} s"
-            for r in results])
+        lines.append(
+            ["VIP changes, cores busy"]
+            + [
+                "n/a" if r["steady_transitions"] is None else f"{r['steady_transitions']} in {r['steady_seconds']:g} s"
+                for r in results
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     for result in results:
         vrrp = result["vrrp"]
-        text.append(f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
-                    f"{len(result['samples'][FIGURES[0][2]])} rounds"
-                    + (f"; FAILED: {'; '.join(result['failures'])}" if result["failures"] else ""))
+        text.append(
+            f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
+            f"{len(result['samples'][FIGURES[0][2]])} rounds"
+            + (f"; FAILED: {'; '.join(result['failures'])}" if result["failures"] else "")
+        )
     return "\n".join(text)
 
 
@@ -103,8 +111,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, action="append", help="stack files to compare (default Pulumi.dev.yaml)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steady-seconds", type=float, default=120,
-                        help="length of the steady run with both cores busy (0 to skip)")
+    parser.add_argument(
+        "--steady-seconds", type=float, default=120, help="length of the steady run with both cores busy (0 to skip)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE", help="PNG timelines of each configuration's last round")
     args = parser.parse_args(argv)

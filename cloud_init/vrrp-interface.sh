@@ -20,6 +20,8 @@ while :; do
 done
 
 tmp="$out.tmp.$$"
+# A literal $VRRP_INTERFACE: keepalived.conf's variable, not the shell's.
+# shellcheck disable=SC2016
 printf '$VRRP_INTERFACE=%s\n' "$dev" > "$tmp"
 mv "$tmp" "$out"
 echo "vrrp-interface: keepalived will use $dev"

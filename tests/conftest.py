@@ -20,6 +20,23 @@ def _need(*programs: str, root: bool = False) -> None:
     pytest.skip(reason)
 
 
+# Tests that use one of these need the machine itself: root, namespaces,
+# Debian's packages. They are the "system" tier; the rest run anywhere.
+SYSTEM_FIXTURES = {"root_namespaces", "lab_ready", "cloud_init_schema", "shellcheck", "deployment"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture
+def shellcheck():
+    _need("shellcheck")
+    return shutil.which("shellcheck")
+
+
 @pytest.fixture
 def root_namespaces():
     """Unique namespace names for one test; the test's hosts remove them."""

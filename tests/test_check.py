@@ -28,6 +28,7 @@ def test_missing_outputs_are_named():
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     from .conftest import _need
+
     _need("sshd", "ssh", "keepalived", "cloud-init", root=True)
     tmp = tmp_path_factory.mktemp("check")
     key = tmp / "id_ed25519"
@@ -44,19 +45,43 @@ def deployment(tmp_path_factory):
         outputs.write_text(json.dumps(run.outputs()))
         known_hosts = tmp / "known_hosts"
         config = tmp / "ssh_config"
-        config.write_text(f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
-                          "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n")
-        yield {"run": run, "user": user, "outputs": outputs, "config": config, "known_hosts": known_hosts,
-               "tmp": tmp, "spec": spec}
+        config.write_text(
+            f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
+            "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n"
+        )
+        yield {
+            "run": run,
+            "user": user,
+            "outputs": outputs,
+            "config": config,
+            "known_hosts": known_hosts,
+            "tmp": tmp,
+            "spec": spec,
+        }
 
 
 def check(deployment, *extra, outputs=None):
     """Runs `python -m vip_stack.check` from the router namespace, the user's side of the jumphost."""
-    argv = ["ip", "netns", "exec", deployment["run"].topology.switch.namespace,
-            sys.executable, "-m", "vip_stack.check", "--outputs", str(outputs or deployment["outputs"]),
-            "--user", deployment["user"], "--ssh-config", str(deployment["config"]), "--json", *extra]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        deployment["run"].topology.switch.namespace,
+        sys.executable,
+        "-m",
+        "vip_stack.check",
+        "--outputs",
+        str(outputs or deployment["outputs"]),
+        "--user",
+        deployment["user"],
+        "--ssh-config",
+        str(deployment["config"]),
+        "--json",
+        *extra,
+    ]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    )
     return result.returncode, json.loads(result.stdout), result
 
 

@@ -37,19 +37,26 @@ class ConsumerMocks(pulumi.runtime.Mocks):
 
 def run_consumer(vip_outputs, config):
     mocks = ConsumerMocks(vip_outputs)
-    pulumi_settings.set_root_resource(None)
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack for this run
     pulumi.runtime.set_mocks(mocks, project="keepalived-vip-consumer", stack="dev", preview=False)
     pulumi.runtime.set_all_config({f"keepalived-vip-consumer:{k}": str(v) for k, v in config.items()})
     root = pulumi_settings.get_root_resource()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
-    outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in root.outputs.items()}
+
+    def program() -> None:
+        runpy.run_path(str(CONSUMER), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
+    exported = getattr(root, "outputs", {})
+    outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in exported.items()}
     return mocks.resources, outputs
 
 
 def test_the_consumer_opens_the_service_and_names_the_public_vip():
     vip = run_program({**EXAMPLE_CONFIG, "vipFloatingIp": True})
-    resources, outputs = run_consumer(vip.outputs, {"vipStack": "organization/keepalived-vip/dev",
-                                                    "clientCidr": "198.51.100.0/24", "dnsZone": "example.com."})
+    resources, outputs = run_consumer(
+        vip.outputs,
+        {"vipStack": "organization/keepalived-vip/dev", "clientCidr": "198.51.100.0/24", "dnsZone": "example.com."},
+    )
     reference = resources[("pulumi:pulumi:StackReference", "organization/keepalived-vip/dev")]
     assert reference["name"] == "organization/keepalived-vip/dev"
     rule = resources[("openstack:networking/secGroupRule:SecGroupRule", "vip-service")]
@@ -63,8 +70,9 @@ def test_the_consumer_opens_the_service_and_names_the_public_vip():
 
 def test_without_a_public_vip_the_consumer_uses_the_vip_itself():
     vip = run_program(EXAMPLE_CONFIG)
-    resources, outputs = run_consumer(vip.outputs, {"vipStack": "organization/keepalived-vip/dev",
-                                                    "clientCidr": "10.0.0.0/8", "servicePort": 8443})
+    resources, outputs = run_consumer(
+        vip.outputs, {"vipStack": "organization/keepalived-vip/dev", "clientCidr": "10.0.0.0/8", "servicePort": 8443}
+    )
     assert outputs["vipServiceAddress"] == "192.168.0.254"
     assert ("openstack:dns/recordSet:RecordSet", "vip-name") not in resources
     assert resources[("openstack:networking/secGroupRule:SecGroupRule", "vip-service")]["portRangeMin"] == 8443

@@ -34,8 +34,11 @@ def test_a_sound_existing_network_deploys_with_its_ports_tagged_and_port_securit
     vip_port = deployment.named("keepalived-vip-vip-port")
     assert vip_port.input("portSecurityEnabled") is True, "not left to the network's default"
     assert vip_port.input("tags") == [OUR_TAG]
-    assert all(OUR_TAG in port.input("tags") for port in deployment.of_type("Port")
-               if port.input("name", "").startswith("kld-vm-"))
+    assert all(
+        OUR_TAG in port.input("tags")
+        for port in deployment.of_type("Port")
+        if port.input("name", "").startswith("kld-vm-")
+    )
 
 
 def test_without_its_own_port_security_the_vip_port_would_be_refused():
@@ -43,9 +46,14 @@ def test_without_its_own_port_security_the_vip_port_would_be_refused():
     cloud = cloud_with(port_security=False)
     network_id = next(iter(n for n in cloud.networks if n.startswith("existing")))
     mocks = OpenStackMocks(cloud)
-    args = pulumi.runtime.MockResourceArgs(typ="openstack:networking/port:Port", name="p", inputs={
-        "networkId": network_id, "securityGroupIds": ["sg"], "fixedIps": []}, provider="", resource_id="",
-        custom=True)
+    args = pulumi.runtime.MockResourceArgs(
+        typ="openstack:networking/port:Port",
+        name="p",
+        inputs={"networkId": network_id, "securityGroupIds": ["sg"], "fixedIps": []},
+        provider="",
+        resource_id="",
+        custom=True,
+    )
     with pytest.raises(ValueError, match="PortSecurityAndIPRequiredForSecurityGroups"):
         mocks.new_resource(args)
 
@@ -53,8 +61,9 @@ def test_without_its_own_port_security_the_vip_port_would_be_refused():
 def test_a_network_of_another_project_is_refused_naming_networkName():
     error = refused(cloud_with(owner="project-other"))
     assert error.keys == {"networkName"}
-    assert ("keepalived-vip:networkName: mynetwork belongs to project project-other and is shared with this "
-            "one (ours)") in str(error)
+    assert (
+        "keepalived-vip:networkName: mynetwork belongs to project project-other and is shared with this one (ours)"
+    ) in str(error)
     assert "403" in str(error)
 
 
@@ -101,14 +110,19 @@ def test_every_problem_is_reported_at_once():
 def test_a_second_up_finds_its_own_vip_port_holding_the_vip_and_goes_on():
     cloud = cloud_with()
     network_id = next(n for n in cloud.networks if n.startswith("existing"))
-    cloud.add_port("keepalived-vip-vip", network_id, ("10.20.0.250",), status="DOWN", tags=(OUR_TAG,),
-                   description=VIP_PORT_DESCRIPTION)
+    cloud.add_port(
+        "keepalived-vip-vip",
+        network_id,
+        ("10.20.0.250",),
+        status="DOWN",
+        tags=(OUR_TAG,),
+        description=VIP_PORT_DESCRIPTION,
+    )
     run_program(EXISTING, cloud)
 
 
 def test_a_vip_port_from_before_ports_were_tagged_is_still_the_stacks_own():
     cloud = cloud_with()
     network_id = next(n for n in cloud.networks if n.startswith("existing"))
-    cloud.add_port("keepalived-vip-vip", network_id, ("10.20.0.250",), status="DOWN",
-                   description=VIP_PORT_DESCRIPTION)
+    cloud.add_port("keepalived-vip-vip", network_id, ("10.20.0.250",), status="DOWN", description=VIP_PORT_DESCRIPTION)
     run_program(EXISTING, cloud)

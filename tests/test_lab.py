@@ -5,6 +5,7 @@ interval (3 x advert_int + skew); a stopped master (priority 0) is replaced
 within the skew alone, which the master down interval bounds too.
 """
 
+import re
 import signal
 import subprocess
 import sys
@@ -14,8 +15,14 @@ from pathlib import Path
 import pytest
 
 from vip_stack.lab import drills as drills_module
-from vip_stack.lab.boot import BootFailed, KeepalivedService, expand_command, parse_environment_file, parse_unit, \
-    write_by_hand
+from vip_stack.lab.boot import (
+    BootFailed,
+    KeepalivedService,
+    expand_command,
+    parse_environment_file,
+    parse_unit,
+    write_by_hand,
+)
 from vip_stack.lab.drills import run_drills
 from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
 from vip_stack.lab.netns import delete_namespace, list_namespaces
@@ -24,23 +31,21 @@ from vip_stack.lab.scenario import reference_spec, rollout_spec, stack_spec
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
-THREE_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90},
-               {"name": "kld-vm-3", "priority": 60}]
-
-
-def keepalived_processes():
-    """Live keepalived processes; a killed one may linger as a zombie until
-    its adoptive parent reaps it, which is not running."""
-    listing = subprocess.run(["ps", "-C", "keepalived", "-o", "pid=,stat="], capture_output=True, text=True).stdout
-    return [pid for pid, stat in (line.split() for line in listing.splitlines()) if not stat.startswith("Z")]
+THREE_NODES = [
+    {"name": "kld-vm-1", "priority": 120},
+    {"name": "kld-vm-2", "priority": 90},
+    {"name": "kld-vm-3", "priority": 60},
+]
 
 
 @pytest.fixture
 def lab_ready(root_namespaces):
-    """Root and the tools; and no keepalived of anyone else's to confuse the counts."""
-    before = keepalived_processes()
-    yield
-    assert keepalived_processes() == before, "the lab left keepalived running"
+    """Root and the tools, and the prefix of the test's lab: afterwards none
+    of its namespaces, and none of the processes it started, may be left
+    (whatever else runs on the machine, keepalived included)."""
+    prefix = new_run_prefix()
+    yield prefix
+    assert leftovers(prefix) == {"namespaces": [], "processes": []}, "the lab left something behind"
 
 
 def test_the_master_down_interval_follows_the_rfc():
@@ -55,32 +60,42 @@ def test_the_lab_takes_each_nodes_user_data_as_the_program_declares_it():
     spec = stack_spec(EXAMPLE_CONFIG)
     assert [n.name for n in spec.by_priority()] == ["kld-vm-1", "kld-vm-2"]
     for node in spec.nodes:
-        assert node.user_data.startswith("#cloud-config")
+        assert node.user_data is not None and node.user_data.startswith("#cloud-config")
         assert f"unicast_src_ip {node.address}" in node.user_data
     assert spec.jumphost_address not in {n.address for n in spec.nodes}
     assert spec.gateway == "192.168.0.1" and spec.nic == "ens3"
 
 
 def test_the_unit_is_read_as_systemd_reads_it():
-    unit = parse_unit([
-        "[Service]\nEnvironmentFile=-/etc/default/keepalived\nExecStart=/usr/sbin/keepalived --dont-fork $DAEMON_ARGS\n"
-        "ConditionFileNotEmpty=/etc/keepalived/keepalived.conf\n",
-        "[Service]\nExecStartPre=/bin/sh /etc/keepalived/vrrp-interface.sh /etc/keepalived/vrrp-interface.conf\n",
-    ])
+    unit = parse_unit(
+        [
+            "[Service]\nEnvironmentFile=-/etc/default/keepalived\n"
+            "ExecStart=/usr/sbin/keepalived --dont-fork $DAEMON_ARGS\n"
+            "ConditionFileNotEmpty=/etc/keepalived/keepalived.conf\n",
+            "[Service]\nExecStartPre=/bin/sh /etc/keepalived/vrrp-interface.sh /etc/keepalived/vrrp-interface.conf\n",
+        ]
+    )
     assert unit.exec_start_pre == ["/bin/sh /etc/keepalived/vrrp-interface.sh /etc/keepalived/vrrp-interface.conf"]
     assert unit.environment_files == ["-/etc/default/keepalived"]
     environment = parse_environment_file('# comment\nDAEMON_ARGS="-D --vrrp"\n')
+    assert unit.exec_start is not None
     assert expand_command(unit.exec_start, environment) == ["/usr/sbin/keepalived", "--dont-fork", "-D", "--vrrp"]
     assert expand_command(unit.exec_start, {}) == ["/usr/sbin/keepalived", "--dont-fork"]
 
 
 def one_node_lab(lab: Lab):
-    return lab.build(gateway_cidr="192.168.0.1/24", prefix_length=24, gateway="192.168.0.1",
-                     nodes=[("kld-vm-1", "192.168.0.11")], jumphost=("kld-jumphost-vm", "192.168.0.5"), nic="ens3")
+    return lab.build(
+        gateway_cidr="192.168.0.1/24",
+        prefix_length=24,
+        gateway="192.168.0.1",
+        nodes=[("kld-vm-1", "192.168.0.11")],
+        jumphost=("kld-jumphost-vm", "192.168.0.5"),
+        nic="ens3",
+    )
 
 
 def test_a_rebooted_node_keeps_its_disk_and_nothing_else(lab_ready):
-    with Lab() as lab:
+    with Lab(prefix=lab_ready) as lab:
         topology = one_node_lab(lab)
         host = topology.nodes["kld-vm-1"]
         host.run(["sh", "-c", "echo 1 > /run/keepalived.pid && echo kept > /etc/on-disk"])
@@ -99,7 +114,7 @@ def test_a_rebooted_node_keeps_its_disk_and_nothing_else(lab_ready):
 
 
 def test_a_replaced_node_is_a_new_host_on_the_same_port(lab_ready):
-    with Lab() as lab:
+    with Lab(prefix=lab_ready) as lab:
         topology = one_node_lab(lab)
         old = topology.nodes["kld-vm-1"]
         old.run(["sh", "-c", "echo old > /etc/on-disk"])
@@ -116,7 +131,7 @@ def test_a_replaced_node_is_a_new_host_on_the_same_port(lab_ready):
 def test_keepalived_that_will_not_start_says_why_and_a_reboot_clears_stale_pid_files(lab_ready):
     """What made CI flaky: after a crash, keepalived found its old pid file
     naming a live process and exited 0 with "daemon is already running"."""
-    with Lab() as lab:
+    with Lab(prefix=lab_ready) as lab:
         topology = one_node_lab(lab)
         host = topology.nodes["kld-vm-1"]
         write_by_hand(host, reference_spec("kld-pass").node("kld-vm-1").files)
@@ -147,8 +162,13 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     spec = stack_spec(EXAMPLE_CONFIG)
     # A change old and new nodes agree on: the VRRP group stays one throughout.
     new_priorities = [{"name": "kld-vm-1", "priority": 150}, {"name": "kld-vm-2", "priority": 90}]
-    result = run_drills(spec, drills=["graceful", "restart", "crash", "rollout"], progress=None,
-                        rollout_to=rollout_spec(EXAMPLE_CONFIG, {"nodes": new_priorities}, spec))
+    result = run_drills(
+        spec,
+        drills=["graceful", "restart", "crash", "rollout"],
+        progress=None,
+        prefix=lab_ready,
+        rollout_to=rollout_spec(EXAMPLE_CONFIG, {"nodes": new_priorities}, spec),
+    )
     drills = result["drills"]
     print(format_table(result))
 
@@ -184,7 +204,7 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
 def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "nodes": THREE_NODES})
     assert spec.mode == "multicast"
-    result = run_drills(spec, drills=["crash", "cascade"], progress=None)
+    result = run_drills(spec, drills=["crash", "cascade"], progress=None, prefix=lab_ready)
     print(format_table(result))
     assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
     crash = result["drills"]["crash failover"]
@@ -196,7 +216,7 @@ def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
 
 def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
     spec = reference_spec("kld-pass")
-    result = run_drills(spec, drills=["graceful"], progress=None)
+    result = run_drills(spec, drills=["graceful"], progress=None, prefix=lab_ready)
     assert result["drills"]["graceful failover"]["to"] == "kld-vm-2"
     assert result["passed"], format_table(result)
 
@@ -207,18 +227,24 @@ def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
         raise RuntimeError("a drill broke half-way")
 
     monkeypatch.setitem(drills_module.DRILLS, "graceful", broken_drill)
-    prefix = new_run_prefix()
+    prefix = lab_ready
     with pytest.raises(RuntimeError, match="half-way"):
         run_drills(stack_spec(EXAMPLE_CONFIG), drills=["graceful"], progress=None, prefix=prefix)
     assert leftovers(prefix) == {"namespaces": [], "processes": []}
     assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}-*")), "the lab's directory is gone too"
-    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-                if n.startswith(prefix)]
+    assert not [
+        n
+        for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        if n.startswith(prefix)
+    ]
 
 
-FAST = {**EXAMPLE_CONFIG, "advertInterval": "0.2",
-        "healthCheck": {"command": "curl -fsS http://127.0.0.1:8080/healthz", "interval": 1, "fall": 2, "rise": 2},
-        "notifyCommand": "echo \"$1\" >> /var/log/vip-state"}
+FAST = {
+    **EXAMPLE_CONFIG,
+    "advertInterval": "0.2",
+    "healthCheck": {"command": "curl -fsS http://127.0.0.1:8080/healthz", "interval": 1, "fall": 2, "rise": 2},
+    "notifyCommand": 'echo "$1" >> /var/log/vip-state',
+}
 
 
 def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
@@ -226,8 +252,14 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     assert spec.vrrp_version == 3 and spec.health_check == (1, 2, 2) and spec.notify
     # A change old and new nodes cannot agree on: they do not hear each other
     # until the last old node is gone.
-    result = run_drills(spec, drills=["graceful", "crash", "health", "steady", "rollout", "notify"], progress=None,
-                        steady_seconds=5, rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec))
+    result = run_drills(
+        spec,
+        drills=["graceful", "crash", "health", "steady", "rollout", "notify"],
+        progress=None,
+        prefix=lab_ready,
+        steady_seconds=5,
+        rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec),
+    )
     print(format_table(result))
     drills = result["drills"]
     # VRRP v3 timers at 0.2 s: the whole takeover fits in one master down interval.
@@ -247,7 +279,7 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
 def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "preempt": False})
     assert not spec.preempt
-    result = run_drills(spec, drills=["graceful", "restart"], progress=None)
+    result = run_drills(spec, drills=["graceful", "restart"], progress=None, prefix=lab_ready)
     print(format_table(result))
     # Every node starts BACKUP; the election still picks the highest priority.
     assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
@@ -260,11 +292,19 @@ def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_re
 def test_ctrl_c_removes_everything(lab_ready):
     """The lab as a user runs it, interrupted half-way."""
     before = set(list_namespaces())
-    lab = subprocess.Popen([sys.executable, "-m", "vip_stack.lab", "--drills", "graceful,steady",
-                            "--steady-seconds", "60"],
-                           cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "vip_stack.lab", "--drills", "graceful,steady", "--steady-seconds", "60"],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert lab.stderr is not None
+    prefix = None
     try:
         for line in lab.stderr:
+            found = re.search(r"\(namespaces (vl[0-9a-f]+)-\*\)", line)
+            prefix = found.group(1) if found else prefix
             if "steady:" in line:  # keepalived runs on every node, the jumphost pings, cores are busy
                 break
         lab.send_signal(signal.SIGINT)
@@ -279,6 +319,8 @@ def test_ctrl_c_removes_everything(lab_ready):
                     delete_namespace(namespace)
     assert lab.returncode == 130
     assert "removed" in rest
+    assert prefix is not None, "the lab names its namespaces"
+    assert leftovers(prefix) == {"namespaces": [], "processes": []}, "no keepalived, sshd or service of the lab"
     after = set(list_namespaces())
     assert after <= before, f"left behind: {after - before}"
     busy = subprocess.run(["pgrep", "-f", "while time.monotonic"], capture_output=True, text=True).stdout.split()

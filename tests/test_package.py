@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from ipaddress import ip_address
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,32 @@ from vip_stack.settings import InvalidConfig
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR, run_program
 
-CORE = ("__init__", "addressing", "jumphost", "lookups", "network", "nodes", "remote", "rendering", "rollout",
-        "security", "settings", "stack", "vip_port")
+CORE = (
+    "__init__",
+    "addressing",
+    "jumphost",
+    "lookups",
+    "network",
+    "nodes",
+    "remote",
+    "rendering",
+    "rollout",
+    "security",
+    "settings",
+    "stack",
+    "vip_port",
+)
 TOOLS = ("lab", "check", "plan", "bench", "observe", "evaluate", "fake_openstack")
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
 # What the previous release declared for EXAMPLE_CONFIG plus these keys.
 URNS_BEFORE = PROJECT_DIR / "tests" / "golden" / "urns-before-components-as-library.txt"
-URN_CONFIG = {**EXAMPLE_CONFIG, "servicePorts": [{"protocol": "tcp", "port": 443}],
-              "serviceAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
-              "sshAllowedCidrs": ["198.51.100.0/24", "192.0.2.0/24"], "vipFloatingIp": "true"}
+URN_CONFIG = {
+    **EXAMPLE_CONFIG,
+    "servicePorts": [{"protocol": "tcp", "port": 443}],
+    "serviceAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
+    "sshAllowedCidrs": ["198.51.100.0/24", "192.0.2.0/24"],
+    "vipFloatingIp": "true",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -50,8 +67,11 @@ def imported_modules(path: Path) -> set[str]:
 def test_the_core_imports_no_tool():
     for module in CORE:
         imported = imported_modules(PROJECT_DIR / "vip_stack" / f"{module}.py")
-        tools = {name for name in imported
-                 if any(name == f"vip_stack.{tool}" or name.startswith(f"vip_stack.{tool}.") for tool in TOOLS)}
+        tools = {
+            name
+            for name in imported
+            if any(name == f"vip_stack.{tool}" or name.startswith(f"vip_stack.{tool}.") for tool in TOOLS)
+        }
         assert not tools, f"vip_stack/{module}.py imports the tools {tools}"
 
 
@@ -63,8 +83,9 @@ def test_an_existing_stack_keeps_every_resource_by_its_urn_or_an_alias():
         if urn in now:
             continue
         qualified_type, old_name = urn.rsplit("::", 1)
-        heirs = [r for r in deployment.resources
-                 if r.urn.rsplit("::", 1)[0] == qualified_type and old_name in r.alias_names]
+        heirs = [
+            r for r in deployment.resources if r.urn.rsplit("::", 1)[0] == qualified_type and old_name in r.alias_names
+        ]
         assert len(heirs) == 1, f"{urn} is neither declared again nor aliased by exactly one resource"
 
 
@@ -91,9 +112,9 @@ def test_two_vips_share_one_network_and_one_jumphost_with_a_node_pair_each():
         assert port.input("networkId") == network_id
     # The created subnet keeps both VIPs out of its DHCP pool.
     (subnet,) = deployment.of_type("Subnet")
-    pools = [(ip_address(p["start"]), ip_address(p["end"])) for p in subnet.input("allocationPools")]
+    pools = [(IPv4Address(p["start"]), IPv4Address(p["end"])) for p in subnet.input("allocationPools")]
     for vip in ("192.168.10.250", "192.168.10.251"):
-        assert not any(start <= ip_address(vip) <= end for start, end in pools), vip
+        assert not any(start <= IPv4Address(vip) <= end for start, end in pools), vip
     # The db nodes admit SSH from the one jumphost's group.
     jumphost_group = deployment.named("web-jumphost", "SecGroup").id
     db_ssh = deployment.named("db-ssh-from-jumphost")
@@ -123,8 +144,17 @@ def test_each_vips_bad_keys_are_named_in_its_own_namespace():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(PROJECT_DIR)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    source = tmp_path_factory.mktemp("source") / "keepalived-vip"
+    ignored = ("venv", ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+    shutil.copytree(PROJECT_DIR, source, ignore=shutil.ignore_patterns(*ignored))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     (built,) = out.glob("keepalived_vip-*.whl")
     return built
 
@@ -135,17 +165,28 @@ def test_the_package_ships_its_templates_and_needs_no_test_tools_to_run(wheel):
         metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     for template in ("keepalived.conf.j2", "user-data.yaml.j2", "notify.sh.j2", "vrrp-interface.sh"):
         assert f"vip_stack/cloud_init/{template}" in names
-    requirements = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    requirements = [
+        line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+    ]
     runtime = [r for r in requirements if "extra ==" not in r]
-    assert sorted(r.split(">")[0].split("<")[0].split("=")[0] for r in runtime) == ["jinja2", "pulumi",
-                                                                                   "pulumi-openstack"]
+    assert sorted(r.split(">")[0].split("<")[0].split("=")[0] for r in runtime) == [
+        "jinja2",
+        "pulumi",
+        "pulumi-openstack",
+        "pydantic",
+    ]
     assert not [r for r in runtime if r.startswith(("pytest", "matplotlib"))]
 
 
 def test_the_library_example_runs_outside_the_checkout_with_the_installed_package(wheel, tmp_path):
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site),
-                    str(wheel)], check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     example = tmp_path / "library"
     shutil.copytree(LIBRARY_EXAMPLE, example)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(library_config()))
@@ -158,9 +199,14 @@ def test_the_library_example_runs_outside_the_checkout_with_the_installed_packag
         "deployment = run_program(config, program=Path('__main__.py'), project='keepalived-vip-library')\n"
         "print(json.dumps({'package': vip_stack.__file__, 'outputs': deployment.outputs}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", runner, str(tmp_path / "config.yaml")], cwd=example,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(site)})
+    result = subprocess.run(
+        [sys.executable, "-c", runner, str(tmp_path / "config.yaml")],
+        cwd=example,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["package"].startswith(str(site)), "the installed package, not the checkout"

@@ -22,8 +22,17 @@ COMPONENT_TYPES = {
     "keepalived-vip:openstack:Jumphost",
 }
 NETWORK_TYPES = {"Network", "Subnet", "Router", "RouterInterface"}
-OUTPUT_KEYS = {"vipAddress", "vipPortId", "vipFloatingIp", "networkId", "subnetId", "nodeSecurityGroupId",
-               "jumphostFloatingIp", "jumphostName", "nodes"}
+OUTPUT_KEYS = {
+    "vipAddress",
+    "vipPortId",
+    "vipFloatingIp",
+    "networkId",
+    "subnetId",
+    "nodeSecurityGroupId",
+    "jumphostFloatingIp",
+    "jumphostName",
+    "nodes",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +41,11 @@ def example():
 
 
 def node_ports(deployment):
-    return {r.input("name").removesuffix("-port"): r for r in deployment.of_type("Port")
-            if r.input("name", "").startswith("kld-vm-")}
+    return {
+        r.input("name").removesuffix("-port"): r
+        for r in deployment.of_type("Port")
+        if r.input("name", "").startswith("kld-vm-")
+    }
 
 
 def user_data_of(deployment, name):
@@ -107,15 +119,26 @@ def test_each_node_port_allows_exactly_the_vip(example):
 def test_vrrp_flows_only_among_nodes_and_ssh_icmp_only_from_the_jumphost(example):
     groups = {g.name: g.id for g in example.of_type("SecGroup")}
     nodes, jumphost = groups["keepalived-vip-nodes"], groups["keepalived-vip-jumphost"]
-    rules = [(r.input("securityGroupId"), r.input("direction"), r.input("protocol"),
-              r.input("portRangeMin"), r.input("remoteGroupId"), r.input("remoteIpPrefix"))
-             for r in example.of_type("SecGroupRule")]
-    assert sorted(rules, key=str) == sorted([
-        (nodes, "ingress", "112", None, nodes, None),
-        (nodes, "ingress", "tcp", 22, jumphost, None),
-        (nodes, "ingress", "icmp", None, jumphost, None),
-        (jumphost, "ingress", "tcp", 22, None, "198.51.100.0/24"),
-    ], key=str)
+    rules = [
+        (
+            r.input("securityGroupId"),
+            r.input("direction"),
+            r.input("protocol"),
+            r.input("portRangeMin"),
+            r.input("remoteGroupId"),
+            r.input("remoteIpPrefix"),
+        )
+        for r in example.of_type("SecGroupRule")
+    ]
+    assert sorted(rules, key=str) == sorted(
+        [
+            (nodes, "ingress", "112", None, nodes, None),
+            (nodes, "ingress", "tcp", 22, jumphost, None),
+            (nodes, "ingress", "icmp", None, jumphost, None),
+            (jumphost, "ingress", "tcp", 22, None, "198.51.100.0/24"),
+        ],
+        key=str,
+    )
 
 
 def test_nothing_is_open_to_the_internet(example):
@@ -137,7 +160,9 @@ def test_the_nodes_boot_on_their_ports_in_an_anti_affinity_group_without_floatin
         assert instance.input("name") == name
         assert instance.input("networks") == [{"port": ports[name].id}]
         assert instance.input("schedulerHints") == [{"group": group.id}]
-        assert instance.input("imageId") == FakeCloud().images["Ubuntu-22.04"], "the image Glance has under imageName today"
+        assert instance.input("imageId") == FakeCloud().images["Ubuntu-22.04"], (
+            "the image Glance has under imageName today"
+        )
         assert instance.input("flavorName") == "STD2-1-2"
         assert ports[name].id not in floating_ports
         assert not instance.input("securityGroups"), "security groups belong on the port"
@@ -178,6 +203,7 @@ def test_user_data_is_secret_and_carries_each_nodes_rendered_config(example):
 def test_the_password_appears_in_no_input_that_is_not_secret(example):
     def leaks(value, secret=False):
         from pulumi.runtime import rpc
+
         if rpc.is_rpc_secret(value):
             return False
         if isinstance(value, dict):
@@ -214,8 +240,7 @@ def test_the_outputs_are_the_documented_contract(example):
 
 def test_an_existing_network_is_looked_up_and_nothing_of_it_is_created():
     cloud = FakeCloud.with_external_network()
-    found = cloud.add_existing_subnet(cidr="10.20.0.0/24", gateway_ip="10.20.0.1",
-                                      allocated=("10.20.0.2", "10.20.0.3"))
+    found = cloud.add_existing_subnet(cidr="10.20.0.0/24", gateway_ip="10.20.0.1", allocated=("10.20.0.2", "10.20.0.3"))
     deployment = run_program({**EXAMPLE_CONFIG, "createNetwork": False, "vipAddress": "10.20.0.250"}, cloud)
     assert not {r.short_type for r in deployment.resources} & NETWORK_TYPES
     tokens = [token for token, _ in deployment.mocks.calls]
@@ -256,16 +281,21 @@ def test_a_missing_external_network_fails_naming_the_key():
 
 
 def test_three_nodes_each_peer_with_the_two_others():
-    nodes = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90},
-             {"name": "kld-vm-3", "priority": 60, "ipAddress": "192.168.0.33"}]
+    nodes = [
+        {"name": "kld-vm-1", "priority": 120},
+        {"name": "kld-vm-2", "priority": 90},
+        {"name": "kld-vm-3", "priority": 60, "ipAddress": "192.168.0.33"},
+    ]
     deployment = run_program({**EXAMPLE_CONFIG, "nodes": nodes})
     addresses = {n["name"]: n["ipAddress"] for n in deployment.outputs["nodes"]}
     assert addresses["kld-vm-3"] == "192.168.0.33"
     (subnet,) = deployment.of_type("Subnet")
     assert subnet.input("allocationPools") == [
-        {"start": "192.168.0.2", "end": "192.168.0.32"}, {"start": "192.168.0.34", "end": "192.168.0.253"}]
+        {"start": "192.168.0.2", "end": "192.168.0.32"},
+        {"start": "192.168.0.34", "end": "192.168.0.253"},
+    ]
     states = {}
-    for name, own in addresses.items():
+    for name, _own in addresses.items():
         text = keepalived_conf_of(deployment, name)["content"]
         states[name] = "MASTER" if "state MASTER" in text else "BACKUP"
         for other, address in addresses.items():
@@ -274,8 +304,15 @@ def test_three_nodes_each_peer_with_the_two_others():
 
 
 def test_multicast_sub_second_and_fixed_interface_reach_the_user_data():
-    deployment = run_program({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "advertInterval": "0.5",
-                              "vrrpInterface": "eth1", "keyPairName": "ops"})
+    deployment = run_program(
+        {
+            **EXAMPLE_CONFIG,
+            "vrrpMode": "multicast",
+            "advertInterval": "0.5",
+            "vrrpInterface": "eth1",
+            "keyPairName": "ops",
+        }
+    )
     text = keepalived_conf_of(deployment, "kld-vm-1")["content"]
     assert "unicast" not in text
     assert "vrrp_version 3" in text and "advert_int 0.5" in text and "auth_pass" not in text
@@ -332,26 +369,40 @@ def test_a_public_vip_gets_a_floating_ip_on_the_vip_port():
 
 
 def test_service_ports_open_only_to_the_listed_cidrs():
-    deployment = run_program({**EXAMPLE_CONFIG,
-                              "servicePorts": [{"protocol": "tcp", "port": 443}, {"protocol": "udp", "port": 53}],
-                              "serviceAllowedCidrs": ["198.51.100.0/24", "203.0.113.0/25"]})
+    deployment = run_program(
+        {
+            **EXAMPLE_CONFIG,
+            "servicePorts": [{"protocol": "tcp", "port": 443}, {"protocol": "udp", "port": 53}],
+            "serviceAllowedCidrs": ["198.51.100.0/24", "203.0.113.0/25"],
+        }
+    )
     nodes = deployment.named("keepalived-vip-nodes", "SecGroup").id
-    service_rules = {(r.input("protocol"), r.input("portRangeMin"), r.input("portRangeMax"), r.input("remoteIpPrefix"))
-                     for r in deployment.of_type("SecGroupRule")
-                     if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")}
-    assert service_rules == {(p, n, n, c) for p, n in (("tcp", 443), ("udp", 53))
-                             for c in ("198.51.100.0/24", "203.0.113.0/25")}
+    service_rules = {
+        (r.input("protocol"), r.input("portRangeMin"), r.input("portRangeMax"), r.input("remoteIpPrefix"))
+        for r in deployment.of_type("SecGroupRule")
+        if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")
+    }
+    assert service_rules == {
+        (p, n, n, c) for p, n in (("tcp", 443), ("udp", 53)) for c in ("198.51.100.0/24", "203.0.113.0/25")
+    }
 
 
 def test_by_default_no_service_port_is_open(example):
     nodes = example.named("keepalived-vip-nodes", "SecGroup").id
-    assert not [r for r in example.of_type("SecGroupRule")
-                if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")]
+    assert not [
+        r for r in example.of_type("SecGroupRule") if r.input("securityGroupId") == nodes and r.input("remoteIpPrefix")
+    ]
 
 
 def test_health_check_notify_and_no_preempt_reach_the_secret_user_data():
-    deployment = run_program({**EXAMPLE_CONFIG, "preempt": False, "notifyCommand": "systemctl reload haproxy",
-                              "healthCheck": {"command": "systemctl is-active --quiet haproxy"}})
+    deployment = run_program(
+        {
+            **EXAMPLE_CONFIG,
+            "preempt": False,
+            "notifyCommand": "systemctl reload haproxy",
+            "healthCheck": {"command": "systemctl is-active --quiet haproxy"},
+        }
+    )
     for name in ("kld-vm-1", "kld-vm-2"):
         assert deployment.called(name, "Instance").is_secret("userData")
         document = user_data_of(deployment, name)

@@ -62,7 +62,8 @@ def test_the_example_stack_sets_every_key_but_the_secret_and_the_health_check():
     stack = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
     assert all(key.startswith("keepalived-vip:") for key in stack)
     assert set(config_from_stack_file(PROJECT_DIR / "Pulumi.dev.yaml")) == (
-        set(ALL_KEYS) - set(SECRET_KEYS) - {"healthCheck"})
+        set(ALL_KEYS) - set(SECRET_KEYS) - {"healthCheck"}
+    )
 
 
 def test_the_readme_table_documents_every_key():

@@ -5,8 +5,8 @@ Debian's `keepalived -t` in a namespace that has the interface, and
 import itertools
 import re
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,13 @@ from vip_stack.rendering import (
     HEALTH_CHECK_NAME,
     HEALTH_CHECK_PATH,
     KEEPALIVED_CONF_PATH,
+    KEEPALIVED_DROPIN_PATH,
     NOTIFY_LOG_PATH,
     NOTIFY_SCRIPT_PATH,
-    VRRP_STATE_PATH,
     SCRIPT_USER,
-    KEEPALIVED_DROPIN_PATH,
     VRRP_INTERFACE_CONF_PATH,
     VRRP_INTERFACE_SCRIPT_PATH,
+    VRRP_STATE_PATH,
     KeepalivedConfig,
     plan_keepalived,
     render_keepalived_conf,
@@ -32,6 +32,8 @@ from vip_stack.rendering import (
     vrrp_interface_script,
 )
 from vip_stack.settings import parse_settings
+
+from . import golden_files
 
 REQUIRED = {"flavorName": "STD2-1-2", "sshAllowedCidrs": ["198.51.100.0/24"], "vrrpPassword": "s3cr3t"}
 TWO_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90}]
@@ -52,9 +54,17 @@ def by_name(rendered, name):
 
 def test_the_reference_procedures_values_by_default():
     master = render_keepalived_conf(configs(mode="multicast", interface="ens3")[0])
-    for line in ["router_id kld-vm-1", "state MASTER", "interface ens3", "virtual_router_id 254",
-                 "priority 120", "advert_int 1", "auth_type PASS", "auth_pass s3cr3t",
-                 "192.168.0.254/24 dev ens3"]:
+    for line in [
+        "router_id kld-vm-1",
+        "state MASTER",
+        "interface ens3",
+        "virtual_router_id 254",
+        "priority 120",
+        "advert_int 1",
+        "auth_type PASS",
+        "auth_pass s3cr3t",
+        "192.168.0.254/24 dev ens3",
+    ]:
         assert line in master
     backup = render_keepalived_conf(configs(mode="multicast", interface="ens3")[1])
     assert "state BACKUP" in backup and "priority 90" in backup
@@ -118,9 +128,17 @@ def test_no_value_can_break_the_cloud_config():
     # back out of the document unchanged.
     hostile = "a: b\n- [x]\n  \"quoted\" 'single' #not-a-comment\n{{ jinja }} \\ \t\u2028 @&*!%|>"
     config = KeepalivedConfig(
-        router_id=hostile, state="MASTER", priority=100, interface=None, virtual_router_id=1,
-        advert_interval=1, vrrp_version=2, auth_pass=hostile, vip_cidr="192.0.2.1/24",
-        unicast_src_ip=None, unicast_peers=(),
+        router_id=hostile,
+        state="MASTER",
+        priority=100,
+        interface=None,
+        virtual_router_id=1,
+        advert_interval=1,
+        vrrp_version=2,
+        auth_pass=hostile,
+        vip_cidr="192.0.2.1/24",
+        unicast_src_ip=None,
+        unicast_peers=(),
     )
     document = yaml.safe_load(render_user_data(config))
     conf = next(f for f in document["write_files"] if f["path"] == KEEPALIVED_CONF_PATH)
@@ -129,12 +147,12 @@ def test_no_value_can_break_the_cloud_config():
 
 
 MATRIX = list(itertools.product(["unicast", "multicast"], [TWO_NODES, THREE_NODES], ["1", "0.2"], ["", "ens3"]))
-MATRIX_IDS = [f"{m}-{len(n)}nodes-v{2 if a == '1' else 3}-{'detected' if not i else i}" for m, n, a, i in MATRIX]
+MATRIX_IDS = [f"{m}-{len(n)}nodes-v{2 if a == '1' else 3}-{i if i else 'detected'}" for m, n, a, i in MATRIX]
 HEALTH = {"command": "curl -fsS http://127.0.0.1:8080/healthz", "interval": 1, "fall": 3, "rise": 2}
 FEATURES = {
     "no-preempt": {"preempt": False},
     "health-check": {"healthCheck": HEALTH},
-    "notify": {"notifyCommand": "logger -t vip \"now $1\""},
+    "notify": {"notifyCommand": 'logger -t vip "now $1"'},
     "all-v3": {"preempt": False, "healthCheck": HEALTH, "notifyCommand": "true", "advertInterval": "0.2"},
 }
 
@@ -184,21 +202,38 @@ def keepalived_config_test(config, host, tmp_path):
     for private in ("run", "log"):
         (tmp_path / private).mkdir(exist_ok=True)
     binds.update({"/run": tmp_path / "run", "/var/log": tmp_path / "log"})
-    ran = host.run(["timeout", "-s", "TERM", str(2 + config.health_check.interval), "keepalived", "--dont-fork",
-                    "--log-console", "-f", KEEPALIVED_CONF_PATH], binds=binds, timeout=30)
+    ran = host.run(
+        [
+            "timeout",
+            "-s",
+            "TERM",
+            str(2 + config.health_check.interval),
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "-f",
+            KEEPALIVED_CONF_PATH,
+        ],
+        binds=binds,
+        timeout=30,
+    )
     output = ran.stdout + ran.stderr
-    complaints = [line for line in output.splitlines()
-                  if COMPLAINTS.search(line) and "now returning" not in line and "VRRP_Script" not in line]
+    complaints = [
+        line
+        for line in output.splitlines()
+        if COMPLAINTS.search(line) and "now returning" not in line and "VRRP_Script" not in line
+    ]
     started = "Startup complete" in output
-    script_ran = f"Script `{HEALTH_CHECK_NAME}` now returning" in output or f"VRRP_Script({HEALTH_CHECK_NAME})" in output
-    return subprocess.CompletedProcess(ran.args, 0 if started and script_ran and not complaints else 1,
-                                       output, "\n".join(complaints) or output)
+    script_ran = (
+        f"Script `{HEALTH_CHECK_NAME}` now returning" in output or f"VRRP_Script({HEALTH_CHECK_NAME})" in output
+    )
+    return subprocess.CompletedProcess(
+        ran.args, 0 if started and script_ran and not complaints else 1, output, "\n".join(complaints) or output
+    )
 
 
 @pytest.mark.parametrize("mode,nodes,advert,interface", MATRIX, ids=MATRIX_IDS)
-def test_every_rendered_config_passes_keepalived_config_test(
-    mode, nodes, advert, interface, root_namespaces, tmp_path
-):
+def test_every_rendered_config_passes_keepalived_config_test(mode, nodes, advert, interface, root_namespaces, tmp_path):
     for config in configs(mode, nodes, advert, interface):
         address = ADDRESSES[config.router_id] + "/24"
         with ProbeHost(next(root_namespaces), interface="ens3", address=address) as host:
@@ -275,8 +310,9 @@ def test_every_node_records_its_vrrp_state_for_the_rollout(tmp_path):
     script = tmp_path / "notify.sh"
     script.write_text(render_notify_script(None).replace(str(Path(VRRP_STATE_PATH).parent), str(state.parent)))
     # keepalived runs its scripts with umask 077; the state must still be readable by the login user.
-    ran = subprocess.run(["sh", "-c", f"umask 077; sh {script} INSTANCE VI_254 BACKUP 90"], capture_output=True,
-                         text=True)
+    ran = subprocess.run(
+        ["sh", "-c", f"umask 077; sh {script} INSTANCE VI_254 BACKUP 90"], capture_output=True, text=True
+    )
     assert ran.returncode == 0, ran.stderr
     recorded, since = state.read_text().split()
     assert recorded == "BACKUP" and abs(float(since) - time.time()) < 5
@@ -284,7 +320,7 @@ def test_every_node_records_its_vrrp_state_for_the_rollout(tmp_path):
 
 
 def test_the_notify_hook_gets_the_new_state_and_is_logged(tmp_path):
-    command = "echo \"state=$1 env=$VRRP_STATE it's\" >> " + str(tmp_path / "out")
+    command = 'echo "state=$1 env=$VRRP_STATE it\'s" >> ' + str(tmp_path / "out")
     script = tmp_path / "notify.sh"
     script.write_text(render_notify_script(command).replace(NOTIFY_LOG_PATH, str(tmp_path / "log")))
     ran = subprocess.run(["sh", str(script), "INSTANCE", "VI_254", "MASTER", "120"], capture_output=True, text=True)
@@ -297,10 +333,16 @@ def test_the_notify_hook_gets_the_new_state_and_is_logged(tmp_path):
 
 def test_gratuitous_arp_is_repeated_and_refreshed():
     text = render_keepalived_conf(configs()[0])
-    for line in ("garp_master_delay 1", "garp_master_repeat 3", "garp_master_refresh 5",
-                 "garp_master_refresh_repeat 2",
-                 # After a partition heals: the other side's last advert makes the master announce the VIP.
-                 "garp_lower_prio_repeat 3", "garp_lower_prio_delay 1", "higher_prio_send_advert true"):
+    for line in (
+        "garp_master_delay 1",
+        "garp_master_repeat 3",
+        "garp_master_refresh 5",
+        "garp_master_refresh_repeat 2",
+        # After a partition heals: the other side's last advert makes the master announce the VIP.
+        "garp_lower_prio_repeat 3",
+        "garp_lower_prio_delay 1",
+        "higher_prio_send_advert true",
+    ):
         assert f"    {line}\n" in text
 
 
@@ -324,7 +366,7 @@ def test_every_user_data_passes_cloud_init_schema(mode, nodes, advert, interface
 
 def test_cloud_init_schema_catches_a_broken_user_data(cloud_init_schema, tmp_path):
     path = tmp_path / "broken.yaml"
-    path.write_text(render_user_data(configs()[0]).replace("permissions: \"0600\"", "permissions: 600"))
+    path.write_text(render_user_data(configs()[0]).replace('permissions: "0600"', "permissions: 600"))
     checked = subprocess.run([cloud_init_schema, "schema", "-c", str(path)], capture_output=True, text=True)
     assert checked.returncode != 0
 
@@ -333,8 +375,9 @@ def test_cloud_init_schema_catches_a_broken_user_data(cloud_init_schema, tmp_pat
 def test_the_boot_time_detection_finds_the_default_route_interface(nic, root_namespaces, tmp_path):
     with ProbeHost(next(root_namespaces), interface=nic, address="192.168.0.11/24") as host:
         (tmp_path / "vrrp-interface.sh").write_text(vrrp_interface_script())
-        ran = host.run(["sh", VRRP_INTERFACE_SCRIPT_PATH, VRRP_INTERFACE_CONF_PATH],
-                       binds={"/etc/keepalived": tmp_path})
+        ran = host.run(
+            ["sh", VRRP_INTERFACE_SCRIPT_PATH, VRRP_INTERFACE_CONF_PATH], binds={"/etc/keepalived": tmp_path}
+        )
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "vrrp-interface.conf").read_text() == f"$VRRP_INTERFACE={nic}\n"
 
@@ -342,8 +385,42 @@ def test_the_boot_time_detection_finds_the_default_route_interface(nic, root_nam
 def test_the_boot_time_detection_gives_up_without_a_default_route(root_namespaces, tmp_path):
     with ProbeHost(next(root_namespaces), address="192.168.0.11/24", gateway=None) as host:
         (tmp_path / "vrrp-interface.sh").write_text(vrrp_interface_script())
-        ran = host.run(["env", "VRRP_INTERFACE_WAIT_SECONDS=1", "sh", VRRP_INTERFACE_SCRIPT_PATH],
-                       binds={"/etc/keepalived": tmp_path})
+        ran = host.run(
+            ["env", "VRRP_INTERFACE_WAIT_SECONDS=1", "sh", VRRP_INTERFACE_SCRIPT_PATH],
+            binds={"/etc/keepalived": tmp_path},
+        )
     assert ran.returncode != 0
     assert "no IPv4 default route" in ran.stderr
     assert not (tmp_path / "vrrp-interface.conf").exists()
+
+
+def test_every_rendered_file_matches_its_golden_file_in_full():
+    """After an intended change: `make golden`, then read the diff."""
+    expected = golden_files.rendered()
+    on_disk = {
+        path.relative_to(golden_files.GOLDEN_DIR) for path in golden_files.GOLDEN_DIR.rglob("*") if path.is_file()
+    }
+    assert on_disk == set(expected), "stale or missing golden files: run `make golden`"
+    for relative, text in expected.items():
+        assert (golden_files.GOLDEN_DIR / relative).read_text() == text, f"{relative} differs: run `make golden`"
+
+
+def test_the_golden_user_data_passes_cloud_init_schema(cloud_init_schema):
+    for path in sorted(golden_files.GOLDEN_DIR.rglob("*.user-data.yaml")):
+        checked = subprocess.run([cloud_init_schema, "schema", "-c", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, f"{path}: {checked.stdout}{checked.stderr}"
+
+
+def test_every_shell_script_passes_shellcheck(shellcheck, tmp_path):
+    """The scripts the nodes run, as rendered for every combination, and the
+    interface detection as shipped."""
+    scripts = [Path(vrrp_interface_script.__globals__["TEMPLATE_DIR"]) / "vrrp-interface.sh"]
+    for path in sorted(golden_files.GOLDEN_DIR.rglob("*.user-data.yaml")):
+        for written in yaml.safe_load(path.read_text())["write_files"]:
+            if written["path"].endswith(".sh"):
+                script = tmp_path / f"{path.parent.name}-{path.stem}-{Path(written['path']).name}"
+                script.write_text(written["content"])
+                scripts.append(script)
+    checked = subprocess.run([shellcheck, "--shell=sh", *map(str, scripts)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert len(scripts) > len(golden_files.COMBINATIONS), "every combination's scripts were checked"

@@ -44,6 +44,7 @@ def gates(deployment):
 
 # --- the program ----------------------------------------------------------------
 
+
 def test_the_lowest_priority_goes_first_and_the_master_last():
     nodes = [NodeSettings("a", 120), NodeSettings("b", 60), NodeSettings("c", 90)]
     assert [n.name for n in rollout_order(nodes)] == ["b", "c", "a"]
@@ -115,6 +116,7 @@ def test_ssh_checks_need_a_key_pair():
 
 # --- the gate -------------------------------------------------------------------
 
+
 class StandInNode:
     """Answers the probe as a booting node would: not yet, then in service."""
 
@@ -142,8 +144,10 @@ class StandInNode:
 
 def probe_text(cloud_init="done", keepalived="active", config=CONF_SHA, fresh="yes", vrrp="BACKUP", age=10.0):
     state = f"{vrrp} 1764000000.25" if vrrp else ""
-    return (f"cloud-init={cloud_init}\nkeepalived={keepalived}\nconfig={config}\nfresh={fresh}\n"
-            f"vrrp={state}\nnow={1764000000.25 + age}\n")
+    return (
+        f"cloud-init={cloud_init}\nkeepalived={keepalived}\nconfig={config}\nfresh={fresh}\n"
+        f"vrrp={state}\nnow={1764000000.25 + age}\n"
+    )
 
 
 class Clock:
@@ -158,11 +162,18 @@ class Clock:
 
 
 def test_a_replaced_node_is_in_service_once_booted_configured_and_in_the_vrrp_group():
-    node = StandInNode([RemoteError("cannot reach kld-vm-2 on port 22"), probe_text(cloud_init="running"),
-                        probe_text(vrrp=""), probe_text()])
+    node = StandInNode(
+        [
+            RemoteError("cannot reach kld-vm-2 on port 22"),
+            probe_text(cloud_init="running"),
+            probe_text(vrrp=""),
+            probe_text(),
+        ]
+    )
     clock = Clock()
-    probe = wait_in_service(node, "kld-vm-2", "192.168.0.22", CONF_SHA, timeout=600, poll=5,
-                            clock=clock, sleep=clock.sleep)
+    probe = wait_in_service(
+        node, "kld-vm-2", "192.168.0.22", CONF_SHA, timeout=600, poll=5, clock=clock, sleep=clock.sleep
+    )
     assert probe.vrrp_state == "BACKUP"
     assert clock.now == 15, "asked four times, 5 s apart"
 
@@ -174,22 +185,34 @@ def test_a_new_backup_is_in_service_only_once_it_has_heard_a_master_for_its_mast
     probe = parse_probe(probe_text(vrrp="BACKUP", age=1.5))
     assert probe.vrrp_state == "BACKUP" and probe.vrrp_state_age == pytest.approx(1.5)
     assert probe.problems(CONF_SHA, settle_seconds=3.65) == [
-        "it has been BACKUP for 1.5 s, not yet its master down interval (3.65 s) in which it must hear a master"]
+        "it has been BACKUP for 1.5 s, not yet its master down interval (3.65 s) in which it must hear a master"
+    ]
     assert parse_probe(probe_text(vrrp="BACKUP", age=4)).problems(CONF_SHA, settle_seconds=3.65) == []
     assert parse_probe(probe_text(vrrp="MASTER", age=0.1)).problems(CONF_SHA, settle_seconds=3.65) == []
 
 
-@pytest.mark.parametrize("answer, words", [
-    (probe_text(config="0" * 64), "keepalived.conf is not the one this update rendered"),
-    (probe_text(fresh="no"), "keepalived has not started since its configuration was written"),
-    (probe_text(keepalived="failed"), "keepalived is failed"),
-    (probe_text(vrrp="FAULT"), "its VRRP state is FAULT"),
-])
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (probe_text(config="0" * 64), "keepalived.conf is not the one this update rendered"),
+        (probe_text(fresh="no"), "keepalived has not started since its configuration was written"),
+        (probe_text(keepalived="failed"), "keepalived is failed"),
+        (probe_text(vrrp="FAULT"), "its VRRP state is FAULT"),
+    ],
+)
 def test_a_node_that_never_comes_back_stops_the_rollout_naming_it(answer, words):
     clock = Clock()
     with pytest.raises(NodeNotInService) as raised:
-        wait_in_service(StandInNode([answer]), "kld-vm-2", "192.168.0.22", CONF_SHA, timeout=60, poll=5,
-                        clock=clock, sleep=clock.sleep)
+        wait_in_service(
+            StandInNode([answer]),
+            "kld-vm-2",
+            "192.168.0.22",
+            CONF_SHA,
+            timeout=60,
+            poll=5,
+            clock=clock,
+            sleep=clock.sleep,
+        )
     message = str(raised.value)
     assert message.startswith("kld-vm-2 (192.168.0.22) is not back in service") and words in message
     assert "not touched" in message and "ssh 192.168.0.22" in message
@@ -200,8 +223,15 @@ def test_a_node_that_never_comes_back_stops_the_rollout_naming_it(answer, words)
 def test_cloud_init_failing_stops_the_wait_at_once():
     clock = Clock()
     with pytest.raises(NodeNotInService, match="cloud-init is error"):
-        wait_in_service(StandInNode([probe_text(cloud_init="error")]), "kld-vm-2", "192.168.0.22", CONF_SHA,
-                        timeout=600, clock=clock, sleep=clock.sleep)
+        wait_in_service(
+            StandInNode([probe_text(cloud_init="error")]),
+            "kld-vm-2",
+            "192.168.0.22",
+            CONF_SHA,
+            timeout=600,
+            clock=clock,
+            sleep=clock.sleep,
+        )
     assert clock.now == 0
 
 
@@ -214,16 +244,27 @@ def test_a_drain_stops_keepalived_then_the_holder_announces_the_vip():
 
 
 def test_an_unreachable_node_is_deleted_undrained_never_blocking_destroy():
-    notes = drain_node(StandInNode([probe_text()], drain_ok=False), "kld-vm-1", "192.168.0.11", "192.168.0.254",
-                       [])
+    notes = drain_node(StandInNode([probe_text()], drain_ok=False), "kld-vm-1", "192.168.0.11", "192.168.0.254", [])
     assert "not drained, it goes down as in a crash" in notes[0]
 
 
 def gate_props(**changes):
-    return {"nodeName": "kld-vm-2", "instanceId": "i-1", "address": "192.168.0.22", "peers": ["192.168.0.11"],
-            "vip": "192.168.0.254", "jumphost": "203.0.113.1", "sshUser": "ubuntu", "check": "ssh",
-            "timeoutSeconds": 900, "fixedWaitSeconds": 300, "wait": True, "settleSeconds": 3.65,
-            "configSha256": CONF_SHA, **changes}
+    return {
+        "nodeName": "kld-vm-2",
+        "instanceId": "i-1",
+        "address": "192.168.0.22",
+        "peers": ["192.168.0.11"],
+        "vip": "192.168.0.254",
+        "jumphost": "203.0.113.1",
+        "sshUser": "ubuntu",
+        "check": "ssh",
+        "timeoutSeconds": 900,
+        "fixedWaitSeconds": 300,
+        "wait": True,
+        "settleSeconds": 3.65,
+        "configSha256": CONF_SHA,
+        **changes,
+    }
 
 
 def test_the_gate_is_replaced_only_with_its_instance():
@@ -238,10 +279,18 @@ def test_the_gate_is_replaced_only_with_its_instance():
 def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
     from vip_stack import rollout
 
-    calls = []
-    monkeypatch.setattr(rollout, "wait_in_service", lambda access, *args: calls.append(("wait", args)))
-    monkeypatch.setattr(rollout, "drain_node", lambda access, *args: calls.append(("drain", args)) or [])
-    monkeypatch.setattr(rollout.time, "sleep", lambda seconds: calls.append(("sleep", seconds)))
+    calls: list[tuple[str, object]] = []
+
+    def record(what):
+        def call(*args):
+            calls.append((what, args[1:] if what != "sleep" else args[0]))
+            return []
+
+        return call
+
+    monkeypatch.setattr(rollout, "wait_in_service", record("wait"))
+    monkeypatch.setattr(rollout, "drain_node", record("drain"))
+    monkeypatch.setattr(rollout.time, "sleep", record("sleep"))
     provider = NodeInServiceProvider()
 
     created = provider.create(gate_props())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 
-def allocation_pools(cidr: str, gateway_ip: str, reserved: Iterable[str]) -> list[tuple[str, str]]:
+def allocation_pools(cidr: str, gateway_ip: str | None, reserved: Iterable[str]) -> list[tuple[str, str]]:
     """The DHCP allocation pools of a subnet: every host address except the
     gateway and the reserved ones (the VIP, fixed node addresses), as the
     fewest contiguous (start, end) ranges.
@@ -15,7 +15,7 @@ def allocation_pools(cidr: str, gateway_ip: str, reserved: Iterable[str]) -> lis
     port, even before the VIP port exists or after it is deleted by hand.
     """
     network = ipaddress.IPv4Network(cidr)
-    excluded = {ipaddress.IPv4Address(gateway_ip)} | {ipaddress.IPv4Address(a) for a in reserved}
+    excluded = {ipaddress.IPv4Address(a) for a in [*reserved, *([gateway_ip] if gateway_ip else [])]}
     pools: list[tuple[str, str]] = []
     start = end = None
     for host in network.hosts():

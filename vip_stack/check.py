@@ -53,14 +53,17 @@ def parse_outputs(text: str) -> Deployment:
     try:
         outputs = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CheckError(f"the stack outputs are not JSON ({error.msg}); "
-                         "pipe in `pulumi stack output --json --show-secrets`") from error
+        raise CheckError(
+            f"the stack outputs are not JSON ({error.msg}); pipe in `pulumi stack output --json --show-secrets`"
+        ) from error
     if not isinstance(outputs, dict):
         raise CheckError("the stack outputs must be a JSON object, as `pulumi stack output --json` prints")
     missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
     if missing:
-        raise CheckError(f"the stack outputs have no {', '.join(missing)}: are they the keepalived-vip stack's, "
-                         "after a successful `pulumi up`?")
+        raise CheckError(
+            f"the stack outputs have no {', '.join(missing)}: are they the keepalived-vip stack's, "
+            "after a successful `pulumi up`?"
+        )
     try:
         nodes = tuple(Node(n["name"], n["ipAddress"], int(n["priority"])) for n in outputs["nodes"])
     except (KeyError, TypeError, ValueError) as error:
@@ -91,8 +94,7 @@ def node_status(ssh: Ssh, node: Node, vip: str) -> NodeStatus:
     result = ssh.run(ssh.on_node(node.address, NODE_PROBE), host=f"{node.name} ({node.address})")
     fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if re.match(r"^[a-z-]+=", line))
     holds = bool(re.search(rf"\binet {re.escape(vip)}/", result.stdout))
-    return NodeStatus(node.name, fields.get("cloud-init") or "unknown", fields.get("keepalived") or "unknown",
-                      holds)
+    return NodeStatus(node.name, fields.get("cloud-init") or "unknown", fields.get("keepalived") or "unknown", holds)
 
 
 @dataclass
@@ -120,8 +122,10 @@ def status(ssh: Ssh, deployment: Deployment, report: Report) -> list[NodeStatus]
     holders = [s.name for s in statuses if s.holds_vip]
     report.check(len(holders) == 1, f"VIP {deployment.vip} held by {', '.join(holders) or 'nobody'}")
     report.figures["holders"] = holders
-    ping = ssh.run(ssh.on_jumphost(f"ping -n -c 3 -i 0.2 -W 1 {shlex.quote(deployment.vip)}"),
-                   host=f"the jumphost ({deployment.jumphost})")
+    ping = ssh.run(
+        ssh.on_jumphost(f"ping -n -c 3 -i 0.2 -W 1 {shlex.quote(deployment.vip)}"),
+        host=f"the jumphost ({deployment.jumphost})",
+    )
     report.check(ping.returncode == 0, f"the jumphost reaches the VIP {deployment.vip}")
     return statuses
 
@@ -135,15 +139,25 @@ def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, i
         return process
 
     watcher = VipWatcher(
-        {node.name: (ssh.on_node(node.address, "ip -o monitor address"),
-                     ssh.on_node(node.address, "ip -o -4 addr show")) for node in deployment.nodes},
-        deployment.vip, track,
+        {
+            node.name: (
+                ssh.on_node(node.address, "ip -o monitor address"),
+                ssh.on_node(node.address, "ip -o -4 addr show"),
+            )
+            for node in deployment.nodes
+        },
+        deployment.vip,
+        track,
     )
     try:
         # The remote ping stops by itself after its deadline, even if this process dies.
-        pinger = Pinger(ssh.on_jumphost(shlex.join(Pinger.ping_argv(deployment.vip, interval,
-                                                                     deadline_seconds=int(4 * timeout) + 60))),
-                        track=track, interval=interval)
+        pinger = Pinger(
+            ssh.on_jumphost(
+                shlex.join(Pinger.ping_argv(deployment.vip, interval, deadline_seconds=int(4 * timeout) + 60))
+            ),
+            track=track,
+            interval=interval,
+        )
         pinger.start()
         time.sleep(max(1.0, 5 * interval))
         holders = watcher.holders()
@@ -156,17 +170,26 @@ def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, i
         stopped_at = time.monotonic()
         ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl stop keepalived"), host=holder)
         taken = watcher.wait_for(lambda now: len(now) == 1 and now[0] != holder, timeout)
-        if not report.check(taken is not None, f"another node took the VIP after keepalived stopped on {holder}"):
+        if taken is None:
+            report.check(False, f"another node took the VIP after keepalived stopped on {holder}")
             return
         new_holder = watcher.holders()[0]
         report.figures["failover_s"] = round(max(0.0, taken - stopped_at), 3)
         time.sleep(2)
         stats = pinger.stats(start, time.monotonic())
         resumed = pinger.stats(time.monotonic() - 1, time.monotonic()).received > 0
-        report.figures.update(stopped=holder, took_over=new_holder, pings_sent=stats.sent,
-                              pings_received=stats.received, longest_ping_gap_s=round(stats.longest_gap, 3))
-        report.check(resumed, f"{new_holder} holds the VIP {report.figures['failover_s']:.2f} s later and the "
-                              f"jumphost's pings resumed (longest gap {stats.longest_gap:.2f} s)")
+        report.figures.update(
+            stopped=holder,
+            took_over=new_holder,
+            pings_sent=stats.sent,
+            pings_received=stats.received,
+            longest_ping_gap_s=round(stats.longest_gap, 3),
+        )
+        report.check(
+            resumed,
+            f"{new_holder} holds the VIP {report.figures['failover_s']:.2f} s later and the "
+            f"jumphost's pings resumed (longest gap {stats.longest_gap:.2f} s)",
+        )
         ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl start keepalived"), host=holder)
         time.sleep(0.5)
         # A preempting master takes the VIP back a master down interval after
@@ -177,8 +200,9 @@ def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, i
         final = watcher.holders()
         settled = len(final) == 1
         report.figures["final_holder"] = final
-        report.check(settled,
-                     f"after keepalived started again on {holder}, the VIP is held by {', '.join(final) or 'nobody'}")
+        report.check(
+            settled, f"after keepalived started again on {holder}, the VIP is held by {', '.join(final) or 'nobody'}"
+        )
     finally:
         for process in tracked:
             if process.poll() is None:
@@ -191,8 +215,9 @@ def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, i
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vip_stack.check", description=__doc__.splitlines()[0])
-    parser.add_argument("--outputs", type=Path, help="a file with `pulumi stack output --json --show-secrets` "
-                                                     "(default: standard input)")
+    parser.add_argument(
+        "--outputs", type=Path, help="a file with `pulumi stack output --json --show-secrets` (default: standard input)"
+    )
     parser.add_argument("--user", default="ubuntu", help="login on the VMs (default ubuntu)")
     parser.add_argument("--ssh-config", help="an ssh config file (default: your own, ~/.ssh/config)")
     parser.add_argument("--failover", action="store_true", help="also run the failover drill")

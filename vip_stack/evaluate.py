@@ -12,7 +12,7 @@ import logging
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -21,8 +21,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from .settings import NAMESPACE
 from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
+from .settings import NAMESPACE
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_DIR / "__main__.py"
@@ -90,7 +90,7 @@ class Deployment:
     secret_outputs: set[str]
     mocks: OpenStackMocks
     # What the program raised, when run with expect_failure=True.
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     # What it said with pulumi.log.warn, as `pulumi preview` and `up` would show it.
     warnings: tuple[str, ...] = ()
 
@@ -104,13 +104,15 @@ class Deployment:
 
     def gates(self) -> dict[str, DeclaredResource]:
         """Node name -> its NodeInService gate in the rollout."""
-        return {r.input("nodeName"): r for r in self.resources
-                if r.type == "pulumi-python:dynamic:Resource" and r.input("nodeName")}
+        return {
+            r.input("nodeName"): r
+            for r in self.resources
+            if r.type == "pulumi-python:dynamic:Resource" and r.input("nodeName")
+        }
 
-    def named(self, name: str, short_type: Optional[str] = None) -> DeclaredResource:
+    def named(self, name: str, short_type: str | None = None) -> DeclaredResource:
         """The resource of that name; with short_type ("Instance", "Port"...) when a component shares it."""
-        (match,) = [r for r in self.resources
-                    if r.name == name and (short_type is None or r.short_type == short_type)]
+        (match,) = [r for r in self.resources if r.name == name and (short_type is None or r.short_type == short_type)]
         return match
 
 
@@ -132,8 +134,11 @@ def config_values(config: dict[str, Any], project: str = PROJECT) -> dict[str, s
 
 
 def run_program(
-    config: dict[str, Any], cloud: Optional[FakeCloud] = None, expect_failure: bool = False,
-    program: Path = PROGRAM, project: str = PROJECT,
+    config: dict[str, Any],
+    cloud: FakeCloud | None = None,
+    expect_failure: bool = False,
+    program: Path = PROGRAM,
+    project: str = PROJECT,
 ) -> Deployment:
     """Runs the program (this project's, or another's) once with this config
     (raw values by key) against this cloud (one with an external network when
@@ -145,7 +150,7 @@ def run_program(
     logger = logging.getLogger(f"{__name__}.run{id(warnings)}")
     logger.propagate = False
     logger.addHandler(warnings)
-    pulumi_settings.set_root_resource(None)
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack for this run
     pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False, monitor=monitor, logger=logger)
     values = config_values(config, project)
     pulumi.runtime.set_all_config(values, [key for key in values if key.endswith(":vrrpPassword")])
@@ -153,9 +158,13 @@ def run_program(
     pulumi_settings.SETTINGS.rpc_manager.clear()
     pulumi_settings.SETTINGS.outputs.clear()
 
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+
+        def run() -> None:
+            runpy.run_path(str(program), run_name="__main__")
+
+        _sync_await(run_pulumi_func(run))
     except Exception as exc:
         if not expect_failure:
             raise
@@ -165,7 +174,8 @@ def run_program(
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
-    for name, value in (root.outputs.items() if error is None else ()):
+    exported: dict[str, Any] = getattr(root, "outputs", {}) if error is None else {}
+    for name, value in exported.items():
         output = pulumi.Output.from_input(value)
         outputs[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
@@ -192,5 +202,11 @@ def run_program(
                 alias_names=tuple(_alias_names(request)),
             )
         )
-    return Deployment(resources=resources, outputs=outputs, secret_outputs=secret_outputs, mocks=mocks, error=error,
-                      warnings=tuple(warnings.messages))
+    return Deployment(
+        resources=resources,
+        outputs=outputs,
+        secret_outputs=secret_outputs,
+        mocks=mocks,
+        error=error,
+        warnings=tuple(warnings.messages),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
@@ -36,7 +36,7 @@ class FakeSubnet:
     name: str
     network_id: str
     cidr: str
-    gateway_ip: Optional[str]
+    gateway_ip: str | None
     allocation_pools: list[tuple[str, str]]
     allocated: set[str] = field(default_factory=set)
 
@@ -47,7 +47,7 @@ class FakeSubnet:
                 yield str(address)
                 address += 1
 
-    def allocate(self, wanted: Optional[str]) -> str:
+    def allocate(self, wanted: str | None) -> str:
         if wanted is not None:
             if ipaddress.IPv4Address(wanted) not in ipaddress.IPv4Network(self.cidr):
                 raise ValueError(f"InvalidIpForSubnet: {wanted} is not in {self.cidr}")
@@ -87,44 +87,69 @@ class FakeCloud:
     project_name: str = "ours"
     roles: tuple[str, ...] = ("member",)
 
-    def add_port(self, name: str, network_id: str = "", addresses: tuple[str, ...] = (), status: str = "ACTIVE",
-                 device_owner: str = "", device_id: str = "", tags: tuple[str, ...] = (),
-                 description: str = "") -> dict:
-        port = {"id": f"port-{len(self.existing_ports)}-{name}", "name": name, "networkId": network_id,
-                "addresses": list(addresses), "status": status, "deviceOwner": device_owner,
-                "deviceId": device_id, "tags": list(tags), "description": description}
+    def add_port(
+        self,
+        name: str,
+        network_id: str = "",
+        addresses: tuple[str, ...] = (),
+        status: str = "ACTIVE",
+        device_owner: str = "",
+        device_id: str = "",
+        tags: tuple[str, ...] = (),
+        description: str = "",
+    ) -> dict:
+        port = {
+            "id": f"port-{len(self.existing_ports)}-{name}",
+            "name": name,
+            "networkId": network_id,
+            "addresses": list(addresses),
+            "status": status,
+            "deviceOwner": device_owner,
+            "deviceId": device_id,
+            "tags": list(tags),
+            "description": description,
+        }
         self.existing_ports.append(port)
         return port
 
-    def add_running_node(self, name: str, address: Optional[str] = None, network_id: Optional[str] = None) -> None:
+    def add_running_node(self, name: str, address: str | None = None, network_id: str | None = None) -> None:
         """A node instance of an earlier deployment, up on its port."""
         self.keep_port(f"{name}-port", address, network_id)
 
-    def keep_port(self, name: str, address: Optional[str] = None, network_id: Optional[str] = None) -> None:
+    def keep_port(self, name: str, address: str | None = None, network_id: str | None = None) -> None:
         """A port of an earlier deployment, bound and up. The program declares
         it again and it keeps its address: Pulumi updates a port, it does not
         allocate a new one."""
         self.add_port(name, network_id or "", (address,) if address else (), device_owner="compute:nova")
 
-    def kept_address(self, port_name: Optional[str]) -> Optional[str]:
-        return next((p["addresses"][0] for p in self.existing_ports if p["name"] == port_name and p["addresses"]),
-                    None)
+    def kept_address(self, port_name: str | None) -> str | None:
+        return next((p["addresses"][0] for p in self.existing_ports if p["name"] == port_name and p["addresses"]), None)
 
-    def add_router(self, name: str, external_network_id: Optional[str], subnet: Optional[FakeSubnet] = None) -> dict:
+    def add_router(self, name: str, external_network_id: str | None, subnet: FakeSubnet | None = None) -> dict:
         """A router, with its gateway on an external network, and an interface on the subnet."""
         router = {"id": f"router-{name}", "name": name, "externalNetworkId": external_network_id or ""}
         self.routers[router["id"]] = router
         if subnet is not None:
             address = subnet.gateway_ip or subnet.allocate(None)
-            self.add_port(f"{name}-interface", subnet.network_id, (address,), device_owner=ROUTER_INTERFACE,
-                          device_id=router["id"])
+            self.add_port(
+                f"{name}-interface",
+                subnet.network_id,
+                (address,),
+                device_owner=ROUTER_INTERFACE,
+                device_id=router["id"],
+            )
         return router
 
     @classmethod
-    def with_external_network(cls, name: str = "ext-net") -> "FakeCloud":
+    def with_external_network(cls, name: str = "ext-net") -> FakeCloud:
         cloud = cls()
-        cloud.networks[EXTERNAL_NETWORK_ID] = {"id": EXTERNAL_NETWORK_ID, "name": name, "external": True,
-                                               "tenantId": "project-admin", "shared": True}
+        cloud.networks[EXTERNAL_NETWORK_ID] = {
+            "id": EXTERNAL_NETWORK_ID,
+            "name": name,
+            "external": True,
+            "tenantId": "project-admin",
+            "shared": True,
+        }
         return cloud
 
     def add_existing_subnet(
@@ -132,11 +157,11 @@ class FakeCloud:
         network_name: str = "mynetwork",
         subnet_name: str = "mysubnet",
         cidr: str = "192.168.0.0/24",
-        gateway_ip: Optional[str] = "192.168.0.1",
-        allocation_pools: Optional[list[tuple[str, str]]] = None,
+        gateway_ip: str | None = "192.168.0.1",
+        allocation_pools: list[tuple[str, str]] | None = None,
         allocated: tuple[str, ...] = (),
-        owner: Optional[str] = None,
-        router_to: Optional[str] = EXTERNAL_NETWORK_ID,
+        owner: str | None = None,
+        router_to: str | None = EXTERNAL_NETWORK_ID,
         port_security: bool = True,
     ) -> FakeSubnet:
         """A network of the project (or, with owner, of another project and
@@ -144,9 +169,14 @@ class FakeCloud:
         allocated addresses, and a router from it to router_to (an external
         network's id; None: no router)."""
         network_id = f"existing-{network_name}-id"
-        self.networks[network_id] = {"id": network_id, "name": network_name, "external": False,
-                                     "tenantId": owner or self.project_id, "shared": owner is not None,
-                                     "portSecurityEnabled": port_security}
+        self.networks[network_id] = {
+            "id": network_id,
+            "name": network_name,
+            "external": False,
+            "tenantId": owner or self.project_id,
+            "shared": owner is not None,
+            "portSecurityEnabled": port_security,
+        }
         hosts = list(ipaddress.IPv4Network(cidr).hosts())
         subnet = FakeSubnet(
             id=f"existing-{subnet_name}-id",
@@ -159,8 +189,9 @@ class FakeCloud:
         )
         self.subnets[subnet.id] = subnet
         for address in allocated:
-            self.add_port(f"vm-at-{address}", network_id, (address,), device_owner="compute:nova",
-                          device_id=f"vm-at-{address}")
+            self.add_port(
+                f"vm-at-{address}", network_id, (address,), device_owner="compute:nova", device_id=f"vm-at-{address}"
+            )
         if router_to is not None:
             self.add_router(f"{network_name}-router", router_to, subnet)
         return subnet
@@ -212,19 +243,27 @@ class OpenStackMocks(pulumi.runtime.Mocks):
             if inputs.get("allowedAddressPairs") and inputs.get("portSecurityEnabled") is False:
                 raise ValueError("AddressPairAndPortSecurityRequired")
             network = self.cloud.networks.get(inputs["networkId"], {})
-            if network.get("portSecurityEnabled") is False and inputs.get("securityGroupIds") \
-                    and inputs.get("portSecurityEnabled") is None:
+            if (
+                network.get("portSecurityEnabled") is False
+                and inputs.get("securityGroupIds")
+                and inputs.get("portSecurityEnabled") is None
+            ):
                 raise ValueError("400 PortSecurityAndIPRequiredForSecurityGroups")
             foreign = network.get("tenantId", self.cloud.project_id) != self.cloud.project_id
-            privileged = any(fixed.get("ipAddress") for fixed in inputs.get("fixedIps", [])) \
-                or inputs.get("allowedAddressPairs") or "portSecurityEnabled" in inputs
+            privileged = (
+                any(fixed.get("ipAddress") for fixed in inputs.get("fixedIps", []))
+                or inputs.get("allowedAddressPairs")
+                or "portSecurityEnabled" in inputs
+            )
             if foreign and privileged and "admin" not in self.cloud.roles:
-                raise ValueError("403 the policy forbids fixed_ips:ip_address, allowed_address_pairs or "
-                                 "port_security_enabled on a network of another project")
+                raise ValueError(
+                    "403 the policy forbids fixed_ips:ip_address, allowed_address_pairs or "
+                    "port_security_enabled on a network of another project"
+                )
             state.update(
                 fixedIps=fixed_ips,
                 allFixedIps=[f["ipAddress"] for f in fixed_ips],
-                macAddress="fa:16:3e:%02x:%02x:%02x" % tuple(uuid.UUID(resource_id).bytes[:3]),
+                macAddress="fa:16:3e:{:02x}:{:02x}:{:02x}".format(*tuple(uuid.UUID(resource_id).bytes[:3])),
                 adminStateUp=inputs.get("adminStateUp", True),
                 portSecurityEnabled=inputs.get("portSecurityEnabled", True),
                 deviceId="",
@@ -268,9 +307,13 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                 if network["name"] == args.args.get("name") and (
                     "external" not in args.args or bool(args.args["external"]) == network["external"]
                 ):
-                    return {"id": network["id"], "name": network["name"], "external": network["external"],
-                            "tenantId": network.get("tenantId", self.cloud.project_id),
-                            "shared": str(network.get("shared", False)).lower()}
+                    return {
+                        "id": network["id"],
+                        "name": network["name"],
+                        "external": network["external"],
+                        "tenantId": network.get("tenantId", self.cloud.project_id),
+                        "shared": str(network.get("shared", False)).lower(),
+                    }
             return self._not_found("name")
         if args.token == "openstack:networking/getSubnet:getSubnet":
             for subnet in self.cloud.subnets.values():
@@ -286,35 +329,55 @@ class OpenStackMocks(pulumi.runtime.Mocks):
                     }
             return self._not_found("name")
         if args.token == "openstack:images/getImage:getImage":
-            image_id = self.cloud.images.get(args.args.get("name"))
+            image_id = self.cloud.images.get(str(args.args.get("name")))
             if image_id is None:
                 return self._not_found("name")
             return {"id": image_id, "name": args.args.get("name")}
         if args.token == "openstack:networking/getPortIds:getPortIds":
-            wanted = {key: args.args[key] for key in ("name", "status", "networkId", "deviceOwner")
-                      if args.args.get(key)}
-            return {"id": "port-ids", "ids": [
-                port["id"] for port in self.cloud.existing_ports
-                if all(port.get(key) == value for key, value in wanted.items())
-                and (not args.args.get("fixedIp") or args.args["fixedIp"] in port["addresses"])
-                and set(args.args.get("tags") or ()) <= set(port["tags"])
-            ]}
+            wanted = {
+                key: args.args[key] for key in ("name", "status", "networkId", "deviceOwner") if args.args.get(key)
+            }
+            return {
+                "id": "port-ids",
+                "ids": [
+                    port["id"]
+                    for port in self.cloud.existing_ports
+                    if all(port.get(key) == value for key, value in wanted.items())
+                    and (not args.args.get("fixedIp") or args.args["fixedIp"] in port["addresses"])
+                    and set(args.args.get("tags") or ()) <= set(port["tags"])
+                ],
+            }
         if args.token == "openstack:networking/getPort:getPort":
             for port in self.cloud.existing_ports:
                 if port["id"] == args.args.get("portId"):
-                    return {"id": port["id"], "portId": port["id"], "name": port["name"],
-                            "networkId": port["networkId"], "allFixedIps": port["addresses"],
-                            "deviceOwner": port["deviceOwner"], "deviceId": port["deviceId"],
-                            "allTags": port["tags"], "description": port["description"]}
+                    return {
+                        "id": port["id"],
+                        "portId": port["id"],
+                        "name": port["name"],
+                        "networkId": port["networkId"],
+                        "allFixedIps": port["addresses"],
+                        "deviceOwner": port["deviceOwner"],
+                        "deviceId": port["deviceId"],
+                        "allTags": port["tags"],
+                        "description": port["description"],
+                    }
             return self._not_found("portId")
         if args.token == "openstack:networking/getRouter:getRouter":
-            router = self.cloud.routers.get(args.args.get("routerId"))
+            router = self.cloud.routers.get(str(args.args.get("routerId")))
             if router is None:
                 return self._not_found("routerId")
-            return {"id": router["id"], "routerId": router["id"], "name": router["name"],
-                    "externalNetworkId": router["externalNetworkId"]}
+            return {
+                "id": router["id"],
+                "routerId": router["id"],
+                "name": router["name"],
+                "externalNetworkId": router["externalNetworkId"],
+            }
         if args.token == "openstack:identity/getAuthScope:getAuthScope":
-            return {"id": "current", "name": args.args.get("name"), "projectId": self.cloud.project_id,
-                    "projectName": self.cloud.project_name,
-                    "roles": [{"roleId": f"role-{r}", "roleName": r} for r in self.cloud.roles]}
+            return {
+                "id": "current",
+                "name": args.args.get("name"),
+                "projectId": self.cloud.project_id,
+                "projectName": self.cloud.project_name,
+                "roles": [{"roleId": f"role-{r}", "roleName": r} for r in self.cloud.roles],
+            }
         raise NotImplementedError(f"no mock for {args.token}")

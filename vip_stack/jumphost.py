@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_openstack as openstack
@@ -18,7 +18,7 @@ class JumphostArgs:
     security_group_id: pulumi.Input[str]
     image_id: str
     flavor_name: str
-    key_pair_name: Optional[str]
+    key_pair_name: str | None
     external_network_name: str
     # The floating IP needs a router to the external network first.
     depends_on: Sequence[pulumi.Resource] = ()
@@ -28,7 +28,7 @@ class Jumphost(pulumi.ComponentResource):
     floating_ip_address: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
 
-    def __init__(self, name: str, args: JumphostArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: JumphostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:Jumphost", name, None, opts)
 
         def child(logical: str, old: str, **extra) -> pulumi.ResourceOptions:

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi_openstack as openstack
 
 from .nodes import node_port_name
-from .vip_port import VIP_PORT_DESCRIPTION, stack_tag
 from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts, check_addresses, planned_subnet
+from .vip_port import VIP_PORT_DESCRIPTION, stack_tag
 
 
 @dataclass(frozen=True)
 class CloudFacts:
     subnet: SubnetFacts
     # Needed only for the router the stack creates.
-    external_network_id: Optional[str]
+    external_network_id: str | None
     # imageName as Glance resolves it today: when the image behind the name
     # changes, the id changes and the nodes are replaced one at a time,
     # never rebuilt all at once in place.
@@ -41,8 +40,11 @@ def _lookup(key: str, what: str, lookup):
 
 
 # The device owners of a router's interface on a subnet (legacy, DVR, HA).
-ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
-                           "network:ha_router_replicated_interface")
+ROUTER_INTERFACE_OWNERS = (
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+)
 
 
 def find_existing_subnet(settings: Settings) -> SubnetFacts:
@@ -63,7 +65,11 @@ def _find_existing(settings: Settings):
     )
     if subnet.ip_version != 4:
         raise InvalidConfig(
-            [ConfigProblem("subnetName", f"{net.subnet_name!r} is an IPv{subnet.ip_version} subnet; the VIP needs IPv4")]
+            [
+                ConfigProblem(
+                    "subnetName", f"{net.subnet_name!r} is an IPv{subnet.ip_version} subnet; the VIP needs IPv4"
+                )
+            ]
         )
     return network, SubnetFacts(
         cidr=subnet.cidr,
@@ -73,8 +79,9 @@ def _find_existing(settings: Settings):
     )
 
 
-def preflight_existing_network(settings: Settings, network, subnet: SubnetFacts,
-                               external_network_id: str) -> list[ConfigProblem]:
+def preflight_existing_network(
+    settings: Settings, network, subnet: SubnetFacts, external_network_id: str
+) -> list[ConfigProblem]:
     """What a real cloud would refuse half-way through `pulumi up` on a
     network the stack did not create, found before anything is declared."""
     net = settings.network
@@ -83,41 +90,56 @@ def preflight_existing_network(settings: Settings, network, subnet: SubnetFacts,
     # Neutron's policy: on a network of another project, only its owner or
     # an admin may set a fixed IP, allowed-address-pairs or port security.
     scope = openstack.identity.get_auth_scope(name="current")
-    if network.tenant_id and network.tenant_id != scope.project_id and \
-            "admin" not in {role.role_name for role in scope.roles}:
-        problems.append(ConfigProblem(
-            "networkName",
-            f"{net.network_name} belongs to project {network.tenant_id} and is shared with this one "
-            f"({scope.project_name or scope.project_id}); only its owner or an admin may set the fixed IPs, "
-            "allowed-address-pairs and port security the VIP needs (Neutron answers 403): use a network of "
-            "this project, or createNetwork: true"))
+    if (
+        network.tenant_id
+        and network.tenant_id != scope.project_id
+        and "admin" not in {role.role_name for role in scope.roles}
+    ):
+        problems.append(
+            ConfigProblem(
+                "networkName",
+                f"{net.network_name} belongs to project {network.tenant_id} and is shared with this one "
+                f"({scope.project_name or scope.project_id}); only its owner or an admin may set the fixed IPs, "
+                "allowed-address-pairs and port security the VIP needs (Neutron answers 403): use a network of "
+                "this project, or createNetwork: true",
+            )
+        )
 
     # A floating IP (the jumphost's, vipFloatingIp) needs a router from the
     # subnet to the external network it comes from.
     gateways = routers_of_subnet(subnet)
     if external_network_id not in {router.external_network_id for router in gateways}:
-        found = ", ".join(f"{router.name or router.id} (gateway on "
-                          f"{router.external_network_id or 'no external network'})" for router in gateways)
-        problems.append(ConfigProblem(
-            "externalNetworkName",
-            f"no router links subnet {net.subnet_name} to {net.external_network_name} (found: {found or 'none'}); "
-            "the jumphost's floating IP needs one (Neutron answers 404 ExternalGatewayForFloatingIPNotFound): "
-            "add an interface on the subnet to a router whose gateway is on "
-            f"{net.external_network_name}, or set externalNetworkName to that router's external network"))
+        found = ", ".join(
+            f"{router.name or router.id} (gateway on {router.external_network_id or 'no external network'})"
+            for router in gateways
+        )
+        problems.append(
+            ConfigProblem(
+                "externalNetworkName",
+                f"no router links subnet {net.subnet_name} to {net.external_network_name} (found: {found or 'none'}); "
+                "the jumphost's floating IP needs one (Neutron answers 404 ExternalGatewayForFloatingIPNotFound): "
+                "add an interface on the subnet to a router whose gateway is on "
+                f"{net.external_network_name}, or set externalNetworkName to that router's external network",
+            )
+        )
 
     # Fixed addresses another port already holds (not this stack's own ports
     # on a re-run).
     wanted = [("vipAddress", "the VIP", settings.vip_address)] + [
-        ("nodes", f"ipAddress of {node.name}", node.ip_address) for node in settings.nodes if node.ip_address]
+        ("nodes", f"ipAddress of {node.name}", node.ip_address) for node in settings.nodes if node.ip_address
+    ]
     for key, what, address in wanted:
         holders = [port for port in _ports(network_id=network.id, fixed_ip=address) if not is_own_port(port)]
         if holders:
-            problems.append(ConfigProblem(
-                key,
-                f"{what} {address} is already held by port {holders[0].name or holders[0].id} "
-                f"({holders[0].device_owner or 'unbound'}) on {net.network_name} (Neutron answers 409 "
-                "IpAddressAlreadyAllocated); choose a free address: on a network the stack did not create, "
-                "Neutron's DHCP may hand any address of the subnet to a VM"))
+            problems.append(
+                ConfigProblem(
+                    key,
+                    f"{what} {address} is already held by port {holders[0].name or holders[0].id} "
+                    f"({holders[0].device_owner or 'unbound'}) on {net.network_name} (Neutron answers 409 "
+                    "IpAddressAlreadyAllocated); choose a free address: on a network the stack did not create, "
+                    "Neutron's DHCP may hand any address of the subnet to a VM",
+                )
+            )
     return problems
 
 
@@ -127,22 +149,23 @@ def routers_of_subnet(subnet: SubnetFacts) -> list:
     routers = []
     for owner in ROUTER_INTERFACE_OWNERS:
         for port in _ports(network_id=subnet.network_id, device_owner=owner):
-            if port.device_id and any(ipaddress.IPv4Address(ip) in network for ip in port.all_fixed_ips
-                                      if ":" not in ip):
+            if port.device_id and any(
+                ipaddress.IPv4Address(ip) in network for ip in port.all_fixed_ips if ":" not in ip
+            ):
                 routers.append(openstack.networking.get_router(router_id=port.device_id))
     return routers
 
 
 def _ports(**criteria) -> list:
-    return [openstack.networking.get_port(port_id=port_id)
-            for port_id in openstack.networking.get_port_ids(**criteria).ids]
+    return [
+        openstack.networking.get_port(port_id=port_id) for port_id in openstack.networking.get_port_ids(**criteria).ids
+    ]
 
 
 def is_own_port(port) -> bool:
     """A port this stack made: tagged as such (or, from before ports were
     tagged, the VIP port by its description)."""
-    return stack_tag() in (port.all_tags or []) or (port.description == VIP_PORT_DESCRIPTION
-                                                    and not port.device_owner)
+    return stack_tag() in (port.all_tags or []) or (port.description == VIP_PORT_DESCRIPTION and not port.device_owner)
 
 
 def find_external_network_id(settings: Settings) -> str:
@@ -164,7 +187,7 @@ def find_image_id(settings: Settings) -> str:
     return image.id
 
 
-def find_serving_nodes(settings: Settings, network_id: Optional[str]) -> tuple[str, ...]:
+def find_serving_nodes(settings: Settings, network_id: str | None) -> tuple[str, ...]:
     """The nodes that have an active port (bound to a running instance) under
     the name the stack gives it."""
     serving = []
@@ -189,12 +212,20 @@ def gather_cloud_facts(settings: Settings) -> CloudFacts:
 def _gather(settings: Settings) -> CloudFacts:
     image_id = find_image_id(settings)
     if settings.network.create:
-        return CloudFacts(subnet=planned_subnet(settings), external_network_id=find_external_network_id(settings),
-                          image_id=image_id, serving_nodes=find_serving_nodes(settings, None))
+        return CloudFacts(
+            subnet=planned_subnet(settings),
+            external_network_id=find_external_network_id(settings),
+            image_id=image_id,
+            serving_nodes=find_serving_nodes(settings, None),
+        )
     network, subnet = _find_existing(settings)
     check_addresses(settings, subnet)
     problems = preflight_existing_network(settings, network, subnet, find_external_network_id(settings))
     if problems:
         raise InvalidConfig(problems)
-    return CloudFacts(subnet=subnet, external_network_id=None, image_id=image_id,
-                      serving_nodes=find_serving_nodes(settings, subnet.network_id))
+    return CloudFacts(
+        subnet=subnet,
+        external_network_id=None,
+        image_id=image_id,
+        serving_nodes=find_serving_nodes(settings, subnet.network_id),
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_openstack as openstack
@@ -18,7 +18,7 @@ class VipNetworkArgs:
     subnet: SubnetFacts
     # Addresses the DHCP pool must never hand out (the VIP, fixed node addresses).
     reserved_addresses: Sequence[str]
-    external_network_id: Optional[str]
+    external_network_id: str | None
 
 
 class VipNetwork(pulumi.ComponentResource):
@@ -32,11 +32,13 @@ class VipNetwork(pulumi.ComponentResource):
     # What must exist before anything needs to reach the outside (floating IPs).
     ready: list[pulumi.Resource]
 
-    def __init__(self, name: str, args: VipNetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: VipNetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:VipNetwork", name, None, opts)
         self.subnet_cidr = args.subnet.cidr
         self.ready = []
         if not args.network.create:
+            if args.subnet.network_id is None or args.subnet.subnet_id is None:
+                raise ValueError("an existing network needs the ids of the network and subnet that were found")
             self.network_id = pulumi.Output.from_input(args.subnet.network_id)
             self.subnet_id = pulumi.Output.from_input(args.subnet.subnet_id)
             self.register_outputs({"networkId": self.network_id, "subnetId": self.subnet_id})

@@ -4,20 +4,36 @@ each that makes changes roll out one node at a time (see rollout.py)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_openstack as openstack
 
-from .rendering import plan_keepalived, render_keepalived_conf, render_user_data
+from .rendering import KeepalivedConfig, plan_keepalived, render_keepalived_conf, render_user_data
 from .rollout import NodeInService, NodeInServiceArgs, config_fingerprint, fixed_wait_warning, rollout_order
-from .settings import Settings
+from .settings import NodeSettings, Settings
 from .vip_port import stack_tag
 
 # Every input whose change would otherwise rebuild or resize the instance in
 # place, all nodes at once: as a replacement it goes through the rollout.
 ROLLED_OUT_INPUTS = ["imageId", "flavorId", "flavorName"]
+
+
+def _config_of(node_name: str, configs: dict[str, KeepalivedConfig]) -> KeepalivedConfig:
+    return configs[node_name]
+
+
+def _node_output(node: NodeSettings, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "instanceId": values["instance_id"],
+        "portId": values["port_id"],
+        "ipAddress": values["ip_address"],
+        "priority": node.priority,
+    }
 
 
 def node_port_name(node_name: str) -> str:
@@ -35,7 +51,7 @@ class KeepalivedNodesArgs:
     image_id: str
     # Where the rollout reaches the nodes from (the jumphost's floating IP);
     # None without a jumphost: rollouts then wait a fixed time.
-    jumphost_address: Optional[pulumi.Input[str]]
+    jumphost_address: pulumi.Input[str] | None
     # Nodes already running: changes roll out one at a time. None running (a
     # first deployment): the nodes are created side by side.
     serving_nodes: Sequence[str] = field(default_factory=tuple)
@@ -49,7 +65,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
     # Node name -> its gate in the rollout.
     in_service: dict[str, NodeInService]
 
-    def __init__(self, name: str, args: KeepalivedNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: KeepalivedNodesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:KeepalivedNodes", name, None, opts)
         settings = args.settings
         rollout = settings.rollout
@@ -79,9 +95,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 port_name,
                 name=node_port_name(node.name),
                 network_id=args.network_id,
-                fixed_ips=[
-                    openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=node.ip_address)
-                ],
+                fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=node.ip_address)],
                 security_group_ids=[args.security_group_id],
                 # Allowed-address-pairs need port security; with it off Neutron
                 # refuses them.
@@ -89,7 +103,9 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 tags=[stack_tag()],
                 # Exactly the VIP, not the procedure's /24: IP source guard
                 # must keep a node from speaking for the whole subnet.
-                allowed_address_pairs=[openstack.networking.PortAllowedAddressPairArgs(ip_address=settings.vip_address)],
+                allowed_address_pairs=[
+                    openstack.networking.PortAllowedAddressPairArgs(ip_address=settings.vip_address)
+                ],
                 opts=port_opts,
             )
         self.node_addresses: dict[str, pulumi.Output[str]] = {
@@ -99,16 +115,17 @@ class KeepalivedNodes(pulumi.ComponentResource):
         names = [node.name for node in settings.nodes]
         addresses = pulumi.Output.all(*(self.node_addresses[n] for n in names))
         keepalived_configs = pulumi.Output.all(addresses, settings.vrrp.password.output()).apply(
-            lambda pair: dict(zip(names, plan_keepalived(settings, dict(zip(names, pair[0])), args.subnet_cidr,
-                                                         pair[1])))
+            lambda pair: dict(
+                zip(names, plan_keepalived(settings, dict(zip(names, pair[0])), args.subnet_cidr, pair[1]))
+            )
         )
         self.user_data = {}
         self.instances = {}
         self.in_service = {}
         rolling = bool(args.serving_nodes)
-        previous: Optional[NodeInService] = None
+        previous: NodeInService | None = None
         for node in rollout_order(settings.nodes):
-            config = keepalived_configs.apply(lambda configs, name=node.name: configs[name])
+            config = keepalived_configs.apply(functools.partial(_config_of, node.name))
             # Output.secret again, though the password already makes it one:
             # the user data must stay secret even if its inputs change.
             self.user_data[node.name] = pulumi.Output.secret(config.apply(render_user_data))
@@ -122,16 +139,19 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 networks=[openstack.compute.InstanceNetworkArgs(port=self.node_ports[node.name].id)],
                 scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=self.server_group.id)],
                 user_data=self.user_data[node.name],
-                opts=pulumi.ResourceOptions.merge(instance_opts, pulumi.ResourceOptions(
-                    # The replacement boots on the same port, which can belong
-                    # to one instance at a time: the old one must go first.
-                    delete_before_replace=True,
-                    replace_on_changes=ROLLED_OUT_INPUTS,
-                    # Not before the node ahead of it in the rollout is back
-                    # in service; on a first deployment nothing serves the VIP
-                    # yet, and the nodes are created side by side.
-                    depends_on=[previous] if rolling and previous is not None else [],
-                )),
+                opts=pulumi.ResourceOptions.merge(
+                    instance_opts,
+                    pulumi.ResourceOptions(
+                        # The replacement boots on the same port, which can belong
+                        # to one instance at a time: the old one must go first.
+                        delete_before_replace=True,
+                        replace_on_changes=ROLLED_OUT_INPUTS,
+                        # Not before the node ahead of it in the rollout is back
+                        # in service; on a first deployment nothing serves the VIP
+                        # yet, and the nodes are created side by side.
+                        depends_on=[previous] if rolling and previous is not None else [],
+                    ),
+                ),
             )
             peers = [self.node_addresses[other] for other in names if other != node.name]
             gate_name, gate_opts = named(f"{node.name}-in-service", f"{node.name}-in-service")
@@ -161,15 +181,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     instance_id=self.instances[node.name].id,
                     port_id=self.node_ports[node.name].id,
                     ip_address=self.node_addresses[node.name],
-                ).apply(
-                    lambda values, node=node: {
-                        "name": node.name,
-                        "instanceId": values["instance_id"],
-                        "portId": values["port_id"],
-                        "ipAddress": values["ip_address"],
-                        "priority": node.priority,
-                    }
-                )
+                ).apply(functools.partial(_node_output, node))
                 for node in settings.nodes
             )
         )

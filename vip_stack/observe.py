@@ -8,8 +8,9 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the lab's hosts; the check has none
     from .lab.hosts import NodeHost
@@ -44,15 +45,22 @@ class VipWatcher:
             self._query(name, query_argv)
 
     def _monitor(self, name: str, monitor_argv: Sequence[str]) -> None:
-        monitor = self._track(subprocess.Popen(
-            list(monitor_argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        ))
+        monitor = self._track(
+            subprocess.Popen(
+                list(monitor_argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         threading.Thread(target=self._follow, args=(name, monitor), daemon=True).start()
 
     def _query(self, name: str, query_argv: Sequence[str]) -> None:
-        out = subprocess.run(list(query_argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                             timeout=60).stdout
+        out = subprocess.run(
+            list(query_argv), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+        ).stdout
         self._record(name, bool(self._pattern.search(out)))
 
     def rewatch(self, node: NodeHost) -> None:
@@ -65,15 +73,17 @@ class VipWatcher:
 
     @staticmethod
     def lab_sources(node: NodeHost) -> tuple[list[str], list[str]]:
-        return (["ip", "-n", node.namespace, "-o", "monitor", "address"],
-                ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic])
+        return (
+            ["ip", "-n", node.namespace, "-o", "monitor", "address"],
+            ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic],
+        )
 
     @classmethod
-    def in_lab(cls, nodes: Sequence[NodeHost], vip: str, track: Callable) -> "VipWatcher":
+    def in_lab(cls, nodes: Sequence[NodeHost], vip: str, track: Callable) -> VipWatcher:
         return cls({node.name: cls.lab_sources(node) for node in nodes}, vip, track)
 
     def _follow(self, name: str, monitor: subprocess.Popen) -> None:
-        for line in monitor.stdout:
+        for line in monitor.stdout or ():
             if self._pattern.search(line):
                 self._record(name, not line.startswith("Deleted"))
 
@@ -88,7 +98,7 @@ class VipWatcher:
         with self._lock:
             return [name for name, holds in self.holding.items() if holds]
 
-    def wait_for(self, condition: Callable[[list[str]], bool], timeout: float) -> Optional[float]:
+    def wait_for(self, condition: Callable[[list[str]], bool], timeout: float) -> float | None:
         """Waits until condition(holders) is true; returns when it became true, or None."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -141,18 +151,23 @@ class Pinger:
     def ping_argv(vip: str, interval: float, deadline_seconds: int = 1800) -> list[str]:
         # ping block-buffers its output into a pipe; stdbuf makes each reply a
         # line as it comes. The deadline bounds the run even if nobody stops it.
-        return ["stdbuf", "-oL", "ping", "-n", "-O", "-i", f"{interval:g}", "-W", "1",
-                "-w", str(deadline_seconds), vip]
+        return ["stdbuf", "-oL", "ping", "-n", "-O", "-i", f"{interval:g}", "-W", "1", "-w", str(deadline_seconds), vip]
 
     @classmethod
-    def in_lab(cls, jumphost: NodeHost, vip: str, track: Callable, interval: float = 0.02) -> "Pinger":
+    def in_lab(cls, jumphost: NodeHost, vip: str, track: Callable, interval: float = 0.02) -> Pinger:
         return cls(jumphost.command(cls.ping_argv(vip, interval)), track, interval)
 
     def start(self) -> None:
-        self._process = self.track(subprocess.Popen(
-            list(self.command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            text=True, start_new_session=True,
-        ))
+        self._process = self.track(
+            subprocess.Popen(
+                list(self.command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+        )
         self._lock = threading.Lock()
         self._max_seq = 0
         self._thread = threading.Thread(target=self._follow, daemon=True)
@@ -173,7 +188,7 @@ class Pinger:
                 self._max_seq = max(self._max_seq, int(unanswered.group(1)))
                 self.sequence.append((now, self._max_seq))
 
-    def wait_for_reply(self, after: float, timeout: float) -> Optional[float]:
+    def wait_for_reply(self, after: float, timeout: float) -> float | None:
         """Waits until a reply arrives later than `after`; returns when it did, or None."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -209,8 +224,7 @@ class Pinger:
             replies = list(self.replies)
             sent = self._max_seq
         gaps = [b - a for a, b in zip(replies, replies[1:])]
-        return PingStats(sent=max(sent, len(replies)), received=len(replies),
-                         longest_gap=max(gaps) if gaps else 0.0)
+        return PingStats(sent=max(sent, len(replies)), received=len(replies), longest_gap=max(gaps) if gaps else 0.0)
 
     def stop(self) -> None:
         if self._process.poll() is None:

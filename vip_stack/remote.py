@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 
 class RemoteError(Exception):
@@ -19,15 +19,23 @@ class RemoteError(Exception):
 
 # What OpenSSH prints, and what the user should do about it.
 SSH_PROBLEMS = (
-    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
-     "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
-     "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key"),
-    (re.compile(r"Permission denied"),
-     "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
-     "or pass --user for the image's user"),
-    (re.compile(r"Connection timed out|No route to host|Connection refused|Network is unreachable|"
-                r"Could not resolve|timed out"),
-     "cannot reach {host} on port 22: is the stack up, and is your address in sshAllowedCidrs?"),
+    (
+        re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
+        "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
+        "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key",
+    ),
+    (
+        re.compile(r"Permission denied"),
+        "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
+        "or pass --user for the image's user",
+    ),
+    (
+        re.compile(
+            r"Connection timed out|No route to host|Connection refused|Network is unreachable|"
+            r"Could not resolve|timed out"
+        ),
+        "cannot reach {host} on port 22: is the stack up, and is your address in sshAllowedCidrs?",
+    ),
 )
 
 
@@ -35,35 +43,48 @@ SSH_PROBLEMS = (
 class Ssh:
     jumphost: str
     user: str = "ubuntu"
-    config_file: Optional[str] = None
+    config_file: str | None = None
     connect_timeout: int = 10
     # Where the nodes' host keys are kept, and whether a new one is accepted.
     # None: the user's known_hosts, as for any host. A rollout passes a file
     # of its own, since every replaced node comes with a new key; the
     # jumphost's key is still checked against the user's known_hosts.
-    node_known_hosts: Optional[str] = None
+    node_known_hosts: str | None = None
 
     def _base(self) -> list[str]:
         argv = ["ssh"]
         if self.config_file:
             argv += ["-F", self.config_file]
-        return argv + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
-                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+        return argv + [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]
 
     def on_jumphost(self, command: str) -> list[str]:
         return self._base() + [f"{self.user}@{self.jumphost}", "--", command]
 
     def on_node(self, address: str, command: str) -> list[str]:
         # Options on the command line apply to the node, not to the jump.
-        known_hosts = (["-o", f"UserKnownHostsFile={self.node_known_hosts}",
-                        "-o", "StrictHostKeyChecking=accept-new"] if self.node_known_hosts else [])
-        return (self._base() + known_hosts
-                + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command])
+        known_hosts = (
+            ["-o", f"UserKnownHostsFile={self.node_known_hosts}", "-o", "StrictHostKeyChecking=accept-new"]
+            if self.node_known_hosts
+            else []
+        )
+        return (
+            self._base() + known_hosts + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command]
+        )
 
     def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
         try:
-            result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired as error:
             raise RemoteError(f"{host} did not answer within {timeout:g} s") from error
         except OSError as error:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Optional, Sequence
 
 import jinja2
 
 from .settings import HealthCheck, NodeSettings, Settings
-
 
 
 def _template_dir() -> Path:
@@ -88,19 +87,19 @@ class KeepalivedConfig:
     state: str
     priority: int
     # None: detected at boot from the default route.
-    interface: Optional[str]
+    interface: str | None
     virtual_router_id: int
     advert_interval: float
     vrrp_version: int
     # None under VRRP v3, which has no PASS authentication.
-    auth_pass: Optional[str]
+    auth_pass: str | None
     vip_cidr: str
     # None in multicast mode.
-    unicast_src_ip: Optional[str]
+    unicast_src_ip: str | None
     unicast_peers: tuple[str, ...]
     preempt: bool = True
-    health_check: Optional[HealthCheck] = None
-    notify_command: Optional[str] = None
+    health_check: HealthCheck | None = None
+    notify_command: str | None = None
 
     @property
     def uses_scripts(self) -> bool:
@@ -125,7 +124,7 @@ def plan_keepalived(
     settings: Settings,
     node_addresses: Mapping[str, str],
     subnet_cidr: str,
-    password: Optional[str],
+    password: str | None,
 ) -> list[KeepalivedConfig]:
     """Decides every node's keepalived instance from the settings and the
     addresses Neutron gave the node ports."""
@@ -194,7 +193,7 @@ def render_health_check_script(check: HealthCheck) -> str:
     )
 
 
-def render_notify_script(command: Optional[str]) -> str:
+def render_notify_script(command: str | None) -> str:
     return _environment.get_template("notify.sh.j2").render(
         command=command, log_path=NOTIFY_LOG_PATH, state_path=VRRP_STATE_PATH
     )

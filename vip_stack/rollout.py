@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import pulumi
 import pulumi.dynamic
@@ -48,17 +49,19 @@ POLL_SECONDS = 5
 DRAIN_TIMEOUT_SECONDS = 30
 
 # One line per fact; every command is bounded and none needs a terminal.
-PROBE_COMMAND = "; ".join([
-    "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"",
-    "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"",
-    f"printf 'config=%s\\n' \"$(sudo -n sha256sum {KEEPALIVED_CONF_PATH} 2>/dev/null | cut -d' ' -f1)\"",
-    # keepalived writes its pid file when it starts: newer than its config
-    # means it runs the configuration on disk.
-    f"if [ /run/keepalived.pid -nt {KEEPALIVED_CONF_PATH} ]; then echo fresh=yes; else echo fresh=no; fi",
-    # The state and when it began, and the node's clock now.
-    f"printf 'vrrp=%s\\n' \"$(cat {VRRP_STATE_PATH} 2>/dev/null)\"",
-    "printf 'now=%s\\n' \"$(date +%s.%N)\"",
-])
+PROBE_COMMAND = "; ".join(
+    [
+        "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"",
+        "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"",
+        f"printf 'config=%s\\n' \"$(sudo -n sha256sum {KEEPALIVED_CONF_PATH} 2>/dev/null | cut -d' ' -f1)\"",
+        # keepalived writes its pid file when it starts: newer than its config
+        # means it runs the configuration on disk.
+        f"if [ /run/keepalived.pid -nt {KEEPALIVED_CONF_PATH} ]; then echo fresh=yes; else echo fresh=no; fi",
+        # The state and when it began, and the node's clock now.
+        f"printf 'vrrp=%s\\n' \"$(cat {VRRP_STATE_PATH} 2>/dev/null)\"",
+        "printf 'now=%s\\n' \"$(date +%s.%N)\"",
+    ]
+)
 DRAIN_COMMAND = "sudo -n systemctl stop keepalived"
 
 
@@ -75,8 +78,9 @@ def announce_command(vip: str) -> str:
     """Makes a node that holds the VIP announce it again (keepalived sends
     gratuitous ARP when it reloads as master), so that neighbours never keep
     pointing at a node that has just released it."""
-    return (f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then sudo -n systemctl reload keepalived; "
-            "echo announced; fi")
+    return (
+        f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then sudo -n systemctl reload keepalived; echo announced; fi"
+    )
 
 
 class NodeAccess(Protocol):
@@ -96,8 +100,10 @@ class SshAccess:
 
     def how_to_look(self, address: str) -> str:
         user = self.ssh.user
-        return (f"ssh -J {user}@{self.ssh.jumphost} {user}@{address} "
-                "'cloud-init status --long; sudo systemctl status keepalived; sudo journalctl -u keepalived -n 50'")
+        return (
+            f"ssh -J {user}@{self.ssh.jumphost} {user}@{address} "
+            "'cloud-init status --long; sudo systemctl status keepalived; sudo journalctl -u keepalived -n 50'"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class NodeProbe:
     started_after_config: bool
     vrrp_state: str
     # Seconds the node has been in vrrp_state, by its own clock.
-    vrrp_state_age: Optional[float] = None
+    vrrp_state_age: float | None = None
 
     def problems(self, expected_sha256: str, settle_seconds: float = 0) -> list[str]:
         """What keeps the node out of service, in words (never the expected
@@ -131,8 +137,10 @@ class NodeProbe:
         if self.vrrp_state not in IN_SERVICE_STATES:
             found.append(f"its VRRP state is {self.vrrp_state or 'not reported yet'}, not BACKUP or MASTER")
         elif self.vrrp_state == "BACKUP" and (self.vrrp_state_age or 0) < settle_seconds:
-            found.append(f"it has been BACKUP for {self.vrrp_state_age or 0:.1f} s, not yet its master down "
-                         f"interval ({settle_seconds:.2f} s) in which it must hear a master")
+            found.append(
+                f"it has been BACKUP for {self.vrrp_state_age or 0:.1f} s, not yet its master down "
+                f"interval ({settle_seconds:.2f} s) in which it must hear a master"
+            )
         return found
 
 
@@ -140,7 +148,7 @@ def parse_probe(text: str) -> NodeProbe:
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     state, _, since = fields.get("vrrp", "").strip().partition(" ")
     try:
-        age: Optional[float] = float(fields.get("now", "")) - float(since)
+        age: float | None = float(fields.get("now", "")) - float(since)
     except ValueError:
         age = None
     return NodeProbe(
@@ -157,10 +165,17 @@ class NodeNotInService(Exception):
     pass
 
 
-def wait_in_service(access: NodeAccess, name: str, address: str, expected_sha256: str, timeout: float,
-                    settle_seconds: float = 0, poll: float = POLL_SECONDS,
-                    clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> NodeProbe:
+def wait_in_service(
+    access: NodeAccess,
+    name: str,
+    address: str,
+    expected_sha256: str,
+    timeout: float,
+    settle_seconds: float = 0,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> NodeProbe:
     """Asks the node every `poll` seconds until it is in service; raises
     NodeNotInService naming it, saying what was last seen and how to look."""
     host = f"{name} ({address})"
@@ -185,11 +200,13 @@ def wait_in_service(access: NodeAccess, name: str, address: str, expected_sha256
     raise NodeNotInService(
         f"{host} is not back in service after it was replaced ({timeout:g} s at most): {last}.\n"
         f"The nodes after it in the rollout were not touched. Look at it with:\n  {access.how_to_look(address)}\n"
-        "then fix the cause and run `pulumi up` again.")
+        "then fix the cause and run `pulumi up` again."
+    )
 
 
-def drain_node(access: NodeAccess, name: str, address: str, vip: str, others: Sequence[str],
-               timeout: float = DRAIN_TIMEOUT_SECONDS) -> list[str]:
+def drain_node(
+    access: NodeAccess, name: str, address: str, vip: str, others: Sequence[str], timeout: float = DRAIN_TIMEOUT_SECONDS
+) -> list[str]:
     """Stops keepalived on the node before it is deleted, then has whichever
     other node holds the VIP announce it. Never raises: a node that cannot be
     drained goes down as a crash would, and its peers take over anyway.
@@ -198,8 +215,11 @@ def drain_node(access: NodeAccess, name: str, address: str, vip: str, others: Se
     notes = []
     try:
         result = access.run(address, host, DRAIN_COMMAND, timeout)
-        notes.append(f"{host}: keepalived stopped" if result.returncode == 0
-                     else f"{host}: stopping keepalived failed ({result.stderr.strip() or result.returncode})")
+        notes.append(
+            f"{host}: keepalived stopped"
+            if result.returncode == 0
+            else f"{host}: stopping keepalived failed ({result.stderr.strip() or result.returncode})"
+        )
     except RemoteError as error:
         notes.append(f"{host}: not drained, it goes down as in a crash: {error}")
     for other in others:
@@ -227,8 +247,14 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
             if props["check"] == "ssh":
                 access, scratch = _access(props)
                 with scratch:
-                    wait_in_service(access, props["nodeName"], props["address"], props["configSha256"],
-                                    float(props["timeoutSeconds"]), float(props["settleSeconds"]))
+                    wait_in_service(
+                        access,
+                        props["nodeName"],
+                        props["address"],
+                        props["configSha256"],
+                        float(props["timeoutSeconds"]),
+                        float(props["settleSeconds"]),
+                    )
             else:
                 time.sleep(float(props["fixedWaitSeconds"]))
         return pulumi.dynamic.CreateResult(id_=f"{props['nodeName']}:{props['instanceId']}", outs=props)
@@ -262,7 +288,8 @@ class NodeInServiceArgs:
     # The other nodes' addresses: after a drain, the one holding the VIP announces it.
     peers: pulumi.Input[Sequence[pulumi.Input[str]]]
     vip: str
-    jumphost: pulumi.Input[str]
+    # None without a jumphost: then check is "fixed-wait".
+    jumphost: pulumi.Input[str] | None
     ssh_user: str
     check: str
     timeout_seconds: int
@@ -278,7 +305,7 @@ class NodeInServiceArgs:
 class NodeInService(pulumi.dynamic.Resource):
     """A node is in service: its gate in the rollout (see the module's docstring)."""
 
-    def __init__(self, name: str, args: NodeInServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: NodeInServiceArgs, opts: pulumi.ResourceOptions | None = None):
         props = {
             "nodeName": args.node_name,
             "instanceId": args.instance_id,
@@ -294,11 +321,14 @@ class NodeInService(pulumi.dynamic.Resource):
             "settleSeconds": args.settle_seconds,
             "configSha256": pulumi.Output.secret(args.config_sha256),
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["configSha256"],
-            # Long enough for any node to boot, whatever the rollout's own bound.
-            custom_timeouts=pulumi.CustomTimeouts(create=f"{args.timeout_seconds + 600}s"),
-        ))
+        opts = pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(
+                additional_secret_outputs=["configSha256"],
+                # Long enough for any node to boot, whatever the rollout's own bound.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{args.timeout_seconds + 600}s"),
+            ),
+        )
         super().__init__(NodeInServiceProvider(), name, props, opts)
 
 

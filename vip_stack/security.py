@@ -3,8 +3,8 @@ jumphost, SSH to the jumphost only from the allowed CIDRs. Nothing else in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_openstack as openstack
@@ -25,7 +25,7 @@ class VipSecurityGroupsArgs:
     service_allowed_cidrs: Sequence[str] = ()
     # The security group of a jumphost shared with other VIPs; None: this
     # component makes the jumphost's group (SSH from ssh_allowed_cidrs) itself.
-    jumphost_group_id: Optional[pulumi.Input[str]] = None
+    jumphost_group_id: pulumi.Input[str] | None = None
 
 
 class VipSecurityGroups(pulumi.ComponentResource):
@@ -36,7 +36,7 @@ class VipSecurityGroups(pulumi.ComponentResource):
     node_group_id: pulumi.Output[str]
     jumphost_group_id: pulumi.Output[str]
 
-    def __init__(self, name: str, args: VipSecurityGroupsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: VipSecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:VipSecurityGroups", name, None, opts)
         self.node_group = openstack.networking.SecGroup(
             f"{name}-nodes",
@@ -47,7 +47,7 @@ class VipSecurityGroups(pulumi.ComponentResource):
         self.node_group_id = self.node_group.id
         self.rules: list[openstack.networking.SecGroupRule] = []
 
-        def ingress(rule_name: str, group_id, description: str, old_name: Optional[str] = None, **match) -> None:
+        def ingress(rule_name: str, group_id, description: str, old_name: str | None = None, **match) -> None:
             # old_name: the positional name the rule had before rules were
             # keyed by what they allow, so existing stacks keep their rules.
             aliases = [pulumi.Alias(name=f"{name}-{old_name}")] if old_name else None
@@ -64,7 +64,7 @@ class VipSecurityGroups(pulumi.ComponentResource):
             )
 
         if args.jumphost_group_id is None:
-            self.jumphost_group: Optional[openstack.networking.SecGroup] = openstack.networking.SecGroup(
+            self.jumphost_group: openstack.networking.SecGroup | None = openstack.networking.SecGroup(
                 f"{name}-jumphost",
                 name=f"{name}-jumphost",
                 description="jumphost: SSH from the allowed CIDRs only",
@@ -72,26 +72,58 @@ class VipSecurityGroups(pulumi.ComponentResource):
             )
             self.jumphost_group_id = self.jumphost_group.id
             for index, cidr in enumerate(args.ssh_allowed_cidrs):
-                ingress(f"ssh-{cidr_key(cidr)}", self.jumphost_group_id, f"SSH from {cidr}", old_name=f"ssh-{index}",
-                        protocol="tcp", port_range_min=22, port_range_max=22, remote_ip_prefix=cidr)
+                ingress(
+                    f"ssh-{cidr_key(cidr)}",
+                    self.jumphost_group_id,
+                    f"SSH from {cidr}",
+                    old_name=f"ssh-{index}",
+                    protocol="tcp",
+                    port_range_min=22,
+                    port_range_max=22,
+                    remote_ip_prefix=cidr,
+                )
         else:
             self.jumphost_group = None
             self.jumphost_group_id = pulumi.Output.from_input(args.jumphost_group_id)
 
         # Without VRRP between the nodes, each thinks the other dead and both
         # take the VIP.
-        ingress("vrrp", self.node_group_id, "VRRP between keepalived nodes",
-                protocol=VRRP_PROTOCOL, remote_group_id=self.node_group_id)
-        ingress("ssh-from-jumphost", self.node_group_id, "SSH from the jumphost",
-                protocol="tcp", port_range_min=22, port_range_max=22, remote_group_id=self.jumphost_group_id)
-        ingress("icmp-from-jumphost", self.node_group_id, "ping of the nodes and the VIP from the jumphost",
-                protocol="icmp", remote_group_id=self.jumphost_group_id)
+        ingress(
+            "vrrp",
+            self.node_group_id,
+            "VRRP between keepalived nodes",
+            protocol=VRRP_PROTOCOL,
+            remote_group_id=self.node_group_id,
+        )
+        ingress(
+            "ssh-from-jumphost",
+            self.node_group_id,
+            "SSH from the jumphost",
+            protocol="tcp",
+            port_range_min=22,
+            port_range_max=22,
+            remote_group_id=self.jumphost_group_id,
+        )
+        ingress(
+            "icmp-from-jumphost",
+            self.node_group_id,
+            "ping of the nodes and the VIP from the jumphost",
+            protocol="icmp",
+            remote_group_id=self.jumphost_group_id,
+        )
         # The service behind the VIP: only what the user listed, only from whom they listed.
         for protocol, port in args.service_ports:
             for index, cidr in enumerate(args.service_allowed_cidrs):
-                ingress(f"service-{protocol}-{port}-{cidr_key(cidr)}", self.node_group_id,
-                        f"{protocol}/{port} from {cidr}", old_name=f"service-{protocol}-{port}-{index}",
-                        protocol=protocol, port_range_min=port, port_range_max=port, remote_ip_prefix=cidr)
+                ingress(
+                    f"service-{protocol}-{port}-{cidr_key(cidr)}",
+                    self.node_group_id,
+                    f"{protocol}/{port} from {cidr}",
+                    old_name=f"service-{protocol}-{port}-{index}",
+                    protocol=protocol,
+                    port_range_min=port,
+                    port_range_max=port,
+                    remote_ip_prefix=cidr,
+                )
 
         self.register_outputs(
             {"nodeSecurityGroupId": self.node_group_id, "jumphostSecurityGroupId": self.jumphost_group_id}

@@ -8,8 +8,9 @@ its own (or a standalone `VipNetwork` and `Jumphost`), then pass its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import pulumi
 
@@ -37,7 +38,7 @@ class SharedNetwork:
     router_ids: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, network: VipNetwork, subnet: SubnetFacts) -> "SharedNetwork":
+    def of(cls, network: VipNetwork, subnet: SubnetFacts) -> SharedNetwork:
         return cls(network.network_id, network.subnet_id, subnet, list(network.ready))
 
 
@@ -58,10 +59,10 @@ class KeepalivedVipArgs:
     settings: Settings
     cloud: CloudFacts
     # None: the network of settings.network (created, or found by name).
-    network: Optional[SharedNetwork] = None
+    network: SharedNetwork | None = None
     # None: a jumphost of its own, unless create_jumphost is False (no
     # jumphost at all: nothing reaches the nodes, rollouts wait a fixed time).
-    jumphost: Optional[SharedJumphost] = None
+    jumphost: SharedJumphost | None = None
     create_jumphost: bool = True
     # Addresses the DHCP pool of a subnet this VIP creates must leave out too:
     # the VIPs of others that will share the network.
@@ -73,29 +74,34 @@ class KeepalivedVip(pulumi.ComponentResource):
 
     vip_address: pulumi.Output[str]
     vip_port_id: pulumi.Output[str]
-    vip_floating_ip: pulumi.Output[Optional[str]]
+    vip_floating_ip: pulumi.Output[str | None]
     network_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
     node_security_group_id: pulumi.Output[str]
-    jumphost_floating_ip: pulumi.Output[Optional[str]]
-    jumphost_name: pulumi.Output[Optional[str]]
+    jumphost_floating_ip: pulumi.Output[str | None]
+    jumphost_name: pulumi.Output[str | None]
     # [{name, instanceId, portId, ipAddress, priority}], as the stack exports it.
     nodes: pulumi.Output[list[dict[str, Any]]]
     # For other VIPs to share.
     shared_network: SharedNetwork
-    shared_jumphost: Optional[SharedJumphost]
+    shared_jumphost: SharedJumphost | None
 
-    def __init__(self, name: str, args: KeepalivedVipArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: KeepalivedVipArgs, opts: pulumi.ResourceOptions | None = None):
         settings, cloud = args.settings, args.cloud
         virtual_router_id = settings.vrrp.virtual_router_id
         if args.network is not None and virtual_router_id in args.network.router_ids:
             # Before anything of this VIP is declared.
-            raise InvalidConfig([ConfigProblem(
-                "virtualRouterId",
-                f"{virtual_router_id} is already used by the VIP {args.network.router_ids[virtual_router_id]!r} on "
-                "the same network; VIPs that share a network need different virtual router ids",
-                settings.namespace,
-            )])
+            raise InvalidConfig(
+                [
+                    ConfigProblem(
+                        "virtualRouterId",
+                        f"{virtual_router_id} is already used by the VIP "
+                        f"{args.network.router_ids[virtual_router_id]!r} on the same network; "
+                        "VIPs that share a network need different virtual router ids",
+                        settings.namespace,
+                    )
+                ]
+            )
         super().__init__("keepalived-vip:openstack:KeepalivedVip", name, None, opts)
         self.settings = settings
 
@@ -140,9 +146,9 @@ class KeepalivedVip(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        self.jumphost: Optional[Jumphost] = None
+        self.jumphost: Jumphost | None = None
         if args.jumphost is not None:
-            self.shared_jumphost: Optional[SharedJumphost] = args.jumphost
+            self.shared_jumphost: SharedJumphost | None = args.jumphost
         elif args.create_jumphost:
             self.jumphost = Jumphost(
                 f"{name}-jumphost",
@@ -158,8 +164,9 @@ class KeepalivedVip(pulumi.ComponentResource):
                     depends_on=network.ready,
                 ),
                 # It was once named after its VM.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port],
-                                            aliases=[pulumi.Alias(name=settings.jumphost_name)]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.vip_port], aliases=[pulumi.Alias(name=settings.jumphost_name)]
+                ),
             )
             self.shared_jumphost = SharedJumphost(
                 self.jumphost.floating_ip_address, self.security.jumphost_group_id, settings.jumphost_name
@@ -190,7 +197,8 @@ class KeepalivedVip(pulumi.ComponentResource):
         self.subnet_id = pulumi.Output.from_input(network.subnet_id)
         self.node_security_group_id = self.security.node_group_id
         self.jumphost_floating_ip = pulumi.Output.from_input(
-            self.shared_jumphost.floating_ip_address if self.shared_jumphost else None)
+            self.shared_jumphost.floating_ip_address if self.shared_jumphost else None
+        )
         self.jumphost_name = pulumi.Output.from_input(self.shared_jumphost.name if self.shared_jumphost else None)
         self.nodes = self.nodes_component.nodes_output
         self.outputs = self._outputs()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_openstack as openstack
-
 
 VIP_PORT_DESCRIPTION = "keepalived VIP: reserved, bound to no instance"
 
@@ -25,7 +24,7 @@ class VipPortArgs:
     vip_address: str
     security_group_ids: Sequence[pulumi.Input[str]]
     # Publish the VIP: a floating IP from this external network on the VIP port.
-    floating_ip_pool: Optional[str] = None
+    floating_ip_pool: str | None = None
     # The floating IP needs the router to the external network first.
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -40,7 +39,7 @@ class VipPort(pulumi.ComponentResource):
     port_id: pulumi.Output[str]
     address: str
 
-    def __init__(self, name: str, args: VipPortArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: VipPortArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:VipPort", name, None, opts)
         self.address = args.vip_address
         self.port = openstack.networking.Port(
@@ -59,7 +58,7 @@ class VipPort(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.port_id = self.port.id
-        self.floating_ip_address: pulumi.Output[Optional[str]] = pulumi.Output.from_input(None)
+        self.floating_ip_address: pulumi.Output[str | None] = pulumi.Output.from_input(None)
         if args.floating_ip_pool:
             # Neutron forwards the floating IP to the VIP wherever it lives:
             # the address pairs on the node ports make the holder its target.

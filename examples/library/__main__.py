@@ -13,8 +13,9 @@ db_cloud = gather_cloud_facts(db_settings)
 
 # The web VIP creates the network (keeping the db VIP out of its DHCP pool too) and the jumphost.
 web = KeepalivedVip("web", KeepalivedVipArgs(web_settings, web_cloud, reserved_addresses=[db_settings.vip_address]))
-db = KeepalivedVip("db", KeepalivedVipArgs(db_settings, db_cloud, network=web.shared_network,
-                                           jumphost=web.shared_jumphost))
+db = KeepalivedVip(
+    "db", KeepalivedVipArgs(db_settings, db_cloud, network=web.shared_network, jumphost=web.shared_jumphost)
+)
 
 pulumi.export("webVip", web.vip_address)
 pulumi.export("dbVip", db.vip_address)

@@ -18,10 +18,10 @@ import signal
 import sys
 from pathlib import Path
 
+from ..evaluate import EXAMPLE_STACK_FILE
 from ..plan import stack_config
 from ..settings import DEFAULTS, InvalidConfig
 from .drills import DEFAULT_DRILLS, run_drills
-from ..evaluate import EXAMPLE_STACK_FILE
 from .report import format_table, machine_readable, plot_timeline
 from .scenario import rollout_spec, stack_spec
 
@@ -50,13 +50,22 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE, help="a Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures, nothing else")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG timeline of VIP holders and pings")
-    parser.add_argument("--drills", default=",".join(DEFAULT_DRILLS),
-                        help=f"comma-separated, from {','.join(DEFAULT_DRILLS)} (convergence always runs)")
-    parser.add_argument("--steady-seconds", type=float, default=20,
-                        help="how long the steady drill keeps both cores busy (default 20)")
-    parser.add_argument("--rollout", metavar="KEY=VALUE", action="append", default=[],
-                        help="the config change the rollout drill rolls out (repeatable; default: the next "
-                             "virtualRouterId, a change old and new nodes cannot agree on)")
+    parser.add_argument(
+        "--drills",
+        default=",".join(DEFAULT_DRILLS),
+        help=f"comma-separated, from {','.join(DEFAULT_DRILLS)} (convergence always runs)",
+    )
+    parser.add_argument(
+        "--steady-seconds", type=float, default=20, help="how long the steady drill keeps both cores busy (default 20)"
+    )
+    parser.add_argument(
+        "--rollout",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="the config change the rollout drill rolls out (repeatable; default: the next "
+        "virtualRouterId, a change old and new nodes cannot agree on)",
+    )
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -79,8 +88,12 @@ def main(argv=None) -> int:
         return 2
     print(f"lab for {args.config} ({origin})", file=sys.stderr)
     try:
-        result = run_drills(spec, drills=[d.strip() for d in args.drills.split(",") if d.strip()],
-                            steady_seconds=args.steady_seconds, rollout_to=rollout_to)
+        result = run_drills(
+            spec,
+            drills=[d.strip() for d in args.drills.split(",") if d.strip()],
+            steady_seconds=args.steady_seconds,
+            rollout_to=rollout_to,
+        )
     except KeyboardInterrupt:
         print("interrupted: every namespace and process of the lab was removed", file=sys.stderr)
         return 130

@@ -9,14 +9,15 @@ ExecStartPre and ExecStart lines).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from .hosts import NodeHost
 
@@ -60,22 +61,24 @@ def apply_user_data(host: NodeHost, user_data: str) -> list[str]:
     consume it, then runs the modules that configure keepalived. Returns the
     cloud-init commands run, for the report."""
     host.write_file("/var/lib/cloud/seed/nocloud/user-data", user_data, 0o600)
-    host.write_file("/var/lib/cloud/seed/nocloud/meta-data",
-                    f"instance-id: {host.name}\nlocal-hostname: {host.name}\n")
+    host.write_file("/var/lib/cloud/seed/nocloud/meta-data", f"instance-id: {host.name}\nlocal-hostname: {host.name}\n")
     host.write_file(LAB_CLOUD_CFG, LAB_CLOUD_CFG_TEXT)
-    commands = [["cloud-init", "init"]] + [
-        ["cloud-init", "single", "--name", module, "--frequency", "always"] for module in CLOUD_INIT_MODULES
-    ] + [
-        # The later stages, with no modules of their own here (packages are
-        # not installed again), so `cloud-init status` says done as on a VM.
-        ["cloud-init", "modules", "--mode", "config"],
-        ["cloud-init", "modules", "--mode", "final"],
-    ]
+    commands = (
+        [["cloud-init", "init"]]
+        + [["cloud-init", "single", "--name", module, "--frequency", "always"] for module in CLOUD_INIT_MODULES]
+        + [
+            # The later stages, with no modules of their own here (packages are
+            # not installed again), so `cloud-init status` says done as on a VM.
+            ["cloud-init", "modules", "--mode", "config"],
+            ["cloud-init", "modules", "--mode", "final"],
+        ]
+    )
     for command in commands:
         result = host.run(command, check=False, timeout=120)
         if result.returncode != 0:
-            raise BootFailed(f"{host.name}: {shlex.join(command)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
+            raise BootFailed(
+                f"{host.name}: {shlex.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
     return [shlex.join(c) for c in commands]
 
 
@@ -90,7 +93,7 @@ class ServiceUnit:
     """The parts of keepalived.service (with drop-ins) that starting it uses."""
 
     exec_start_pre: list[str] = field(default_factory=list)
-    exec_start: Optional[str] = None
+    exec_start: str | None = None
     environment_files: list[str] = field(default_factory=list)
     condition_file_not_empty: list[str] = field(default_factory=list)
 
@@ -150,7 +153,7 @@ class StartPlan:
     conditions: list[str]  # ConditionFileNotEmpty paths
 
 
-def plan_start(unit_texts: list[str], read_file: Callable[[str], Optional[str]]) -> StartPlan:
+def plan_start(unit_texts: list[str], read_file: Callable[[str], str | None]) -> StartPlan:
     """The unit's texts (unit file first, drop-ins in order) and a way to read
     the host's files in, what to run out; the lab and its systemctl stand-in
     both start keepalived from this."""
@@ -175,7 +178,7 @@ class KeepalivedService:
 
     def __init__(self, host: NodeHost):
         self.host = host
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     def unit_texts(self) -> list[str]:
         texts = [t for t in (self.host.read_file(p) for p in UNIT_PATHS) if t]
@@ -200,10 +203,12 @@ class KeepalivedService:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not _names_pid(pid_file, self.process.pid):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                what = (f"exited at once ({self.process.returncode})" if self.process.poll() is not None
-                        else f"wrote no pid file within {STARTUP_TIMEOUT:g} s")
-                raise BootFailed(f"{self.host.name}: keepalived {what}; the end of its log:\n"
-                                 + self.log_tail())
+                what = (
+                    f"exited at once ({self.process.returncode})"
+                    if self.process.poll() is not None
+                    else f"wrote no pid file within {STARTUP_TIMEOUT:g} s"
+                )
+                raise BootFailed(f"{self.host.name}: keepalived {what}; the end of its log:\n" + self.log_tail())
             time.sleep(0.01)
         return self.process
 
@@ -220,7 +225,7 @@ class KeepalivedService:
 
     def stop(self, timeout: float = 10) -> None:
         """`systemctl stop`: SIGTERM, so keepalived hands over (priority 0) and removes the VIP."""
-        if not self.running:
+        if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -232,8 +237,6 @@ class KeepalivedService:
         """A crash: every keepalived process of the node dies at once, nothing is cleaned up."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)

@@ -5,22 +5,23 @@ timers (master down interval = 3 x advert_int + skew), never tuned constants.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, TextIO
 
+from ..observe import Pinger, VipWatcher
 from ..rendering import GARP
 from ..rollout import NodeNotInService, drain_node, wait_in_service
 from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
-from ..observe import Pinger, VipWatcher
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
-
 
 # Where the lab's stand-in service listens on each node, for the health-check drill.
 SERVICE_PORT = 8080
@@ -56,9 +57,11 @@ class LabAccess:
 
     def run(self, address: str, host_label: str, command: str, timeout: float) -> subprocess.CompletedProcess:
         host = self.host(address)
-        return run_command(host.enter(["runuser", "-u", default_user(host), "--",
-                                       "env", f"PATH={LAB_PATH}", "sh", "-c", command]),
-                           check=False, timeout=timeout)
+        return run_command(
+            host.enter(["runuser", "-u", default_user(host), "--", "env", f"PATH={LAB_PATH}", "sh", "-c", command]),
+            check=False,
+            timeout=timeout,
+        )
 
     def how_to_look(self, address: str) -> str:
         return f"the node's logs in {self.host(address).log_dir}"
@@ -67,8 +70,14 @@ class LabAccess:
 class LabRun:
     """One lab run: boots the spec's hosts, keeps the observers, runs drills."""
 
-    def __init__(self, spec: LabSpec, lab: Lab, progress: Optional[TextIO] = sys.stderr,
-                 steady_seconds: float = 20, rollout_to: Optional[LabSpec] = None):
+    def __init__(
+        self,
+        spec: LabSpec,
+        lab: Lab,
+        progress: TextIO | None = sys.stderr,
+        steady_seconds: float = 20,
+        rollout_to: LabSpec | None = None,
+    ):
         self.spec, self.lab = spec, lab
         # What `pulumi up` declares after a config change, for the rollout drill.
         self.rollout_to = rollout_to
@@ -80,15 +89,33 @@ class LabRun:
         self.events: list[Event] = []
         self.results: list[DrillResult] = []
         self.notes: list[str] = []
-        self.topology: Optional[Topology] = None
+        self._topology: Topology | None = None
         self.services: dict[str, KeepalivedService] = {}
         # Node name -> what its image starts at every boot, besides keepalived.
         self.boot_units: dict[str, list[Callable[[], Any]]] = {}
         self.cut: set[str] = set()  # nodes whose cable is pulled
-        self.watcher: Optional[VipWatcher] = None
-        self.pinger: Optional[Pinger] = None
+        self._watcher: VipWatcher | None = None
+        self._pinger: Pinger | None = None
 
     # --- plumbing -----------------------------------------------------------
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            raise RuntimeError("the lab has not booted its hosts yet")
+        return self._topology
+
+    @property
+    def watcher(self) -> VipWatcher:
+        if self._watcher is None:
+            raise RuntimeError("the lab does not watch the VIP yet")
+        return self._watcher
+
+    @property
+    def pinger(self) -> Pinger:
+        if self._pinger is None:
+            raise RuntimeError("the jumphost does not ping the VIP yet")
+        return self._pinger
 
     def say(self, message: str) -> None:
         if self.progress_stream is not None:
@@ -104,14 +131,12 @@ class LabRun:
         # nobody can reach it there.
         return [n for n in self.watcher.holders() if n not in self.cut]
 
-    def wait_holders(self, expected: list[str], timeout: float) -> Optional[float]:
+    def wait_holders(self, expected: list[str], timeout: float) -> float | None:
         wanted = sorted(expected)
-        return self.watcher.wait_for(
-            lambda holders: sorted(h for h in holders if h not in self.cut) == wanted, timeout)
+        return self.watcher.wait_for(lambda holders: sorted(h for h in holders if h not in self.cut) == wanted, timeout)
 
     def running_by_priority(self) -> list[str]:
-        return [n.name for n in self.spec.by_priority()
-                if self.services[n.name].running and n.name not in self.cut]
+        return [n.name for n in self.spec.by_priority() if self.services[n.name].running and n.name not in self.cut]
 
     def mdi(self, name: str) -> float:
         return self.spec.master_down_interval(self.spec.node(name).priority)
@@ -121,7 +146,7 @@ class LabRun:
     def boot(self) -> None:
         spec = self.spec
         self.say(f"building hosts: switch, {len(spec.nodes)} nodes, jumphost (namespaces {self.lab.prefix}-*)")
-        self.topology = self.lab.build(
+        self._topology = self.lab.build(
             gateway_cidr=f"{spec.gateway}/{spec.prefix_length}",
             prefix_length=spec.prefix_length,
             gateway=spec.gateway,
@@ -140,16 +165,20 @@ class LabRun:
             install_systemctl(host)
             self.services[node.name] = KeepalivedService(host)
             self.host_since[node.name] = self.t0
-        self.notes.append("package installation is not repeated: keepalived is the Debian package already "
-                          "on this machine, the one the nodes' user data installs")
+        self.notes.append(
+            "package installation is not repeated: keepalived is the Debian package already "
+            "on this machine, the one the nodes' user data installs"
+        )
         self.say(self.notes[-1])
-        self.watcher = VipWatcher.in_lab(list(self.topology.nodes.values()), spec.vip, self.lab.track)
+        self._watcher = VipWatcher.in_lab(list(self.topology.nodes.values()), spec.vip, self.lab.track)
         self.services_behind_vip: dict[str, subprocess.Popen] = {}
         if spec.health_check:
             for name in self.topology.nodes:
-                self.on_every_boot(name, lambda name=name: self.start_service(name))
-            self.say(f"a stand-in service answers http://127.0.0.1:{SERVICE_PORT}/healthz on every node "
-                     "(what the health check watches)")
+                self.on_every_boot(name, functools.partial(self.start_service, name))
+            self.say(
+                f"a stand-in service answers http://127.0.0.1:{SERVICE_PORT}/healthz on every node "
+                "(what the health check watches)"
+            )
 
     def on_every_boot(self, name: str, start: Callable[[], Any]) -> None:
         """Something the node's image starts at boot (an enabled unit): started
@@ -164,13 +193,26 @@ class LabRun:
         root = host.run_dir / "lab-service"
         root.mkdir(exist_ok=True)
         (root / "healthz").write_text("ok\n")
-        self.services_behind_vip[name] = self.lab.track(host.popen(
-            ["/usr/bin/python3", "-m", "http.server", str(SERVICE_PORT), "--bind", "127.0.0.1",
-             "--directory", "/run/lab-service"], "service.log"))
+        self.services_behind_vip[name] = self.lab.track(
+            host.popen(
+                [
+                    "/usr/bin/python3",
+                    "-m",
+                    "http.server",
+                    str(SERVICE_PORT),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    "/run/lab-service",
+                ],
+                "service.log",
+            )
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            probe = host.run(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{SERVICE_PORT}/healthz"],
-                             check=False)
+            probe = host.run(
+                ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{SERVICE_PORT}/healthz"], check=False
+            )
             if probe.returncode == 0:
                 return
             time.sleep(0.05)
@@ -190,10 +232,16 @@ class LabRun:
         apply_user_data(jumphost, "#cloud-config\n{}\n")
         user = serve_ssh(jumphost, self.spec.jumphost_address, public_key, self.lab.track)
         for node in self.spec.nodes:
-            self.on_every_boot(node.name, lambda node=node: serve_ssh(
-                self.topology.nodes[node.name], node.address, public_key, self.lab.track))
+            self.on_every_boot(
+                node.name,
+                functools.partial(self._serve_ssh, node.name, node.address, public_key),
+            )
         self.say(f"sshd listens on the jumphost and every node; login {user}")
         return user
+
+    def _serve_ssh(self, name: str, address: str, public_key: str) -> str:
+        # The node's host as it is now: a replaced node's is a new one.
+        return serve_ssh(self.topology.nodes[name], address, public_key, self.lab.track)
 
     def outputs(self) -> dict[str, Any]:
         """The stack outputs a deployment of this spec would have, the jumphost's
@@ -208,7 +256,7 @@ class LabRun:
     def start_pinging(self) -> None:
         """As in the procedure, the jumphost pings the VIP once it is up: before
         that, unanswered ARP would fill the send queue and ping would stall."""
-        self.pinger = Pinger.in_lab(self.topology.jumphost, self.spec.vip, self.lab.track)
+        self._pinger = Pinger.in_lab(self.topology.jumphost, self.spec.vip, self.lab.track)
         self.pinger.start()
         self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
 
@@ -284,8 +332,11 @@ class LabRun:
 
     def ping_figures(self, start: float, end: float) -> dict[str, Any]:
         stats = self.pinger.stats(start, end)
-        return {"pings_sent": stats.sent, "pings_received": stats.received,
-                "longest_ping_gap_s": round(stats.longest_gap, 3)}
+        return {
+            "pings_sent": stats.sent,
+            "pings_received": stats.received,
+            "longest_ping_gap_s": round(stats.longest_gap, 3),
+        }
 
     # --- drills -------------------------------------------------------------
 
@@ -294,15 +345,13 @@ class LabRun:
         lowest = self.spec.by_priority()[-1]
         bound = self.spec.master_down_interval(lowest.priority) + self.spec.advert_interval
         self.say(f"convergence: starting keepalived on every node, waiting for {top} alone to hold the VIP")
-        first = None
-        for node in self.spec.nodes:
-            at = self.start(node.name)
-            first = first if first is not None else at
+        first = min(self.start(node.name) for node in self.spec.nodes)
         converged = self.wait_holders([top], timeout=bound + 5)
         figures: dict[str, Any] = {"bound_s": round(bound, 3)}
         if converged is None:
-            return self.record(DrillResult("convergence", False,
-                                           f"holders {self.live_holders()} after {bound + 5:.1f} s", figures))
+            return self.record(
+                DrillResult("convergence", False, f"holders {self.live_holders()} after {bound + 5:.1f} s", figures)
+            )
         figures["convergence_s"] = round(max(0.0, converged - first), 3)
         self.start_pinging()
         # Exactly one holder, and it stays so for two adverts.
@@ -310,9 +359,11 @@ class LabRun:
         figures["holder"] = top
         reachable = self.pinger.stats(time.monotonic() - self.spec.advert_interval, time.monotonic()).received > 0
         passed = steady and reachable and figures["convergence_s"] <= bound
-        summary = (f"{top} holds the VIP alone after {figures['convergence_s']:.2f} s (bound {bound:.2f} s)"
-                   + ("" if steady else "; but it did not stay so")
-                   + ("" if reachable else f"; {self.spec.jumphost_name} gets no answer from the VIP"))
+        summary = (
+            f"{top} holds the VIP alone after {figures['convergence_s']:.2f} s (bound {bound:.2f} s)"
+            + ("" if steady else "; but it did not stay so")
+            + ("" if reachable else f"; {self.spec.jumphost_name} gets no answer from the VIP")
+        )
         return self.record(DrillResult("convergence", passed, summary, figures))
 
     def _takeover(self, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
@@ -333,17 +384,19 @@ class LabRun:
         figures: dict[str, Any] = {"from": victim, "to": expected, "bound_s": round(bound, 3)}
         if taken is None:
             figures.update(self.ping_figures(window_start, time.monotonic()))
-            return self.record(DrillResult(drill, False, f"holders {self.live_holders()} after {bound + 5:.1f} s",
-                                           figures))
+            return self.record(
+                DrillResult(drill, False, f"holders {self.live_holders()} after {bound + 5:.1f} s", figures)
+            )
         figures["failover_s"] = round(max(0.0, taken - at), 3)
         # Let the pings that follow the takeover come back before counting.
         time.sleep(max(1.0, 2 * self.spec.advert_interval))
         figures.update(self.ping_figures(window_start, time.monotonic()))
         resumed = self.pinger.stats(time.monotonic() - 0.5, time.monotonic()).received > 0
         passed = figures["failover_s"] <= bound and resumed
-        summary = (f"{expected} took the VIP {figures['failover_s']:.2f} s after {victim} {past}"
-                   f"; longest ping gap {figures['longest_ping_gap_s']:.2f} s"
-                   + ("" if resumed else "; pings did not resume"))
+        summary = (
+            f"{expected} took the VIP {figures['failover_s']:.2f} s after {victim} {past}"
+            f"; longest ping gap {figures['longest_ping_gap_s']:.2f} s" + ("" if resumed else "; pings did not resume")
+        )
         return self.record(DrillResult(drill, passed, summary, figures))
 
     def drill_graceful(self) -> DrillResult:
@@ -355,8 +408,9 @@ class LabRun:
         if victim:
             self.say(f"crash failover: {victim} boots again")
             self.recover(victim)
-            back = self.wait_holders([self.running_by_priority()[0]],
-                                     timeout=self.mdi(victim) + self.spec.advert_interval + 5)
+            back = self.wait_holders(
+                [self.running_by_priority()[0]], timeout=self.mdi(victim) + self.spec.advert_interval + 5
+            )
             if back is None:
                 result.passed = False
                 result.summary += f"; after recovery holders are {self.live_holders()}"
@@ -379,14 +433,17 @@ class LabRun:
         taken = self.wait_holders([expected], timeout=bound + 5)
         figures: dict[str, Any] = {"restarted": master, "holder": expected, "bound_s": round(bound, 3)}
         if taken is None:
-            return self.record(DrillResult("master restart", False,
-                                           f"holders {self.live_holders()} after {bound + 5:.1f} s", figures))
+            return self.record(
+                DrillResult("master restart", False, f"holders {self.live_holders()} after {bound + 5:.1f} s", figures)
+            )
         steady = self.watcher.stable_for(2 * self.spec.advert_interval) and self.live_holders() == [expected]
         figures["takeback_s"] = round(max(0.0, taken - at), 3)
         figures.update(self.ping_figures(window_start, time.monotonic()))
         passed = steady and figures["takeback_s"] <= bound
-        summary = (f"{expected} holds the VIP {figures['takeback_s']:.2f} s after {master} started; "
-                   f"longest ping gap {figures['longest_ping_gap_s']:.2f} s")
+        summary = (
+            f"{expected} holds the VIP {figures['takeback_s']:.2f} s after {master} started; "
+            f"longest ping gap {figures['longest_ping_gap_s']:.2f} s"
+        )
         return self.record(DrillResult("master restart", passed, summary, figures))
 
     def drill_partition(self) -> DrillResult:
@@ -399,8 +456,9 @@ class LabRun:
         master = order[0]
         node_ports = [self.topology.ports[name] for name in order]
         claim_bound = max(self.mdi(name) for name in order[1:]) + self.spec.advert_interval
-        self.say(f"partition: the nodes can no longer hear each other; each may claim the VIP "
-                 f"within {claim_bound:.2f} s")
+        self.say(
+            f"partition: the nodes can no longer hear each other; each may claim the VIP within {claim_bound:.2f} s"
+        )
         self.event("partition")
         self.topology.switch.isolate(node_ports, True)
         split = self.watcher.wait_for(lambda holders: len(holders) > 1, timeout=claim_bound + 5)
@@ -412,8 +470,9 @@ class LabRun:
         one = self.wait_holders([master], timeout=heal_bound + 5)
         figures: dict[str, Any] = {"claimed_while_cut": claimed, "heal_bound_s": round(heal_bound, 3)}
         if one is None:
-            return self.record(DrillResult("partition and heal", False,
-                                           f"holders {self.live_holders()} after healing", figures))
+            return self.record(
+                DrillResult("partition and heal", False, f"holders {self.live_holders()} after healing", figures)
+            )
         figures["heal_s"] = round(max(0.0, one - healed_at), 3)
         steady = self.watcher.stable_for(2 * self.spec.advert_interval) and self.live_holders() == [master]
         # From the heal on: how long the jumphost, which may have followed
@@ -422,9 +481,11 @@ class LabRun:
         self.pinger.wait_for_reply(after=one, timeout=GARP.refresh + 1)
         figures.update(self.ping_figures(healed_at, time.monotonic()))
         passed = steady and figures["heal_s"] <= heal_bound and figures["longest_ping_gap_s"] <= heal_bound
-        summary = (f"while cut, {', '.join(claimed) if split else 'only ' + master} held the VIP; "
-                   f"{figures['heal_s']:.2f} s after healing {master} holds it alone; longest ping gap after "
-                   f"healing {figures['longest_ping_gap_s']:.2f} s")
+        summary = (
+            f"while cut, {', '.join(claimed) if split else 'only ' + master} held the VIP; "
+            f"{figures['heal_s']:.2f} s after healing {master} holds it alone; longest ping gap after "
+            f"healing {figures['longest_ping_gap_s']:.2f} s"
+        )
         return self.record(DrillResult("partition and heal", passed, summary, figures))
 
     def drill_cascade(self) -> DrillResult:
@@ -443,17 +504,24 @@ class LabRun:
         self.start(first)
         back = self.wait_holders([first], timeout=self.mdi(first) + self.spec.advert_interval + 5)
         passed = None not in (got_second, got_third, back)
-        return self.record(DrillResult(
-            "next priority wins", passed,
-            f"{second}, then {third} took over in priority order; {first} holds it again"
-            if passed else f"holders went wrong: now {self.live_holders()}",
-            {"order": [first, second, third]}))
+        return self.record(
+            DrillResult(
+                "next priority wins",
+                passed,
+                f"{second}, then {third} took over in priority order; {first} holds it again"
+                if passed
+                else f"holders went wrong: now {self.live_holders()}",
+                {"order": [first, second, third]},
+            )
+        )
 
     def drill_health(self) -> DrillResult:
         """The service on the holder stops answering: its health check fails
         `fall` times, the node leaves the election and a backup takes the VIP.
         The service comes back: after `rise` successes the node is eligible
         again and (with preemption) takes the VIP back."""
+        if self.spec.health_check is None:
+            return self.record(DrillResult("health check", False, "the stack has no healthCheck"))
         interval, fall, rise = self.spec.health_check
         self.restore()
         holders = self.live_holders()
@@ -463,15 +531,17 @@ class LabRun:
         expected = [n for n in self.running_by_priority() if n != sick][0]
         # The script runs every interval and may take up to one more to time out.
         fail_bound = (fall + 1) * interval + self.mdi(expected)
-        self.say(f"health check: the service on {sick} stops; {expected} should hold the VIP "
-                 f"within {fail_bound:.2f} s")
+        self.say(f"health check: the service on {sick} stops; {expected} should hold the VIP within {fail_bound:.2f} s")
         window_start = time.monotonic() - 0.5
         at = self.stop_service(sick)
         moved = self.wait_holders([expected], timeout=fail_bound + 5)
         figures: dict[str, Any] = {"sick": sick, "to": expected, "bound_s": round(fail_bound, 3)}
         if moved is None:
-            return self.record(DrillResult("health check", False,
-                                           f"holders {self.live_holders()} after {fail_bound + 5:.1f} s", figures))
+            return self.record(
+                DrillResult(
+                    "health check", False, f"holders {self.live_holders()} after {fail_bound + 5:.1f} s", figures
+                )
+            )
         figures["failover_s"] = round(max(0.0, moved - at), 3)
         back_to = sick if self.spec.preempt else expected
         back_bound = (rise + 1) * interval + self.mdi(sick) + self.spec.advert_interval
@@ -482,11 +552,14 @@ class LabRun:
         steady = back is not None and self.watcher.stable_for(max(interval, 2 * self.spec.advert_interval))
         figures["recovery_s"] = round(max(0.0, back - recovered_at), 3) if back is not None else None
         figures.update(self.ping_figures(window_start, time.monotonic()))
-        passed = (figures["failover_s"] <= fail_bound and back is not None and steady
-                  and self.live_holders() == [back_to])
-        summary = (f"{expected} took the VIP {figures['failover_s']:.2f} s after {sick}'s service stopped; "
-                   + (f"{back_to} holds it {figures['recovery_s']:.2f} s after the service came back"
-                      if back is not None else f"after recovery holders are {self.live_holders()}"))
+        passed = (
+            figures["failover_s"] <= fail_bound and back is not None and steady and self.live_holders() == [back_to]
+        )
+        summary = f"{expected} took the VIP {figures['failover_s']:.2f} s after {sick}'s service stopped; " + (
+            f"{back_to} holds it {figures['recovery_s']:.2f} s after the service came back"
+            if back is not None
+            else f"after recovery holders are {self.live_holders()}"
+        )
         return self.record(DrillResult("health check", passed, summary, figures))
 
     def drill_rollout(self) -> DrillResult:
@@ -505,22 +578,32 @@ class LabRun:
         # advert for the handover's first gratuitous ARP to land.
         lowest = min(n.priority for n in target.nodes)
         bound = self.spec.skew(lowest) + self.spec.advert_interval
-        self.say(f"rollout: {target.label}; order {', '.join(target.rollout_order)}; "
-                 f"the longest ping gap must stay within {bound:.2f} s")
+        self.say(
+            f"rollout: {target.label}; order {', '.join(target.rollout_order)}; "
+            f"the longest ping gap must stay within {bound:.2f} s"
+        )
         window_start = time.monotonic() - 0.5
         self.event("rollout starts")
-        steps = []
+        steps: list[dict[str, Any]] = []
         for name in target.rollout_order:
             node = target.node(name)
             others = [n.address for n in target.nodes if n.name != name]
             self.event(f"drain {name}")
             notes = drain_node(access, name, node.address, target.vip, others)
             self.say(f"rollout: {'; '.join(notes)}")
+            if node.user_data is None or node.config_sha256 is None:
+                return self.record(DrillResult("rollout", False, f"{name} has no user data to roll out"))
             replaced_at = self.replace_node(name, node.user_data)
             try:
-                wait_in_service(access, name, node.address, node.config_sha256,
-                                timeout=60 + 10 * target.advert_interval,
-                                settle_seconds=target.master_down_interval(node.priority), poll=0.1)
+                wait_in_service(
+                    access,
+                    name,
+                    node.address,
+                    node.config_sha256,
+                    timeout=60 + 10 * target.advert_interval,
+                    settle_seconds=target.master_down_interval(node.priority),
+                    poll=0.1,
+                )
             except NodeNotInService as error:
                 return self.record(DrillResult("rollout", False, str(error), {"steps": steps}))
             in_service_s = time.monotonic() - replaced_at
@@ -532,22 +615,33 @@ class LabRun:
         expected = top if target.preempt else None
         settled = self.watcher.wait_for(
             lambda holders: len(holders) == 1 and (expected is None or holders == [expected]),
-            timeout=max(self.mdi(n.name) for n in target.nodes) + target.advert_interval + 5)
+            timeout=max(self.mdi(n.name) for n in target.nodes) + target.advert_interval + 5,
+        )
         steady = settled is not None and self.watcher.stable_for(2 * target.advert_interval)
         end = self.event("rollout ends")
         changes = self.watcher.changes_between(window_start, end)
         figures: dict[str, Any] = {
-            "change": target.label, "order": list(target.rollout_order), "steps": steps,
-            "holder": self.live_holders(), "transitions": len(changes), "bound_s": round(bound, 3),
+            "change": target.label,
+            "order": list(target.rollout_order),
+            "steps": steps,
+            "holder": self.live_holders(),
+            "transitions": len(changes),
+            "bound_s": round(bound, 3),
             "both_claimed_s": round(self._overlap(window_start, end), 3),
             **self.ping_figures(window_start, end),
         }
         holders = self.live_holders()
-        passed = (steady and len(holders) == 1 and (expected is None or holders == [expected])
-                  and figures["longest_ping_gap_s"] <= bound)
-        summary = (f"{', '.join(target.rollout_order)} replaced one at a time; {self.live_holders()} "
-                   f"hold(s) the VIP; longest ping gap {figures['longest_ping_gap_s']:.2f} s "
-                   f"(bound {bound:.2f} s), two holders for {figures['both_claimed_s']:.2f} s")
+        passed = (
+            steady
+            and len(holders) == 1
+            and (expected is None or holders == [expected])
+            and figures["longest_ping_gap_s"] <= bound
+        )
+        summary = (
+            f"{', '.join(target.rollout_order)} replaced one at a time; {self.live_holders()} "
+            f"hold(s) the VIP; longest ping gap {figures['longest_ping_gap_s']:.2f} s "
+            f"(bound {bound:.2f} s), two holders for {figures['both_claimed_s']:.2f} s"
+        )
         return self.record(DrillResult("rollout", passed, summary, figures))
 
     def _overlap(self, start: float, end: float) -> float:
@@ -563,7 +657,7 @@ class LabRun:
                 total, since = total + max(0.0, change.at - since), None
         return total + (end - since if since is not None else 0.0)
 
-    def drill_steady(self, seconds: Optional[float] = None) -> DrillResult:
+    def drill_steady(self, seconds: float | None = None) -> DrillResult:
         """Nothing happens but load: both cores busy, and no holder may change."""
         seconds = seconds if seconds is not None else self.steady_seconds
         self.restore()
@@ -580,10 +674,17 @@ class LabRun:
                 # namespaces kills a burner even if Ctrl-C lands before it is
                 # tracked; and with no inherited output, so it never holds the
                 # lab's pipes open.
-                burners.append(self.lab.track(subprocess.Popen(
-                    ["ip", "netns", "exec", self.topology.switch.namespace, sys.executable, "-c", burn],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True)))
+                burners.append(
+                    self.lab.track(
+                        subprocess.Popen(
+                            ["ip", "netns", "exec", self.topology.switch.namespace, sys.executable, "-c", burn],
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True,
+                        )
+                    )
+                )
             time.sleep(seconds)
         finally:
             for burner in burners:
@@ -591,12 +692,18 @@ class LabRun:
                 burner.wait()
         end = self.event("load ends")
         changes = self.watcher.changes_between(start, end)
-        figures: dict[str, Any] = {"seconds": seconds, "busy_processes": cores, "transitions": len(changes),
-                                   **self.ping_figures(start, end)}
+        figures: dict[str, Any] = {
+            "seconds": seconds,
+            "busy_processes": cores,
+            "transitions": len(changes),
+            **self.ping_figures(start, end),
+        }
         passed = not changes and len(holders) == 1 and self.live_holders() == holders
-        summary = (f"{len(changes)} holder changes in {seconds:g} s with {cores} cores busy; "
-                   f"pings {figures['pings_received']}/{figures['pings_sent']}, "
-                   f"longest gap {figures['longest_ping_gap_s']:.2f} s")
+        summary = (
+            f"{len(changes)} holder changes in {seconds:g} s with {cores} cores busy; "
+            f"pings {figures['pings_received']}/{figures['pings_sent']}, "
+            f"longest gap {figures['longest_ping_gap_s']:.2f} s"
+        )
         return self.record(DrillResult("steady under load", passed, summary, figures))
 
     def drill_notify(self) -> DrillResult:
@@ -609,11 +716,18 @@ class LabRun:
             entries = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
             masters = sum(1 for entry in entries if entry[1] == "MASTER")
             # The log lives on the node's disk: a replaced node's starts anew.
-            gains = sum(1 for change in self.watcher.changes
-                        if change.node == name and change.holds and change.at >= self.host_since[name])
+            gains = sum(
+                1
+                for change in self.watcher.changes
+                if change.node == name and change.holds and change.at >= self.host_since[name]
+            )
             failed = [entry for entry in entries if entry[2] != "0"]
-            figures[name] = {"runs": len(entries), "master_runs": masters, "vip_gains": gains,
-                             "states": sorted({entry[1] for entry in entries})}
+            figures[name] = {
+                "runs": len(entries),
+                "master_runs": masters,
+                "vip_gains": gains,
+                "states": sorted({entry[1] for entry in entries}),
+            }
             if masters != gains:
                 problems.append(f"{name} took the VIP {gains} times but the hook saw MASTER {masters} times")
             if not entries:
@@ -621,12 +735,13 @@ class LabRun:
             if failed:
                 problems.append(f"the command failed on {name}: {failed[0]}")
         summary = "; ".join(problems) or ", ".join(
-            f"{name}: {f['runs']} runs, MASTER {f['master_runs']}x" for name, f in figures.items())
+            f"{name}: {f['runs']} runs, MASTER {f['master_runs']}x" for name, f in figures.items()
+        )
         return self.record(DrillResult("notify hook", not problems, summary, figures))
 
     def finish(self) -> dict[str, Any]:
-        totals = self.pinger.totals() if self.pinger else None
-        if self.pinger:
+        totals = self._pinger.totals() if self._pinger else None
+        if self._pinger:
             self.pinger.stop()
         self.event("lab ends")
         for service in self.services.values():
@@ -650,18 +765,37 @@ DRILLS = {
     "rollout": LabRun.drill_rollout,
     "notify": LabRun.drill_notify,
 }
-DEFAULT_DRILLS = ("convergence", "graceful", "restart", "crash", "partition", "cascade", "health", "steady",
-                  "rollout", "notify")
+DEFAULT_DRILLS = (
+    "convergence",
+    "graceful",
+    "restart",
+    "crash",
+    "partition",
+    "cascade",
+    "health",
+    "steady",
+    "rollout",
+    "notify",
+)
 
 
-def applicable(drill: str, spec: LabSpec, rollout_to: Optional[LabSpec] = None) -> bool:
-    return {"cascade": len(spec.nodes) >= 3, "health": spec.health_check is not None,
-            "notify": spec.notify, "rollout": rollout_to is not None}.get(drill, True)
+def applicable(drill: str, spec: LabSpec, rollout_to: LabSpec | None = None) -> bool:
+    return {
+        "cascade": len(spec.nodes) >= 3,
+        "health": spec.health_check is not None,
+        "notify": spec.notify,
+        "rollout": rollout_to is not None,
+    }.get(drill, True)
 
 
-def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] = sys.stderr,
-               prefix: Optional[str] = None, steady_seconds: float = 20,
-               rollout_to: Optional[LabSpec] = None) -> dict[str, Any]:
+def run_drills(
+    spec: LabSpec,
+    drills=DEFAULT_DRILLS,
+    progress: TextIO | None = sys.stderr,
+    prefix: str | None = None,
+    steady_seconds: float = 20,
+    rollout_to: LabSpec | None = None,
+) -> dict[str, Any]:
     """Boots the spec in a fresh lab, runs the drills that apply to it in
     order, removes everything. Convergence always runs first (every other
     drill starts from a converged cluster), notify last (it reads the whole
@@ -669,8 +803,9 @@ def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] 
     unknown = set(drills) - set(DRILLS)
     if unknown:
         raise ValueError(f"unknown drills {sorted(unknown)}; known: {', '.join(DRILLS)}")
-    wanted = ["convergence"] + [d for d in drills
-                                if d not in ("convergence", "notify") and applicable(d, spec, rollout_to)]
+    wanted = ["convergence"] + [
+        d for d in drills if d not in ("convergence", "notify") and applicable(d, spec, rollout_to)
+    ]
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
@@ -684,15 +819,19 @@ def run_drills(spec: LabSpec, drills=DEFAULT_DRILLS, progress: Optional[TextIO] 
         finally:
             ping = run.finish()
         timeline = {
-            "changes": [(c.at - run.t0, c.node, c.holds) for c in run.watcher.changes] if run.watcher else [],
-            "replies": [t - run.t0 for t in run.pinger.replies] if run.pinger else [],
+            "changes": [(c.at - run.t0, c.node, c.holds) for c in run._watcher.changes] if run._watcher else [],
+            "replies": [t - run.t0 for t in run._pinger.replies] if run._pinger else [],
             "events": [(e.at - run.t0, e.label) for e in run.events],
             "nodes": [n.name for n in spec.by_priority()],
         }
     return {
         "label": spec.label,
-        "vrrp": {"mode": spec.mode, "version": spec.vrrp_version, "advert_int_s": spec.advert_interval,
-                 "nodes": {n.name: n.priority for n in spec.nodes}},
+        "vrrp": {
+            "mode": spec.mode,
+            "version": spec.vrrp_version,
+            "advert_int_s": spec.advert_interval,
+            "nodes": {n.name: n.priority for n in spec.nodes},
+        },
         "drills": {r.name: {"passed": r.passed, "summary": r.summary, **r.figures} for r in run.results},
         "ping": ping,
         "notes": run.notes,

@@ -17,6 +17,7 @@ and MAC (a Neutron port outlives the instances booted on it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,9 +25,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .netns import add_namespace, alive, delete_namespace, list_namespaces, run
 
@@ -51,8 +52,7 @@ class Switch:
         run(["ip", "-n", self.namespace, "addr", "add", self.gateway_cidr, "dev", BRIDGE])
         run(["ip", "-n", self.namespace, "link", "set", BRIDGE, "up"])
 
-    def plug(self, port: str, host: "NodeHost", address_cidr: str, gateway: str,
-             mac: Optional[str] = None) -> None:
+    def plug(self, port: str, host: NodeHost, address_cidr: str, gateway: str, mac: str | None = None) -> None:
         """A cable from the bridge to a host: the host's end is its NIC, which
         comes up configured as DHCP would configure it."""
         peer = ["peer", "name", host.nic] + (["address", mac] if mac else []) + ["netns", host.namespace]
@@ -76,8 +76,21 @@ class Switch:
         other port: the nodes stop hearing each other while their links stay
         up and the jumphost still reaches each of them."""
         for port in ports:
-            run(["ip", "netns", "exec", self.namespace,
-                 "bridge", "link", "set", "dev", port, "isolated", "on" if isolated else "off"])
+            run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace,
+                    "bridge",
+                    "link",
+                    "set",
+                    "dev",
+                    port,
+                    "isolated",
+                    "on" if isolated else "off",
+                ]
+            )
 
 
 class NodeHost:
@@ -92,9 +105,9 @@ class NodeHost:
         self.log_dir = root / "log"
         self.boots = 0
         # Set when the host is plugged into the switch.
-        self.address_cidr: Optional[str] = None
-        self.gateway: Optional[str] = None
-        self._holder: Optional[subprocess.Popen] = None
+        self.address_cidr: str | None = None
+        self.gateway: str | None = None
+        self._holder: subprocess.Popen | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -104,21 +117,33 @@ class NodeHost:
 
     def create(self) -> None:
         add_namespace(self.namespace)
-        for directory in (self.etc_upper, self.var_upper, self.home_upper, self.log_dir,
-                          self.root / "etc-work", self.root / "var-work", self.root / "home-work"):
+        for directory in (
+            self.etc_upper,
+            self.var_upper,
+            self.home_upper,
+            self.log_dir,
+            self.root / "etc-work",
+            self.root / "var-work",
+            self.root / "home-work",
+        ):
             directory.mkdir(parents=True, exist_ok=True)
 
     def configure_nic(self) -> None:
         """The NIC as it is after boot: up, with the port's own address and
         the default route, and nothing else (no VIP left from before)."""
+        if self.address_cidr is None or self.gateway is None:
+            raise RuntimeError(f"{self.name} is not plugged into the switch")
         run(["ip", "-n", self.namespace, "addr", "flush", "dev", self.nic])
         run(["ip", "-n", self.namespace, "addr", "add", self.address_cidr, "dev", self.nic])
         run(["ip", "-n", self.namespace, "link", "set", self.nic, "up"])
         run(["ip", "-n", self.namespace, "route", "replace", "default", "via", self.gateway, "dev", self.nic])
 
     def mac(self) -> str:
-        return run(["ip", "-n", self.namespace, "-o", "link", "show", "dev", self.nic]).stdout.split(
-            "link/ether ")[1].split()[0]
+        return (
+            run(["ip", "-n", self.namespace, "-o", "link", "show", "dev", self.nic])
+            .stdout.split("link/ether ")[1]
+            .split()[0]
+        )
 
     def start(self) -> None:
         """Boots the host: mounts the overlays and a fresh /run in a new mount
@@ -132,26 +157,48 @@ class NodeHost:
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.etc_upper},workdir={self.root}/etc-work /etc"
             f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.var_upper},workdir={self.root}/var-work /var"
             # cloud-init creates the image's default user, with a home.
-            f" && mount -t overlay overlay -o lowerdir=/home,upperdir={self.home_upper},workdir={self.root}/home-work /home"
+            f" && mount -t overlay overlay -o lowerdir=/home,upperdir={self.home_upper},"
+            f"workdir={self.root}/home-work /home"
             f" && mount --bind {self.run_dir} /run"
             f" && hostname {self.name}"
             " && exec sleep infinity"
         )
         self._holder = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace,
-             "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", mounts],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.namespace,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                mounts,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         # The holder is ready once the hostname inside has changed.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._holder.poll() is not None:
-                raise RuntimeError(f"{self.name}: host did not start: {self._holder.stderr.read().decode()}")
+                error = self._holder.stderr.read().decode() if self._holder.stderr else ""
+                raise RuntimeError(f"{self.name}: host did not start: {error}")
             probe = subprocess.run(self.enter(["hostname"]), capture_output=True, text=True)
             if probe.returncode == 0 and probe.stdout.strip() == self.name:
                 return
             time.sleep(0.02)
         raise RuntimeError(f"{self.name}: host did not come up within 10 s")
+
+    @property
+    def holder_pid(self) -> int:
+        if self._holder is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._holder.pid
 
     def enter(self, argv: Sequence[str]) -> list[str]:
         """The command line that runs argv on this host. (Also `command`.)"""
@@ -166,13 +213,11 @@ class NodeHost:
 
     def popen(self, argv: Sequence[str], log_name: str) -> subprocess.Popen:
         """Starts argv on the host; it is on the host (a reboot ends it) by the time this returns."""
-        log = open(self.log_dir / log_name, "ab")
-        try:
-            process = subprocess.Popen(self.enter(argv), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            log.close()
-        host_mounts = _mount_namespace(self._holder.pid)
+        with open(self.log_dir / log_name, "ab") as log:
+            process = subprocess.Popen(
+                self.enter(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        host_mounts = _mount_namespace(self.holder_pid)
         deadline = time.monotonic() + 5
         while _mount_namespace(process.pid) != host_mounts and process.poll() is None:
             if time.monotonic() > deadline:
@@ -184,14 +229,14 @@ class NodeHost:
         """Writes a file as the host sees it at `path` (under /etc or /var)."""
         for mount, upper in (("/etc/", self.etc_upper), ("/var/", self.var_upper)):
             if path.startswith(mount):
-                target = upper / path[len(mount):]
+                target = upper / path[len(mount) :]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
                 target.chmod(mode)
                 return
         raise ValueError(f"{path} is outside the host's writable /etc and /var")
 
-    def read_file(self, path: str) -> Optional[str]:
+    def read_file(self, path: str) -> str | None:
         result = self.run(["cat", path], check=False)
         return result.stdout if result.returncode == 0 else None
 
@@ -202,17 +247,18 @@ class NodeHost:
         mine = _mount_namespace(self._holder.pid)
         if mine is None:
             return []
-        return [int(entry) for entry in os.listdir("/proc")
-                if entry.isdigit() and _mount_namespace(int(entry)) == mine and alive(entry)]
+        return [
+            int(entry)
+            for entry in os.listdir("/proc")
+            if entry.isdigit() and _mount_namespace(int(entry)) == mine and alive(entry)
+        ]
 
     def stop(self) -> None:
         """Power off: every process on the host dies at once, and its mounts with them."""
         pids = self.processes()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self._holder is not None and self._holder.poll() is None:
             os.killpg(self._holder.pid, signal.SIGKILL)
         if self._holder is not None:
@@ -234,8 +280,7 @@ class NodeHost:
         self.start()
 
 
-
-def _mount_namespace(pid: int) -> Optional[str]:
+def _mount_namespace(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
@@ -255,7 +300,7 @@ class Lab:
     """Creates the hosts and removes every namespace, process and directory of
     this run on close, whatever happened before."""
 
-    def __init__(self, prefix: Optional[str] = None):
+    def __init__(self, prefix: str | None = None):
         self.prefix = prefix or new_run_prefix()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.processes: list[subprocess.Popen] = []
@@ -265,8 +310,15 @@ class Lab:
     def namespace(self, role: str) -> str:
         return f"{self.prefix}-{role}"
 
-    def build(self, gateway_cidr: str, prefix_length: int, gateway: str,
-              nodes: Sequence[tuple[str, str]], jumphost: tuple[str, str], nic: str) -> Topology:
+    def build(
+        self,
+        gateway_cidr: str,
+        prefix_length: int,
+        gateway: str,
+        nodes: Sequence[tuple[str, str]],
+        jumphost: tuple[str, str],
+        nic: str,
+    ) -> Topology:
         """nodes and jumphost: (name, address); every host's NIC is named nic."""
         switch = Switch(self.namespace("sw"), gateway_cidr)
         switch.create()
@@ -304,6 +356,8 @@ class Lab:
         new = NodeHost(name, old.namespace, old.nic, self.workdir / f"{name}.{self._replacements}")
         new.create()
         self._node_hosts.append(new)
+        if address_cidr is None or gateway is None:
+            raise RuntimeError(f"{name} was never plugged into the switch")
         topology.switch.plug(topology.ports[name], new, address_cidr, gateway, mac=mac)
         new.start()
         topology.nodes[name] = new
@@ -316,14 +370,10 @@ class Lab:
     def close(self) -> None:
         for process in self.processes:
             # The whole group, even if its leader is gone: children may outlive it.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         for host in self._node_hosts:
             host.stop()
         for namespace in list_namespaces():
@@ -331,7 +381,7 @@ class Lab:
                 delete_namespace(namespace)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -339,9 +389,20 @@ class Lab:
 
 
 def leftovers(prefix: str) -> dict[str, list[str]]:
-    """What of a run is still on the machine: namespaces and keepalived processes in them."""
+    """What of one run is still on the machine: its namespaces, and every
+    live process it started (in those namespaces, or holding a file of its
+    directory open, as each of its keepalived, sshd and service processes
+    holds its log). Nothing else on the machine is counted."""
     namespaces = [n for n in list_namespaces() if n.startswith(f"{prefix}-")]
-    processes = []
+    processes: set[str] = set()
     for namespace in namespaces:
-        processes += run(["ip", "netns", "pids", namespace], check=False).stdout.split()
-    return {"namespaces": namespaces, "processes": processes}
+        processes |= set(run(["ip", "netns", "pids", namespace], check=False).stdout.split())
+    workdir = f"{tempfile.gettempdir()}/{prefix}-"
+    for pid in (entry for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            opened = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        if alive(pid) and any(path.startswith(workdir) for path in opened):
+            processes.add(pid)
+    return {"namespaces": namespaces, "processes": sorted(processes)}

@@ -6,22 +6,21 @@ run made and nothing else on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 
 class CommandFailed(RuntimeError):
     pass
 
 
-def run(argv: Sequence[str], check: bool = True, timeout: float = 30, input: Optional[str] = None):
-    result = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, input=input
-    )
+def run(argv: Sequence[str], check: bool = True, timeout: float = 30, input: str | None = None):
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=input)
     if check and result.returncode != 0:
         raise CommandFailed(
             f"{shlex.join(argv)} exited {result.returncode}: {(result.stderr or result.stdout).strip()}"
@@ -43,10 +42,8 @@ def delete_namespace(name: str) -> None:
     # Processes still inside would keep the namespace's links alive.
     pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
-            pass
     # Wait until they are dead (gone, or zombies waiting for their parent).
     deadline = time.monotonic() + 5
     for pid in pids:
@@ -64,7 +61,7 @@ def alive(pid) -> bool:
         return False
 
 
-def in_namespace(namespace: str, argv: Sequence[str], binds: Optional[Mapping[str, str]] = None) -> list[str]:
+def in_namespace(namespace: str, argv: Sequence[str], binds: Mapping[str, str] | None = None) -> list[str]:
     """The command line that runs argv inside the namespace, in a private
     mount namespace where each bind target shows the given source instead."""
     prefix = ["ip", "netns", "exec", namespace]
@@ -74,8 +71,15 @@ def in_namespace(namespace: str, argv: Sequence[str], binds: Optional[Mapping[st
         f"mount --bind {shlex.quote(str(source))} {shlex.quote(str(target))}" for target, source in binds.items()
     )
     return prefix + [
-        "unshare", "--mount", "--propagation", "private",
-        "sh", "-c", f'{mounts} && exec "$@"', "sh", *argv,
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'{mounts} && exec "$@"',
+        "sh",
+        *argv,
     ]
 
 
@@ -84,11 +88,12 @@ class ProbeHost:
     and a default route: enough for `keepalived -t` and the interface
     detection. The peer end stays inside the namespace too."""
 
-    def __init__(self, name: str, interface: str = "ens3", address: str = "192.168.0.11/24",
-                 gateway: Optional[str] = "192.168.0.1"):
+    def __init__(
+        self, name: str, interface: str = "ens3", address: str = "192.168.0.11/24", gateway: str | None = "192.168.0.1"
+    ):
         self.name, self.interface, self.address, self.gateway = name, interface, address, gateway
 
-    def __enter__(self) -> "ProbeHost":
+    def __enter__(self) -> ProbeHost:
         add_namespace(self.name)
         try:
             peer = "peer0" if self.interface != "peer0" else "peer1"
@@ -106,7 +111,9 @@ class ProbeHost:
     def __exit__(self, *exc) -> None:
         delete_namespace(self.name)
 
-    def run(self, argv: Sequence[str], binds: Optional[Mapping[str, Path]] = None, check: bool = False,
-            timeout: float = 30):
-        return run(in_namespace(self.name, argv, {k: str(v) for k, v in (binds or {}).items()}),
-                   check=check, timeout=timeout)
+    def run(
+        self, argv: Sequence[str], binds: Mapping[str, Path] | None = None, check: bool = False, timeout: float = 30
+    ):
+        return run(
+            in_namespace(self.name, argv, {k: str(v) for k, v in (binds or {}).items()}), check=check, timeout=timeout
+        )

@@ -3,7 +3,8 @@ machines, and a PNG timeline for people."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # The figures worth a column, in the order a reader asks for them.
 COLUMNS = (
@@ -44,14 +45,20 @@ def format_table(result: dict[str, Any]) -> str:
     header = [title for _, title in COLUMNS]
     body = rows(result)
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-             for line in [header, ["-" * w for w in widths], *body]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in [header, ["-" * w for w in widths], *body]
+    ]
     vrrp = result["vrrp"]
     ping = result["ping"]
-    title = (f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
-             f"nodes {', '.join(f'{n}/{p}' for n, p in vrrp['nodes'].items())}")
-    footer = (f"pings from the jumphost over the whole run: {ping['received']}/{ping['sent']} answered, "
-              f"longest gap {ping['longest_gap_s']:.2f} s")
+    title = (
+        f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
+        f"nodes {', '.join(f'{n}/{p}' for n, p in vrrp['nodes'].items())}"
+    )
+    footer = (
+        f"pings from the jumphost over the whole run: {ping['received']}/{ping['sent']} answered, "
+        f"longest gap {ping['longest_gap_s']:.2f} s"
+    )
     verdict = "all drills passed" if result["passed"] else "SOME DRILLS FAILED"
     return "\n".join([title, *lines, footer, verdict])
 
@@ -69,8 +76,12 @@ def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(results), 1, figsize=(14, 2.2 + 1.1 * max(len(r["timeline"]["nodes"]) for r in results)
-                                                       * len(results)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(results),
+        1,
+        figsize=(14, 2.2 + 1.1 * max(len(r["timeline"]["nodes"]) for r in results) * len(results)),
+        squeeze=False,
+    )
     for axis, result in zip(axes[:, 0], results):
         timeline = result["timeline"]
         nodes = timeline["nodes"]
@@ -105,8 +116,11 @@ def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
         axis.set_xlim(0, end)
         axis.set_xlabel("seconds since the lab started")
         vrrp = result["vrrp"]
-        axis.set_title(f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s"
-                       f" — {'all drills passed' if result['passed'] else 'some drills FAILED'}", fontsize=10)
+        axis.set_title(
+            f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s"
+            f" — {'all drills passed' if result['passed'] else 'some drills FAILED'}",
+            fontsize=10,
+        )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from ..rendering import KEEPALIVED_CONF_PATH
 from ..addressing import default_gateway
-from ..settings import DEFAULTS, master_down_interval, parse_settings, skew
 from ..evaluate import Deployment, run_program
 from ..fake_openstack import FakeCloud
+from ..rendering import KEEPALIVED_CONF_PATH
+from ..settings import DEFAULTS, master_down_interval, parse_settings, skew
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # The name a cloud VM's first NIC has on the procedure's Ubuntu image.
@@ -25,11 +25,11 @@ class LabNode:
     priority: int
     address: str
     # The node configures itself from user data (the stack) ...
-    user_data: Optional[str] = None
+    user_data: str | None = None
     # ... or somebody writes its files by hand (the reference procedure).
     files: dict[str, str] = field(default_factory=dict)
     # What the rollout's gate expects of the node's keepalived.conf.
-    config_sha256: Optional[str] = None
+    config_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class LabSpec:
     mode: str
     preempt: bool = True
     # (interval, fall, rise) of the tracked health check, if any.
-    health_check: Optional[tuple[int, int, int]] = None
+    health_check: tuple[int, int, int] | None = None
     notify: bool = False
     # The order in which an update replaces the nodes, as the program chains
     # them (each instance depends on the previous node's gate).
@@ -66,7 +66,7 @@ class LabSpec:
         return master_down_interval(self.vrrp_version, self.advert_interval, priority)
 
 
-def lab_cloud(config: dict[str, Any], running: Optional[LabSpec] = None) -> FakeCloud:
+def lab_cloud(config: dict[str, Any], running: LabSpec | None = None) -> FakeCloud:
     """A stand-in cloud for the config: its external network, its image, and,
     when the stack uses an existing subnet, one named as configured with
     subnetCidr; with `running`, that deployment's nodes and jumphost are up
@@ -95,13 +95,15 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
     nodes = []
     for node_output in deployment.outputs["nodes"]:
         instance = deployment.called(node_output["name"], "Instance")
-        nodes.append(LabNode(
-            name=node_output["name"],
-            priority=node_output["priority"],
-            address=node_output["ipAddress"],
-            user_data=instance.input("userData"),
-            config_sha256=deployment.gates()[node_output["name"]].input("configSha256"),
-        ))
+        nodes.append(
+            LabNode(
+                name=node_output["name"],
+                priority=node_output["priority"],
+                address=node_output["ipAddress"],
+                user_data=instance.input("userData"),
+                config_sha256=deployment.gates()[node_output["name"]].input("configSha256"),
+            )
+        )
     jumphost_port = deployment.called(f"{settings.jumphost_name}-port", "Port")
     # The created subnet, or (createNetwork=false) the one lab_cloud stood in with.
     subnets = deployment.of_type("Subnet")
@@ -123,7 +125,8 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
         preempt=settings.vrrp.preempt,
         health_check=(
             (settings.vrrp.health_check.interval, settings.vrrp.health_check.fall, settings.vrrp.health_check.rise)
-            if settings.vrrp.health_check else None
+            if settings.vrrp.health_check
+            else None
         ),
         notify=settings.vrrp.notify_command is not None,
         rollout_order=declared_rollout_order(deployment),
@@ -141,15 +144,14 @@ def declared_rollout_order(deployment: Deployment) -> tuple[str, ...]:
         after[node] = waits_for[0] if waits_for else None
     order: list[str] = []
     while len(order) < len(after):
-        ready = [name for name, before in after.items()
-                 if name not in order and (before is None or before in order)]
+        ready = [name for name, before in after.items() if name not in order and (before is None or before in order)]
         if not ready:
             raise ValueError(f"the nodes' rollout chain has a cycle: {after}")
         order.extend(sorted(ready))
     return tuple(order)
 
 
-def stack_spec(config: dict[str, Any], label: str = "stack", running: Optional[LabSpec] = None) -> LabSpec:
+def stack_spec(config: dict[str, Any], label: str = "stack", running: LabSpec | None = None) -> LabSpec:
     """Evaluates the program with this config (against `running`, a
     deployment that is up) and takes what it declares."""
     return spec_from_deployment(config, run_program(config, lab_cloud(config, running)), label)
@@ -164,6 +166,7 @@ def rollout_spec(config: dict[str, Any], changes: dict[str, Any], before: LabSpe
 def reference_spec(password: str) -> LabSpec:
     """The reference procedure's two VMs, configured by hand with its own
     keepalived.conf files (multicast, advert_int 1, PASS)."""
+
     def conf(name: str) -> str:
         return (REFERENCE_DIR / f"{name}.conf").read_text().replace("<authentication password>", password)
 

@@ -25,9 +25,16 @@ LAB_PATH = f"{LAB_BIN}:{DEFAULT_PATH}"
 
 def default_user(host: NodeHost) -> str:
     """The user cloud-init made from the image's default_user (debian, ubuntu...)."""
-    listing = host.run(["sh", "-c", "grep -l . /etc/sudoers.d/90-cloud-init-users && "
-                                    "sed -n 's/^\\([a-z_][a-z0-9_-]*\\) ALL=.*/\\1/p' "
-                                    "/etc/sudoers.d/90-cloud-init-users"], check=False).stdout.split()
+    listing = host.run(
+        [
+            "sh",
+            "-c",
+            "grep -l . /etc/sudoers.d/90-cloud-init-users && "
+            "sed -n 's/^\\([a-z_][a-z0-9_-]*\\) ALL=.*/\\1/p' "
+            "/etc/sudoers.d/90-cloud-init-users",
+        ],
+        check=False,
+    ).stdout.split()
     users = [word for word in listing if not word.startswith("/")]
     if not users:
         raise RuntimeError(f"{host.name}: cloud-init created no default user")
@@ -42,22 +49,38 @@ def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
     home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
     host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
     host.write_file(f"/etc/keepalived-vip-lab/{user}.pub", public_key.strip() + "\n")
-    host.run(["install", "-m", "0600", "-o", user, "-g", user, f"/etc/keepalived-vip-lab/{user}.pub",
-              f"{home}/.ssh/authorized_keys"])
+    host.run(
+        [
+            "install",
+            "-m",
+            "0600",
+            "-o",
+            user,
+            "-g",
+            user,
+            f"/etc/keepalived-vip-lab/{user}.pub",
+            f"{home}/.ssh/authorized_keys",
+        ]
+    )
     install_systemctl(host)
-    host.write_file(SSHD_CONFIG, "\n".join([
-        f"ListenAddress {address}",
-        "HostKey /etc/ssh/ssh_host_ed25519_key",
-        "HostKey /etc/ssh/ssh_host_rsa_key",
-        "PidFile /run/sshd.pid",
-        # PAM lets a cloud-init user with a locked password log in with a key, as on a VM.
-        "UsePAM yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "AllowTcpForwarding yes",
-        f"SetEnv PATH={LAB_PATH}",
-        "",
-    ]))
+    host.write_file(
+        SSHD_CONFIG,
+        "\n".join(
+            [
+                f"ListenAddress {address}",
+                "HostKey /etc/ssh/ssh_host_ed25519_key",
+                "HostKey /etc/ssh/ssh_host_rsa_key",
+                "PidFile /run/sshd.pid",
+                # PAM lets a cloud-init user with a locked password log in with a key, as on a VM.
+                "UsePAM yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "AllowTcpForwarding yes",
+                f"SetEnv PATH={LAB_PATH}",
+                "",
+            ]
+        ),
+    )
     track(host.popen(["/usr/sbin/sshd", "-D", "-e", "-f", SSHD_CONFIG], "sshd.log"))
     return user
 
@@ -67,16 +90,18 @@ def install_systemctl(host: NodeHost) -> None:
     and of sudo, as the real one is on a VM."""
     # is-active is answered here, so that any user may ask, as with systemd;
     # starting and stopping take root (sudo) and the lab's Python.
-    systemctl = "\n".join([
-        "#!/bin/sh",
-        'if [ "$1" = is-active ] && [ "${2%.service}" = keepalived ]; then',
-        '    pid=$(cat /run/keepalived.pid 2>/dev/null)',
-        '    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo active; exit 0; fi',
-        "    echo inactive; exit 3",
-        "fi",
-        f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))} exec {shlex.quote(sys.executable)} "
-        '-m vip_stack.lab.systemctl "$@"',
-        "",
-    ])
+    systemctl = "\n".join(
+        [
+            "#!/bin/sh",
+            'if [ "$1" = is-active ] && [ "${2%.service}" = keepalived ]; then',
+            "    pid=$(cat /run/keepalived.pid 2>/dev/null)",
+            '    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo active; exit 0; fi',
+            "    echo inactive; exit 3",
+            "fi",
+            f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))} exec {shlex.quote(sys.executable)} "
+            '-m vip_stack.lab.systemctl "$@"',
+            "",
+        ]
+    )
     host.write_file(f"{LAB_BIN}/systemctl", systemctl, 0o755)
     host.write_file("/etc/sudoers.d/keepalived-vip-lab", f'Defaults secure_path="{LAB_PATH}"\n', 0o440)

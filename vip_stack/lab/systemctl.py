@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from .boot import DROPIN_DIR, UNIT_PATHS, BootFailed, plan_start
 from .netns import alive
@@ -26,7 +25,7 @@ LOG_FILE = Path("/var/log/keepalived-lab.log")
 UNIT = "keepalived"
 
 
-def running_pid() -> Optional[int]:
+def running_pid() -> int | None:
     try:
         pid = int(PID_FILE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -36,7 +35,7 @@ def running_pid() -> Optional[int]:
     return pid if alive(pid) else None
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     return Path(path).read_text() if Path(path).exists() else None
 
 
@@ -60,8 +59,9 @@ def start() -> int:
             print(f"keepalived.service: ExecStartPre {' '.join(argv)} failed", file=sys.stderr)
             return 1
     with open(LOG_FILE, "ab") as log:
-        subprocess.Popen(plan.start, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(
+            plan.start, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if running_pid():
