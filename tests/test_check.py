@@ -12,8 +12,10 @@ import pytest
 
 from vip_stack.check import CheckError, parse_outputs
 from vip_stack.lab.drills import LabRun
-from vip_stack.lab.hosts import Lab
-from vip_stack.lab.scenario import stack_spec
+from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
+from vip_stack.lab.scenario import rollout_spec, stack_spec
+from vip_stack.remote import RemoteError, Ssh
+from vip_stack.rollout import SshAccess
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
@@ -122,3 +124,74 @@ def test_an_unreachable_jumphost_is_explained(deployment):
     code, report, raw = check(deployment, outputs=path)
     assert code == 1
     assert "cannot reach the jumphost (192.168.0.200) on port 22" in report["failures"][0]
+
+
+class RouterSsh(Ssh):
+    """OpenSSH from the lab's router namespace, the user's side of the jumphost."""
+
+    namespace = ""
+
+    def _base(self) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *super()._base()]
+
+
+def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_does(tmp_path):
+    """The gate's own SSH path: OpenSSH through the jumphost with the user's
+    ssh config, whose known_hosts checks strictly. Every replaced node comes
+    back with a new host key; the rollout keeps the nodes' keys apart and
+    still checks the jumphost's."""
+    from .conftest import _need
+
+    _need("sshd", "ssh", "keepalived", "cloud-init", root=True)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    spec = stack_spec(EXAMPLE_CONFIG)
+    target = rollout_spec(EXAMPLE_CONFIG, {"virtualRouterId": 17}, spec)
+    prefix = new_run_prefix()
+    with Lab(prefix=prefix) as lab:
+        run = LabRun(spec, lab, progress=None, rollout_to=target)
+        run.boot()
+        user = run.enable_ssh((tmp_path / "id_ed25519.pub").read_text())
+        assert run.drill_convergence().passed
+        known_hosts = tmp_path / "known_hosts"
+        config = tmp_path / "ssh_config"
+
+        def ssh_config(checking: str) -> None:
+            config.write_text(
+                f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
+                f"  StrictHostKeyChecking {checking}\n  LogLevel ERROR\n"
+            )
+
+        ssh = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
+        ssh.namespace = run.topology.switch.namespace
+        ssh_config("accept-new")  # the user has logged in once: every key is known
+        for node in spec.nodes:
+            assert ssh.run(ssh.on_node(node.address, "true"), host=node.name).returncode == 0
+        ssh_config("yes")
+        steps = iter(range(100))
+
+        def access_per_step() -> SshAccess:
+            # As the gate does: a known_hosts of its own for every create or delete.
+            step = RouterSsh(
+                spec.jumphost_address,
+                user=user,
+                config_file=str(config),
+                node_known_hosts=str(tmp_path / f"rollout-{next(steps)}-known_hosts"),
+            )
+            step.namespace = ssh.namespace
+            return SshAccess(step)
+
+        run.node_access = access_per_step
+
+        result = run.drill_rollout()
+
+        assert result.passed, result.summary
+        assert [step["node"] for step in result.figures["steps"]] == ["kld-vm-2", "kld-vm-1"]
+        for step in result.figures["steps"]:
+            assert "keepalived stopped" in step["drain"][0], step["drain"]
+        # With the user's own known_hosts the replaced node's new key is refused.
+        plain = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
+        plain.namespace = ssh.namespace
+        with pytest.raises(RemoteError, match="host key"):
+            plain.run(plain.on_node(spec.node("kld-vm-1").address, "true"), host="kld-vm-1")
+    assert leftovers(prefix) == {"namespaces": [], "processes": []}

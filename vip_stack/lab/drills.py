@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from ..observe import Pinger, VipWatcher
 from ..rendering import GARP
-from ..rollout import NodeNotInService, drain_node, wait_in_service
+from ..rollout import NodeAccess, NodeNotInService, drain_node, wait_in_service
 from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
@@ -83,6 +83,9 @@ class LabRun:
         self.rollout_to = rollout_to
         # Node name -> when its current host booted (a replaced node's is new).
         self.host_since: dict[str, float] = {}
+        # How the rollout drill reaches the nodes, one access per step as the
+        # gate makes one per create or delete; None: LabAccess.
+        self.node_access: Callable[[], NodeAccess] | None = None
         self.steady_seconds = steady_seconds
         self.progress_stream = progress
         self.t0 = time.monotonic()
@@ -573,7 +576,12 @@ class LabRun:
         if target is None:
             return self.record(DrillResult("rollout", False, "no config change to roll out"))
         self.restore()
-        access = LabAccess(self.topology)
+
+        # As `pulumi up` reaches the nodes when a test set it (OpenSSH through
+        # the jumphost), else a shell on the node.
+        def access() -> NodeAccess:
+            return self.node_access() if self.node_access else LabAccess(self.topology)
+
         # A drained master hands over after the next one's skew; add one
         # advert for the handover's first gratuitous ARP to land.
         lowest = min(n.priority for n in target.nodes)
@@ -589,14 +597,14 @@ class LabRun:
             node = target.node(name)
             others = [n.address for n in target.nodes if n.name != name]
             self.event(f"drain {name}")
-            notes = drain_node(access, name, node.address, target.vip, others)
+            notes = drain_node(access(), name, node.address, target.vip, others)
             self.say(f"rollout: {'; '.join(notes)}")
             if node.user_data is None or node.config_sha256 is None:
                 return self.record(DrillResult("rollout", False, f"{name} has no user data to roll out"))
             replaced_at = self.replace_node(name, node.user_data)
             try:
                 wait_in_service(
-                    access,
+                    access(),
                     name,
                     node.address,
                     node.config_sha256,

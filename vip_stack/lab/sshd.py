@@ -21,6 +21,7 @@ SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_PATH = f"{LAB_BIN}:{DEFAULT_PATH}"
+HOST_KEYS_MADE = "/etc/keepalived-vip-lab/host-keys-made"
 
 
 def default_user(host: NodeHost) -> str:
@@ -44,7 +45,13 @@ def default_user(host: NodeHost) -> str:
 def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
     """Starts sshd on the host; returns the login that accepts public_key."""
     user = default_user(host)
-    host.run(["ssh-keygen", "-A"])
+    # Host keys of its own, as a new VM makes at first boot (the machine's
+    # would show through the /etc overlay otherwise); a reboot keeps them.
+    # Done inside the host: files made behind a mounted overlay's back may
+    # stay unseen in it.
+    host.run(["sh", "-c", f"test -e {HOST_KEYS_MADE} || {{ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub"
+                          f" && ssh-keygen -A && mkdir -p {shlex.quote(str(Path(HOST_KEYS_MADE).parent))}"
+                          f" && touch {HOST_KEYS_MADE}; }}"])
     (host.run_dir / "sshd").mkdir(mode=0o755, exist_ok=True)
     home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
     host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
