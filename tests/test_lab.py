@@ -26,7 +26,7 @@ from vip_stack.lab.boot import (
 from vip_stack.lab.drills import run_drills
 from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
 from vip_stack.lab.netns import delete_namespace, list_namespaces
-from vip_stack.lab.report import format_table
+from vip_stack.lab.report import format_table, label_lanes
 from vip_stack.lab.scenario import reference_spec, rollout_spec, stack_spec
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
@@ -325,3 +325,10 @@ def test_ctrl_c_removes_everything(lab_ready):
     assert after <= before, f"left behind: {after - before}"
     busy = subprocess.run(["pgrep", "-f", "while time.monotonic"], capture_output=True, text=True).stdout.split()
     assert not busy, "a CPU burner of the steady drill outlived the lab"
+
+
+def test_timeline_labels_of_events_close_in_time_stack_instead_of_overlapping():
+    events = [(10.0, "drain kld-vm-2"), (10.1, "replace kld-vm-2"), (10.2, "start kld-vm-2"), (60.0, "heal")]
+    lanes = label_lanes(events, seconds_per_char=0.5)
+    assert lanes[:3] == [0, 1, 2], "each label of the burst gets its own line"
+    assert lanes[3] == 0, "a label far from the others goes back to the first line"

@@ -68,6 +68,34 @@ def machine_readable(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key != "timeline"}
 
 
+def _end(timeline: dict[str, Any]) -> float:
+    """The timeline's last moment, plus a second of margin."""
+    moments = [t for t, *_ in timeline["changes"]] + timeline["replies"] + [e[0] for e in timeline["events"]]
+    return max(moments + [1]) + 1
+
+
+# How many 7-point characters fit across the plot, and how far apart (in
+# rows) two lines of labels stand.
+LABEL_CHARS_ACROSS = 190
+LANE_HEIGHT = 0.3
+
+
+def label_lanes(events: Sequence[tuple[float, str]], seconds_per_char: float) -> list[int]:
+    """A line for each event's label, the lowest where it overlaps no label
+    already placed: labels of events close in time stack instead of
+    overprinting each other."""
+    lane_ends: list[float] = []
+    lanes = []
+    for at, label in events:
+        width = (len(label) + 1) * seconds_per_char
+        lane = next((i for i, busy_until in enumerate(lane_ends) if busy_until <= at), len(lane_ends))
+        if lane == len(lane_ends):
+            lane_ends.append(0.0)
+        lane_ends[lane] = at + width
+        lanes.append(lane)
+    return lanes
+
+
 def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
     """One panel per run: a bar per node while it holds the VIP, the pings
     that came back, gaps in red, and the drills' actions as labelled lines."""
@@ -76,17 +104,15 @@ def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(
-        len(results),
-        1,
-        figsize=(14, 2.2 + 1.1 * max(len(r["timeline"]["nodes"]) for r in results) * len(results)),
-        squeeze=False,
+    ends = [_end(result["timeline"]) for result in results]
+    lanes_of = [label_lanes(r["timeline"]["events"], end / LABEL_CHARS_ACROSS) for r, end in zip(results, ends)]
+    rows_per_panel = max(
+        len(r["timeline"]["nodes"]) + LANE_HEIGHT * max(lanes, default=0) for r, lanes in zip(results, lanes_of)
     )
-    for axis, result in zip(axes[:, 0], results):
+    figure, axes = plt.subplots(len(results), 1, figsize=(14, 2.2 + 1.1 * rows_per_panel * len(results)), squeeze=False)
+    for axis, result, end, lanes in zip(axes[:, 0], results, ends, lanes_of):
         timeline = result["timeline"]
         nodes = timeline["nodes"]
-        end = max([t for t, *_ in timeline["changes"]] + timeline["replies"] + [e[0] for e in timeline["events"]] + [1])
-        end += 1
         rows_ = {name: len(nodes) - i for i, name in enumerate(nodes)}
         for name in nodes:
             held_since = None
@@ -107,12 +133,12 @@ def plot_timeline(results: Sequence[dict[str, Any]], path: str) -> None:
             if b - a > gap_threshold:
                 axis.broken_barh([(a, b - a)], (-0.35, 0.7), color="tab:red")
                 axis.annotate(f"{b - a:.2f} s", (b, 0.4), fontsize=7, color="tab:red")
-        for at, label in timeline["events"]:
+        for (at, label), lane in zip(timeline["events"], lanes):
             axis.axvline(at, color="grey", linestyle=":", linewidth=0.8)
-            axis.annotate(label, (at, len(nodes) + 0.45), rotation=0, fontsize=7, color="dimgrey")
+            axis.annotate(label, (at, len(nodes) + 0.45 + LANE_HEIGHT * lane), fontsize=7, color="dimgrey")
         axis.set_yticks([0] + [rows_[n] for n in nodes])
         axis.set_yticklabels(["pings (red: lost)"] + [f"{n} holds VIP" for n in nodes])
-        axis.set_ylim(-0.8, len(nodes) + 0.9)
+        axis.set_ylim(-0.8, len(nodes) + 0.9 + LANE_HEIGHT * max(lanes, default=0))
         axis.set_xlim(0, end)
         axis.set_xlabel("seconds since the lab started")
         vrrp = result["vrrp"]
