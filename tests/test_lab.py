@@ -23,7 +23,7 @@ from vip_stack.lab.boot import (
     parse_unit,
     write_by_hand,
 )
-from vip_stack.lab.drills import run_drills
+from vip_stack.lab.drills import Stress, run_drills
 from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
 from vip_stack.lab.netns import delete_namespace, list_namespaces
 from vip_stack.lab.report import format_table, label_lanes
@@ -254,11 +254,14 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     # until the last old node is gone.
     result = run_drills(
         spec,
-        drills=["graceful", "crash", "health", "steady", "rollout", "notify"],
+        drills=["graceful", "crash", "health", "steady", "stress", "rollout", "notify"],
         progress=None,
         prefix=lab_ready,
         steady_seconds=5,
         rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec),
+        # Two stalls of the holder, 250 ms each, with 5% of packets lost: the
+        # master down interval (0.73 s) outlasts them.
+        stress=Stress(seconds=7, loss_percent=5, stall_ms=250, stall_every=2),
     )
     print(format_table(result))
     drills = result["drills"]
@@ -270,6 +273,8 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     assert health["failover_s"] <= (2 + 1) * 1 + spec.master_down_interval(90)
     assert health["recovery_s"] is not None, "the node whose service came back takes the VIP again"
     assert drills["steady under load"]["transitions"] == 0
+    stress = drills["stress"]
+    assert stress["stalls"] >= 2 and stress["transitions"] == 0, stress["summary"]
     assert_rolled_out_one_at_a_time(drills["rollout"], spec)
     notify = drills["notify hook"]
     assert notify["kld-vm-1"]["master_runs"] == notify["kld-vm-1"]["vip_gains"] >= 1

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..evaluate import EXAMPLE_STACK_FILE
 from ..plan import stack_config
 from ..settings import DEFAULTS, InvalidConfig
-from .drills import DEFAULT_DRILLS, run_drills
+from .drills import DEFAULT_DRILLS, Stress, run_drills
 from .report import format_table, machine_readable, plot_timeline
 from .scenario import rollout_spec, stack_spec
 
@@ -58,6 +58,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--steady-seconds", type=float, default=20, help="how long the steady drill keeps both cores busy (default 20)"
     )
+    parser.add_argument("--stress-seconds", type=float, default=60, help="how long the stress drill lasts (default 60)")
+    parser.add_argument(
+        "--stress-loss", type=float, default=1, help="percent of every node's incoming packets dropped (default 1)"
+    )
+    parser.add_argument(
+        "--stress-stall-ms", type=int, default=250, help="how long the holder is frozen every 3 s (default 250)"
+    )
     parser.add_argument(
         "--rollout",
         metavar="KEY=VALUE",
@@ -93,6 +100,7 @@ def main(argv=None) -> int:
             drills=[d.strip() for d in args.drills.split(",") if d.strip()],
             steady_seconds=args.steady_seconds,
             rollout_to=rollout_to,
+            stress=Stress(seconds=args.stress_seconds, loss_percent=args.stress_loss, stall_ms=args.stress_stall_ms),
         )
     except KeyboardInterrupt:
         print("interrupted: every namespace and process of the lab was removed", file=sys.stderr)

@@ -5,12 +5,14 @@ timers (master down interval = 3 x advert_int + skew), never tuned constants.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -39,6 +41,17 @@ class DrillResult:
 class Event:
     at: float
     label: str
+
+
+@dataclass(frozen=True)
+class Stress:
+    """The stress drill's bad day."""
+
+    seconds: float = 60
+    loss_percent: float = 1
+    stall_ms: int = 250
+    # A stall every this many seconds.
+    stall_every: float = 3
 
 
 @dataclass
@@ -77,8 +90,10 @@ class LabRun:
         progress: TextIO | None = sys.stderr,
         steady_seconds: float = 20,
         rollout_to: LabSpec | None = None,
+        stress: Stress | None = None,
     ):
         self.spec, self.lab = spec, lab
+        self.stress = stress or Stress()
         # What `pulumi up` declares after a config change, for the rollout drill.
         self.rollout_to = rollout_to
         # Node name -> when its current host booted (a replaced node's is new).
@@ -665,14 +680,10 @@ class LabRun:
                 total, since = total + max(0.0, change.at - since), None
         return total + (end - since if since is not None else 0.0)
 
-    def drill_steady(self, seconds: float | None = None) -> DrillResult:
-        """Nothing happens but load: both cores busy, and no holder may change."""
-        seconds = seconds if seconds is not None else self.steady_seconds
-        self.restore()
-        holders = self.live_holders()
+    @contextlib.contextmanager
+    def busy_cores(self, seconds: float) -> Iterator[int]:
+        """Every core kept busy while the block runs; yields how many."""
         cores = os.cpu_count() or 1
-        self.say(f"steady: {cores} busy processes for {seconds:g} s; the VIP must stay on {holders}")
-        start = self.event(f"load x{cores}")
         # Each burner stops by itself after the drill even if nobody kills it.
         burn = f"import time\nend = time.monotonic() + {seconds + 5}\nwhile time.monotonic() < end: pass\n"
         burners: list[subprocess.Popen] = []
@@ -693,11 +704,90 @@ class LabRun:
                         )
                     )
                 )
-            time.sleep(seconds)
+            yield cores
         finally:
             for burner in burners:
                 burner.kill()
                 burner.wait()
+
+    @contextlib.contextmanager
+    def packet_loss(self, percent: float) -> Iterator[None]:
+        """Drops `percent` of every node's incoming packets (nftables: this
+        kernel has no netem), VRRP adverts included."""
+        table = "vlstress"
+        rules = (
+            f"add table inet {table}\n"
+            f"add chain inet {table} input {{ type filter hook input priority 0 ; }}\n"
+            f"add rule inet {table} input numgen random mod 1000 < {round(percent * 10)} drop\n"
+        )
+        namespaces = [host.namespace for host in self.topology.nodes.values()] if percent > 0 else []
+        try:
+            for namespace in namespaces:
+                run_command(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=rules)
+            yield
+        finally:
+            for namespace in namespaces:
+                run_command(["ip", "netns", "exec", namespace, "nft", "delete", "table", "inet", table], check=False)
+
+    def drill_stress(self) -> DrillResult:
+        """A bad day with nothing wrong: both cores busy, a share of every
+        node's incoming packets lost, and the holder frozen (every keepalived
+        process stopped, as a hypervisor stall freezes a VM) for stall_ms every
+        few seconds. The VIP must not move once."""
+        stress = self.stress
+        self.restore()
+        holders = self.live_holders()
+        if len(holders) != 1:
+            return self.record(DrillResult("stress", False, f"needs one holder, found {holders}"))
+        holder = holders[0]
+        self.say(
+            f"stress: {stress.seconds:g} s of busy cores, {stress.loss_percent:g}% loss, {holder} frozen "
+            f"{stress.stall_ms} ms every {stress.stall_every:g} s; the VIP must stay on {holder}"
+        )
+        group = self.services[holder].process
+        stalls = 0
+        start = self.event(f"stress: {stress.loss_percent:g}% loss, {stress.stall_ms} ms stalls")
+        with self.busy_cores(stress.seconds), self.packet_loss(stress.loss_percent):
+            deadline = time.monotonic() + stress.seconds
+            while time.monotonic() + stress.stall_every < deadline:
+                time.sleep(stress.stall_every)
+                if group is None or group.poll() is not None:
+                    break
+                # keepalived runs as a parent and a VRRP child: freeze both.
+                os.killpg(group.pid, signal.SIGSTOP)
+                try:
+                    time.sleep(stress.stall_ms / 1000)
+                finally:
+                    os.killpg(group.pid, signal.SIGCONT)
+                stalls += 1
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        end = self.event("stress ends")
+        changes = self.watcher.changes_between(start, end)
+        figures: dict[str, Any] = {
+            "seconds": stress.seconds,
+            "loss_percent": stress.loss_percent,
+            "stall_ms": stress.stall_ms,
+            "stalls": stalls,
+            "transitions": len(changes),
+            **self.ping_figures(start, end),
+        }
+        passed = not changes and self.live_holders() == [holder] and stalls > 0
+        summary = (
+            f"{len(changes)} holder changes in {stress.seconds:g} s with {stalls} stalls of {stress.stall_ms} ms and "
+            f"{stress.loss_percent:g}% loss; longest ping gap {figures['longest_ping_gap_s']:.2f} s"
+        )
+        return self.record(DrillResult("stress", passed, summary, figures))
+
+    def drill_steady(self, seconds: float | None = None) -> DrillResult:
+        """Nothing happens but load: both cores busy, and no holder may change."""
+        seconds = seconds if seconds is not None else self.steady_seconds
+        self.restore()
+        holders = self.live_holders()
+        cores = os.cpu_count() or 1
+        self.say(f"steady: {cores} busy processes for {seconds:g} s; the VIP must stay on {holders}")
+        start = self.event(f"load x{cores}")
+        with self.busy_cores(seconds):
+            time.sleep(seconds)
         end = self.event("load ends")
         changes = self.watcher.changes_between(start, end)
         figures: dict[str, Any] = {
@@ -771,6 +861,7 @@ DRILLS = {
     "health": LabRun.drill_health,
     "steady": LabRun.drill_steady,
     "rollout": LabRun.drill_rollout,
+    "stress": LabRun.drill_stress,
     "notify": LabRun.drill_notify,
 }
 DEFAULT_DRILLS = (
@@ -803,6 +894,7 @@ def run_drills(
     prefix: str | None = None,
     steady_seconds: float = 20,
     rollout_to: LabSpec | None = None,
+    stress: Stress | None = None,
 ) -> dict[str, Any]:
     """Boots the spec in a fresh lab, runs the drills that apply to it in
     order, removes everything. Convergence always runs first (every other
@@ -817,7 +909,7 @@ def run_drills(
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds, rollout_to=rollout_to)
+        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
         try:
             run.boot()
             for name in wanted:

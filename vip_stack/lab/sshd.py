@@ -49,9 +49,15 @@ def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
     # would show through the /etc overlay otherwise); a reboot keeps them.
     # Done inside the host: files made behind a mounted overlay's back may
     # stay unseen in it.
-    host.run(["sh", "-c", f"test -e {HOST_KEYS_MADE} || {{ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub"
-                          f" && ssh-keygen -A && mkdir -p {shlex.quote(str(Path(HOST_KEYS_MADE).parent))}"
-                          f" && touch {HOST_KEYS_MADE}; }}"])
+    host.run(
+        [
+            "sh",
+            "-c",
+            f"test -e {HOST_KEYS_MADE} || {{ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub"
+            f" && ssh-keygen -A && mkdir -p {shlex.quote(str(Path(HOST_KEYS_MADE).parent))}"
+            f" && touch {HOST_KEYS_MADE}; }}",
+        ]
+    )
     (host.run_dir / "sshd").mkdir(mode=0o755, exist_ok=True)
     home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
     host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
