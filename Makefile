@@ -3,10 +3,10 @@
 # Debian/Ubuntu.
 VENV := venv
 PYTHON := $(VENV)/bin/python
-DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck
+DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck nftables
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test unit lint golden bench plan debian-packages clean
+.PHONY: lab test unit lint golden bench sweep plan debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
@@ -15,6 +15,10 @@ bench: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml bench/fast-failover.yaml),--config $(c)) --plot bench-timeline.png
 
 # The gates first (lint, format, types), then every test.
+# The speed/robustness curve over advertInterval (about 25 minutes).
+sweep: $(VENV)/.installed debian-packages
+	$(SUDO) $(PYTHON) bench/sweep.py --plot sweep.png
+
 test: lint debian-packages
 	$(SUDO) $(PYTHON) -m pytest
 

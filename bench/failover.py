@@ -10,7 +10,9 @@ graceful-stop and crash drills, then prints the median of each figure and
 its ratio to the reference's. Figures are seconds: time until another node
 holds the VIP, and the longest silence in the jumphost's pings. Then one more
 lab per configuration keeps both cores busy for --steady-seconds and counts
-VIP transitions, which must be none.
+VIP transitions, which must be none, and one more runs the stress drill for
+--stress-seconds (cores busy, 1% of every node's packets lost, the holder's
+keepalived frozen 250 ms every 3 s), where none must happen either.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
-from vip_stack.lab.drills import run_drills  # noqa: E402
+from vip_stack.lab.drills import Stress, run_drills  # noqa: E402
 from vip_stack.lab.report import plot_timeline  # noqa: E402
 from vip_stack.lab.scenario import reference_spec, stack_spec  # noqa: E402
 from vip_stack.plan import stack_config  # noqa: E402
@@ -38,7 +40,7 @@ FIGURES = (
 )
 
 
-def measure(spec, rounds: int, steady_seconds: float, progress) -> dict:
+def measure(spec, rounds: int, steady_seconds: float, progress, stress: Stress | None = None) -> dict:
     samples: dict[str, list[float]] = {title: [] for _, _, title in FIGURES}
     failures, last = [], None
     for round_ in range(1, rounds + 1):
@@ -59,12 +61,27 @@ def measure(spec, rounds: int, steady_seconds: float, progress) -> dict:
         transitions = steady["drills"].get("steady under load", {}).get("transitions")
         if not steady["passed"]:
             failures += [f"steady: {d['summary']}" for d in steady["drills"].values() if not d["passed"]]
+    stress_transitions = None
+    if stress is not None:
+        print(f"{spec.label}: stress run, {stress.seconds:g} s", file=progress, flush=True)
+        stressed = run_drills(spec, drills=["stress"], progress=None, stress=stress)
+        stress_transitions = stressed["drills"].get("stress", {}).get("transitions")
+        if not stressed["passed"]:
+            failures += [f"stress: {d['summary']}" for d in stressed["drills"].values() if not d["passed"]]
     assert last is not None, "at least one round"
     return {
         "label": spec.label,
         "vrrp": last["vrrp"],
         "steady_seconds": steady_seconds,
         "steady_transitions": transitions,
+        "stress": None
+        if stress is None
+        else {
+            "seconds": stress.seconds,
+            "loss_percent": stress.loss_percent,
+            "stall_ms": stress.stall_ms,
+            "transitions": stress_transitions,
+        },
         "median": {title: statistics.median(v) if v else None for title, v in samples.items()},
         "samples": samples,
         "failures": failures,
@@ -94,6 +111,16 @@ def table(results: list[dict]) -> str:
                 for r in results
             ]
         )
+    if any(r["stress"] for r in results):
+        lines.append(
+            ["VIP changes, stress"]
+            + [
+                "n/a"
+                if not r["stress"] or r["stress"]["transitions"] is None
+                else f"{r['stress']['transitions']} in {r['stress']['seconds']:g} s"
+                for r in results
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
@@ -114,6 +141,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--steady-seconds", type=float, default=120, help="length of the steady run with both cores busy (0 to skip)"
     )
+    parser.add_argument(
+        "--stress-seconds",
+        type=float,
+        default=60,
+        help="length of the stress run: cores busy, 1%% loss, the holder frozen 250 ms every 3 s (0 to skip)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE", help="PNG timelines of each configuration's last round")
     args = parser.parse_args(argv)
@@ -124,7 +157,8 @@ def main(argv=None) -> int:
     for path in args.config or [EXAMPLE_STACK_FILE]:
         config, _ = stack_config(path)
         specs.append(stack_spec(config, label=path.name))
-    results = [measure(spec, args.rounds, args.steady_seconds, sys.stderr) for spec in specs]
+    stress = Stress(seconds=args.stress_seconds) if args.stress_seconds > 0 else None
+    results = [measure(spec, args.rounds, args.steady_seconds, sys.stderr, stress) for spec in specs]
     if args.plot:
         plot_timeline([r["last_run"] for r in results], args.plot)
     if args.json:

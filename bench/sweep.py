@@ -1,0 +1,151 @@
+"""The speed/robustness curve: how fast the VIP fails over at each
+advertInterval, and whether it survives a bad day at that interval.
+
+    sudo venv/bin/python bench/sweep.py [--intervals 1,0.5,0.2,0.1,0.05] [--stress-seconds 20]
+                                        [--plot sweep.png] [--json]
+
+For each interval (the example stack with advertInterval changed) it runs the
+graceful-stop and crash drills in a fresh lab, then, in one more lab, the
+stress drill for every stall (100, 250, 500 ms of the holder's keepalived
+frozen every 3 s) and loss (0, 1, 5% of every node's incoming packets) with
+both cores busy, counting VIP transitions. It prints one table and plots the
+curve: failover times falling with the interval, transitions appearing once
+the master down interval comes within reach of a stall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_stack.lab.drills import LabRun, Stress, run_drills  # noqa: E402
+from vip_stack.lab.hosts import Lab  # noqa: E402
+from vip_stack.lab.scenario import stack_spec  # noqa: E402
+from vip_stack.plan import stack_config  # noqa: E402
+
+STALLS_MS = (100, 250, 500)
+LOSSES = (0, 1, 5)
+
+
+def measure(config: dict, label: str, stress_seconds: float, progress) -> dict:
+    spec = stack_spec(config, label=label)
+    print(f"{spec.label}: failover drills", file=progress, flush=True)
+    drills = run_drills(spec, drills=["graceful", "crash"], progress=None)["drills"]
+    result = {
+        "label": label,
+        "advert_interval_s": spec.advert_interval,
+        "vrrp_version": spec.vrrp_version,
+        "master_down_interval_s": round(spec.master_down_interval(90), 3),
+        "graceful_s": drills.get("graceful failover", {}).get("failover_s"),
+        "crash_s": drills.get("crash failover", {}).get("failover_s"),
+        "longest_ping_gap_s": max(
+            drills.get(name, {}).get("longest_ping_gap_s") or 0 for name in ("graceful failover", "crash failover")
+        ),
+        "stress": {},
+    }
+    with Lab() as lab:
+        run = LabRun(spec, lab, progress=None)
+        try:
+            run.boot()
+            run.drill_convergence()
+            for stall in STALLS_MS:
+                for loss in LOSSES:
+                    print(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss", file=progress, flush=True)
+                    run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall)
+                    outcome = run.drill_stress()
+                    result["stress"][f"{stall}ms/{loss}%"] = outcome.figures.get("transitions")
+        finally:
+            run.finish()
+    return result
+
+
+def table(results: list[dict]) -> str:
+    combos = list(results[0]["stress"])
+    header = ["configuration", "VRRP", "graceful s", "crash s", "max gap s", *[f"moves {c}" for c in combos]]
+    lines = [header]
+    for r in results:
+        lines.append(
+            [
+                r["label"],
+                f"v{r['vrrp_version']}",
+                f"{r['graceful_s']:.2f}" if r["graceful_s"] is not None else "n/a",
+                f"{r['crash_s']:.2f}" if r["crash_s"] is not None else "n/a",
+                f"{r['longest_ping_gap_s']:.2f}",
+                *["n/a" if r["stress"][c] is None else str(r["stress"][c]) for c in combos],
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (speed, robustness) = plt.subplots(1, 2, figsize=(13, 4.5))
+    results = [r for r in results if r["label"].startswith("advertInterval")]  # the curve, not the profiles
+    intervals = [r["advert_interval_s"] for r in results]
+    speed.plot(intervals, [r["crash_s"] for r in results], "o-", label="crash failover")
+    speed.plot(intervals, [r["graceful_s"] for r in results], "s-", label="graceful failover")
+    speed.plot(intervals, [r["longest_ping_gap_s"] for r in results], "^--", label="longest ping gap")
+    speed.set_xscale("log")
+    speed.set_yscale("log")
+    speed.invert_xaxis()
+    speed.set_xlabel("advertInterval (s)")
+    speed.set_ylabel("seconds")
+    speed.set_title("faster adverts, faster failover")
+    speed.legend(fontsize=8)
+    for combo in results[0]["stress"]:
+        robustness.plot(intervals, [r["stress"][combo] or 0 for r in results], "o-", label=combo)
+    robustness.set_xscale("log")
+    robustness.invert_xaxis()
+    robustness.set_xlabel("advertInterval (s)")
+    robustness.set_ylabel("VIP transitions under stress")
+    robustness.set_title("stalls and loss: needless failovers")
+    robustness.legend(fontsize=7, ncol=3, title="holder stall / packet loss", title_fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE)
+    parser.add_argument("--intervals", default="1,0.5,0.2,0.1,0.05")
+    parser.add_argument("--stress-seconds", type=float, default=20)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        action="append",
+        default=[],
+        help="a stack file measured the same way after the sweep (bench/fast-failover.yaml, say)",
+    )
+    parser.add_argument("--plot", metavar="FILE")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the sweep runs the lab, which needs root", file=sys.stderr)
+        return 2
+    config, _ = stack_config(args.config)
+    intervals = [float(i) for i in args.intervals.split(",")]
+    runs = [({**config, "advertInterval": str(i)}, f"advertInterval {i:g}") for i in intervals]
+    runs += [(stack_config(profile)[0], profile.name) for profile in args.profile]
+    results = [measure(run_config, label, args.stress_seconds, sys.stderr) for run_config, label in runs]
+    if args.plot:
+        plot(results, args.plot)
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
