@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .observe import Pinger, VipWatcher
-from .remote import RemoteError, Ssh
+from .remote import STATUS_PROBE, RemoteError, Ssh
 
 REQUIRED_OUTPUTS = ("vipAddress", "jumphostFloatingIp", "nodes")
 
@@ -83,11 +83,7 @@ class NodeStatus:
         return self.cloud_init == "done" and self.keepalived == "active"
 
 
-NODE_PROBE = (
-    "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"; "
-    "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"; "
-    "ip -o -4 addr show"
-)
+NODE_PROBE = f"{STATUS_PROBE}; ip -o -4 addr show"
 
 
 def node_status(ssh: Ssh, node: Node, vip: str) -> NodeStatus:

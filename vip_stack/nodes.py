@@ -76,11 +76,11 @@ class KeepalivedNodes(pulumi.ComponentResource):
         if not rollout.uses_ssh:
             pulumi.log.warn(fixed_wait_warning(rollout.fixed_wait_seconds), resource=self)
 
-        def named(key: str, old: str) -> tuple[str, pulumi.ResourceOptions]:
+        def named(key: str) -> tuple[str, pulumi.ResourceOptions]:
             """A child's logical name: this component's name and a stable key.
-            Children were once named by the key alone (the node's name): the
-            alias keeps existing stacks' resources."""
-            return f"{name}-{key}", pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=old)])
+            Children were once named by the key alone: the alias keeps
+            existing stacks' resources."""
+            return f"{name}-{key}", pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=key)])
 
         # One hypervisor failure must not take every node, or the VIP has
         # nowhere to go.
@@ -90,7 +90,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
 
         self.node_ports = {}
         for node in settings.nodes:
-            port_name, port_opts = named(node_port_name(node.name), node_port_name(node.name))
+            port_name, port_opts = named(node_port_name(node.name))
             self.node_ports[node.name] = openstack.networking.Port(
                 port_name,
                 name=node_port_name(node.name),
@@ -129,7 +129,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
             # Output.secret again, though the password already makes it one:
             # the user data must stay secret even if its inputs change.
             self.user_data[node.name] = pulumi.Output.secret(config.apply(render_user_data))
-            instance_name, instance_opts = named(node.name, node.name)
+            instance_name, instance_opts = named(node.name)
             self.instances[node.name] = openstack.compute.Instance(
                 instance_name,
                 name=node.name,
@@ -154,7 +154,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 ),
             )
             peers = [self.node_addresses[other] for other in names if other != node.name]
-            gate_name, gate_opts = named(f"{node.name}-in-service", f"{node.name}-in-service")
+            gate_name, gate_opts = named(f"{node.name}-in-service")
             previous = self.in_service[node.name] = NodeInService(
                 gate_name,
                 NodeInServiceArgs(

@@ -12,6 +12,15 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# What a node says of its boot and its keepalived, one `key=value` line each:
+# the check and the rollout's wait both start from it.
+STATUS_PROBE = "; ".join(
+    [
+        "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"",
+        "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"",
+    ]
+)
+
 
 class RemoteError(Exception):
     """A problem the user can act on, said in their terms."""

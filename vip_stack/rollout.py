@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import pulumi
 import pulumi.dynamic
 
-from .remote import RemoteError, Ssh
+from .remote import STATUS_PROBE, RemoteError, Ssh
 from .rendering import KEEPALIVED_CONF_PATH, VRRP_STATE_PATH
 from .settings import NodeSettings
 
@@ -51,8 +51,7 @@ DRAIN_TIMEOUT_SECONDS = 30
 # One line per fact; every command is bounded and none needs a terminal.
 PROBE_COMMAND = "; ".join(
     [
-        "printf 'cloud-init=%s\\n' \"$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"",
-        "printf 'keepalived=%s\\n' \"$(systemctl is-active keepalived 2>/dev/null)\"",
+        STATUS_PROBE,
         f"printf 'config=%s\\n' \"$(sudo -n sha256sum {KEEPALIVED_CONF_PATH} 2>/dev/null | cut -d' ' -f1)\"",
         # keepalived writes its pid file when it starts: newer than its config
         # means it runs the configuration on disk.
