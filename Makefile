@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck nftables
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test unit lint golden bench sweep plan debian-packages clean
+.PHONY: lab test unit lint golden bench sweep plan engine debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
@@ -35,6 +35,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The real Pulumi CLI and engine, its Python language host and the dynamic
+# providers' shim, built from their Go modules into .engine/bin (cached
+# outside the checkout, so a second run builds nothing).
+engine:
+	@command -v go >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y golang-go; }
+	bash engine/build.sh
 
 plan: $(VENV)/.installed
 	$(PYTHON) -m vip_stack.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
