@@ -19,13 +19,13 @@ bench: $(VENV)/.installed debian-packages
 sweep: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/sweep.py --plot sweep.png
 
-test: lint debian-packages
+test: lint debian-packages engine
 	$(SUDO) $(PYTHON) -m pytest
 
 # What needs neither root nor Debian's packages: settings, rendered text,
 # the program under mocks, the check's parsing. Seconds.
 unit: $(VENV)/.installed
-	$(PYTHON) -m pytest -m "not system"
+	$(PYTHON) -m pytest -m "not system and not engine"
 
 # After an intended change to the rendering: rewrite tests/golden/rendered, then read the diff.
 golden: $(VENV)/.installed
@@ -40,7 +40,7 @@ lint: $(VENV)/.installed
 # providers' shim, built from their Go modules into .engine/bin (cached
 # outside the checkout, so a second run builds nothing).
 engine:
-	@command -v go >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y golang-go; }
+	@command -v go >/dev/null || { echo "make engine needs Go 1.26 or newer (the go command) on PATH" >&2; exit 1; }
 	bash engine/build.sh
 
 plan: $(VENV)/.installed

@@ -25,10 +25,34 @@ def _need(*programs: str, root: bool = False) -> None:
 SYSTEM_FIXTURES = {"root_namespaces", "lab_ready", "cloud_init_schema", "shellcheck", "deployment"}
 
 
+# Tests that use this run the real Pulumi CLI of make engine: the "engine" tier.
+ENGINE_FIXTURES = {"pulumi_engine"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SYSTEM_FIXTURES & fixtures:
             item.add_marker(pytest.mark.system)
+        if ENGINE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.engine)
+
+
+@pytest.fixture
+def pulumi_engine(tmp_path):
+    """Makes a `Pulumi` for a project directory, with a PULUMI_HOME and a file
+    backend of this test's own."""
+    from tests.real_engine import ENGINE_BIN, Pulumi
+
+    if not (ENGINE_BIN / "pulumi").exists():
+        reason = f"needs the real Pulumi CLI in {ENGINE_BIN} (make engine)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    home, backend = tmp_path / "pulumi-home", tmp_path / "state"
+    home.mkdir()
+    backend.mkdir()
+    return lambda workdir: Pulumi(workdir=workdir, home=home, backend=backend)
 
 
 @pytest.fixture

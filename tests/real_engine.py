@@ -1,0 +1,119 @@
+"""Runs the real Pulumi CLI (make engine's .engine/bin) the way a user does,
+on a local backend with the passphrase secrets provider, and never the
+network: a missing plugin fails at once instead of being downloaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENGINE_BIN = PROJECT_DIR / ".engine" / "bin"
+VERSIONS = dict(
+    line.split("=", 1)
+    for line in (PROJECT_DIR / "engine" / "versions.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+PULUMI_VERSION = VERSIONS["PULUMI_VERSION"]
+PASSPHRASE = "a passphrase for the tests' stacks"
+
+
+class PulumiFailed(AssertionError):
+    pass
+
+
+@dataclass
+class Pulumi:
+    """One project directory, one PULUMI_HOME and one file backend."""
+
+    workdir: Path
+    home: Path
+    backend: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        venv_bin = PROJECT_DIR / "venv" / "bin"
+        return {
+            **os.environ,
+            "PATH": f"{ENGINE_BIN}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PULUMI_HOME": str(self.home),
+            "PULUMI_BACKEND_URL": self.backend.as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            # Plugins come from PULUMI_HOME or beside the CLI, never from PATH.
+            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+            # --event-log is a flag only with this set (pkg/cmd/pulumi/operations/up.go).
+            "PULUMI_DEBUG_COMMANDS": "true",
+            "PULUMI_EXPERIMENTAL": "false",
+            "NO_COLOR": "1",
+            **self.extra_env,
+        }
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600, stdin: str | None = None) -> str:
+        command = [str(ENGINE_BIN / "pulumi"), *args, "--non-interactive"]
+        result = subprocess.run(
+            command,
+            cwd=self.workdir,
+            env=self.env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise PulumiFailed(
+                f"`pulumi {' '.join(args)}` exited {result.returncode}\n"
+                f"--- stdout (end) ---\n{result.stdout[-4000:]}\n--- stderr (end) ---\n{result.stderr[-4000:]}"
+            )
+        return result.stdout + result.stderr
+
+    def up(self, *args: str, event_log: Path | None = None, check: bool = True) -> str:
+        log = ["--event-log", str(event_log)] if event_log else []
+        return self.run("up", "--yes", "--skip-preview", *log, *args, check=check)
+
+    def stack_export(self) -> dict:
+        return json.loads(self.run("stack", "export"))
+
+    def outputs(self, show_secrets: bool = False) -> dict:
+        flags = ["--show-secrets"] if show_secrets else []
+        return json.loads(self.run("stack", "output", "--json", *flags))
+
+    def config(self) -> dict:
+        return json.loads(self.run("config", "--json", "--show-secrets"))
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A copy of a project whose virtualenv is the checkout's venv."""
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("venv", "__pycache__", ".engine"))
+    project_file = destination / "Pulumi.yaml"
+    project = yaml.safe_load(project_file.read_text())
+    project["runtime"]["options"]["virtualenv"] = str(PROJECT_DIR / "venv")
+    project_file.write_text(yaml.safe_dump(project, sort_keys=False))
+    return destination
+
+
+@dataclass(frozen=True)
+class Step:
+    sequence: int
+    phase: str  # "pre" when the step starts, "done" when it has finished
+    op: str
+    name: str
+
+
+def steps(event_log: Path) -> list[Step]:
+    """The resource steps of an engine event log (one JSON event a line), in order."""
+    found = []
+    for line in event_log.read_text().splitlines():
+        event = json.loads(line)
+        for key, phase in (("resourcePreEvent", "pre"), ("resOutputsEvent", "done")):
+            if key in event:
+                metadata = event[key]["metadata"]
+                found.append(Step(event["sequence"], phase, metadata["op"], metadata["urn"].rsplit("::", 1)[-1]))
+    return sorted(found, key=lambda s: s.sequence)

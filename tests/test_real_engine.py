@@ -1,0 +1,200 @@
+"""The real Pulumi engine, built by make engine, on a local backend and no
+cloud: what the mock runtime cannot show (state kept between runs, diffs, the
+order of a delete-before-replace, dynamic providers, secrets at rest), and our
+own Pulumi.yaml as the real CLI reads it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.real_engine import ENGINE_BIN, PROJECT_DIR, PULUMI_VERSION, Pulumi, copy_project, steps
+from vip_stack.settings import ALL_KEYS, config_from_stack_file, parse_settings
+
+ORDERING = PROJECT_DIR / "tests" / "engine_programs" / "ordering"
+TOKEN = "t0ken-never-in-clear"
+
+
+@pytest.fixture
+def ordering(pulumi_engine, tmp_path) -> Pulumi:
+    pulumi = pulumi_engine(copy_project(ORDERING, tmp_path / "ordering"))
+    pulumi.run("stack", "init", "dev")
+    pulumi.run("config", "set", "--secret", "token", TOKEN)
+    return pulumi
+
+
+def test_the_cli_is_the_pinned_release(pulumi_engine, tmp_path):
+    assert pulumi_engine(tmp_path).run("version").strip() == f"v{PULUMI_VERSION}"
+
+
+def test_the_language_host_is_the_pinned_release(pulumi_engine):
+    printed = subprocess.run(
+        [ENGINE_BIN / "pulumi-language-python", "-version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == f"v{PULUMI_VERSION}"
+
+
+def test_a_program_comes_up_stays_unchanged_and_goes_away(ordering):
+    ordering.up()
+    outputs = ordering.outputs(show_secrets=True)
+    assert outputs["serverId"].startswith("server-1-")
+    assert outputs["gateId"] == f"gate-of-{outputs['serverId']}"
+    assert outputs["token"] == TOKEN
+
+    # A second run of an unchanged program: nothing to do, in preview or up.
+    ordering.run("preview", "--expect-no-changes")
+    ordering.up("--expect-no-changes")
+    assert ordering.outputs(show_secrets=True)["serverId"] == outputs["serverId"]
+
+    ordering.run("destroy", "--yes", "--skip-preview")
+    assert [r["type"] for r in ordering.stack_export()["deployment"].get("resources") or []] == []
+    ordering.run("stack", "rm", "--yes")
+
+
+def test_a_secret_config_value_is_never_in_clear_at_rest(ordering):
+    ordering.up()
+    state = json.dumps(ordering.stack_export())
+    assert TOKEN not in state
+    assert TOKEN not in ordering.run("stack", "output", "--json")
+    assert ordering.outputs(show_secrets=True)["token"] == TOKEN
+    exported_server = next(
+        r for r in ordering.stack_export()["deployment"]["resources"] if r["urn"].endswith("::server")
+    )
+    assert exported_server["inputs"]["token"]["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
+    ordering.run("destroy", "--yes", "--skip-preview")
+
+
+def test_a_replaced_server_takes_its_dependent_gate_down_first_and_up_last(ordering, tmp_path):
+    """The order the rollout relies on: the gate (drain) is deleted before the
+    server it watches, and created (the wait for service) after the new one."""
+    ordering.up()
+    ordering.run("config", "set", "generation", "2")
+    log = tmp_path / "events.jsonl"
+    ordering.up(event_log=log)
+
+    order = [(s.phase, s.op, s.name) for s in steps(log) if s.name in ("server", "gate")]
+    expected = [
+        ("pre", "delete-replaced", "gate"),
+        ("done", "delete-replaced", "gate"),
+        ("pre", "delete-replaced", "server"),
+        ("done", "delete-replaced", "server"),
+        ("pre", "create-replacement", "server"),
+        ("done", "create-replacement", "server"),
+        ("pre", "create-replacement", "gate"),
+        ("done", "create-replacement", "gate"),
+    ]
+    assert [step for step in order if step[1] != "replace"] == expected, order
+    outputs = ordering.outputs()
+    assert outputs["serverId"].startswith("server-2-")
+    assert outputs["gateId"] == f"gate-of-{outputs['serverId']}"
+    ordering.run("destroy", "--yes", "--skip-preview")
+
+
+def test_a_change_of_an_in_place_input_updates_without_replacing(ordering, tmp_path):
+    ordering.up()
+    server_id = ordering.outputs()["serverId"]
+    ordering.run("config", "set", "--secret", "token", "another-token")
+    log = tmp_path / "events.jsonl"
+    ordering.up(event_log=log)
+    ops = {(s.op, s.name) for s in steps(log) if s.phase == "done"}
+    assert ("update", "server") in ops and not any(op.endswith("replaced") for op, _ in ops), ops
+    assert ordering.outputs()["serverId"] == server_id
+    ordering.run("destroy", "--yes", "--skip-preview")
+
+
+# Our own project file, as the real CLI reads it.
+
+
+def set_every_key_as_the_readme_says(pulumi: Pulumi) -> None:
+    stack = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
+    for full_key, value in stack.items():
+        key = full_key.split(":", 1)[1]
+        if isinstance(value, bool):
+            pulumi.run("config", "set", "--type", "bool", key, str(value).lower())
+        elif isinstance(value, int):
+            pulumi.run("config", "set", "--type", "int", key, str(value))
+        elif isinstance(value, str):
+            pulumi.run("config", "set", key, value)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            for i, item in enumerate(value):
+                pulumi.run("config", "set", "--path", f"{key}[{i}]", item)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                for field, field_value in item.items():
+                    kind = ["--type", "int"] if isinstance(field_value, int) else []
+                    pulumi.run("config", "set", "--path", *kind, f"{key}[{i}].{field}", str(field_value))
+        elif value == []:
+            continue  # the CLI has no way to write an empty list; the program's default is one
+        else:
+            raise AssertionError(f"the example stack has {key} of a shape the README does not cover: {value!r}")
+    health_check = {"command": "systemctl is-active --quiet haproxy", "interval": 2, "fall": 2, "rise": 2}
+    for field, field_value in health_check.items():
+        kind = ["--type", "int"] if isinstance(field_value, int) else []
+        pulumi.run("config", "set", "--path", *kind, f"healthCheck.{field}", str(field_value))
+    pulumi.run("config", "set", "--path", "servicePorts[0].protocol", "tcp")
+    pulumi.run("config", "set", "--path", "--type", "int", "servicePorts[0].port", "443")
+    pulumi.run("config", "set", "--path", "serviceAllowedCidrs[0]", "192.168.0.0/24")
+    pulumi.run("config", "set", "--secret", "vrrpPassword", "k33pal1v")
+
+
+@pytest.fixture
+def our_project(pulumi_engine, tmp_path) -> Pulumi:
+    workdir = tmp_path / "keepalived-vip"
+    workdir.mkdir()
+    (workdir / "Pulumi.yaml").write_text((PROJECT_DIR / "Pulumi.yaml").read_text())
+    pulumi = pulumi_engine(workdir)
+    pulumi.run("stack", "init", "fresh")
+    return pulumi
+
+
+def test_every_documented_key_is_accepted_by_the_real_cli_and_listed(our_project):
+    set_every_key_as_the_readme_says(our_project)
+    config = our_project.config()
+    assert {key.split(":", 1)[1] for key in config} == set(ALL_KEYS)
+    assert config["keepalived-vip:vrrpPassword"]["secret"] is True
+    assert config["keepalived-vip:sshAllowedCidrs"]["objectValue"] == ["198.51.100.0/24"]
+    assert config["keepalived-vip:nodes"]["objectValue"] == [
+        {"name": "kld-vm-1", "priority": 120},
+        {"name": "kld-vm-2", "priority": 90},
+    ]
+    assert config["keepalived-vip:healthCheck"]["objectValue"]["interval"] == 2
+    assert config["keepalived-vip:servicePorts"]["objectValue"] == [{"protocol": "tcp", "port": 443}]
+    listed = our_project.run("config")
+    assert "vrrpPassword" in listed and "k33pal1v" not in listed
+
+    # What the CLI hands the program (every value a string, objects as JSON)
+    # gives the program the same settings as the example stack it came from.
+    assert "k33pal1v" not in (our_project.workdir / "Pulumi.fresh.yaml").read_text()
+    from_cli = parse_settings({key.split(":", 1)[1]: entry["value"] for key, entry in config.items()})
+    example = config_from_stack_file(PROJECT_DIR / "Pulumi.dev.yaml")
+    example.update(
+        vrrpPassword="k33pal1v",
+        healthCheck={"command": "systemctl is-active --quiet haproxy", "interval": 2, "fall": 2, "rise": 2},
+        servicePorts=[{"protocol": "tcp", "port": 443}],
+        serviceAllowedCidrs=["192.168.0.0/24"],
+    )
+    assert from_cli == parse_settings(example)
+
+
+def set_the_required_keys(pulumi: Pulumi) -> None:
+    pulumi.run("config", "set", "flavorName", "STD2-1-2")
+    pulumi.run("config", "set", "--path", "sshAllowedCidrs[0]", "203.0.113.0/24")
+
+
+def test_the_real_cli_refuses_to_run_with_the_password_in_clear(our_project):
+    set_the_required_keys(our_project)
+    # `config set` takes it; every run refuses it before the program starts.
+    our_project.run("config", "set", "vrrpPassword", "k33pal1v")
+    refused = our_project.run("preview", check=False)
+    assert "configuration key 'vrrpPassword' must be encrypted as it's secret" in refused, refused
+
+
+def test_the_real_cli_refuses_to_run_with_a_value_of_the_wrong_declared_type(our_project):
+    set_the_required_keys(our_project)
+    our_project.run("config", "set", "--secret", "vrrpPassword", "k33pal1v")
+    our_project.run("config", "set", "virtualRouterId", "not-a-number")
+    refused = our_project.run("preview", check=False)
+    assert "configuration key 'virtualRouterId' must be of type 'integer'" in refused, refused
