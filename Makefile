@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: lab test unit lint golden bench sweep plan engine debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
-	$(SUDO) $(PYTHON) -m vip_stack.lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
+	$(SUDO) $(PYTHON) -m vip_lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
 
 bench: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml bench/fast-failover.yaml),--config $(c)) --plot bench-timeline.png
@@ -44,15 +44,17 @@ engine:
 	bash engine/build.sh
 
 plan: $(VENV)/.installed
-	$(PYTHON) -m vip_stack.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
+	$(PYTHON) -m vip_lab.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml lab/pyproject.toml
 	@command -v python3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3 python3-venv; }
 	python3 -m venv $(VENV) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && python3 -m venv $(VENV); }
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	# The package itself, editable, with the tools' extras (tests, the lab's plots).
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	# The lab's own distribution, beside the product.
+	$(PYTHON) -m pip install --quiet -e lab
 	touch $@
 
 debian-packages:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
-from vip_stack.lab.drills import Stress, run_drills  # noqa: E402
-from vip_stack.lab.report import plot_timeline  # noqa: E402
-from vip_stack.lab.scenario import reference_spec, stack_spec  # noqa: E402
-from vip_stack.plan import stack_config  # noqa: E402
+from vip_lab.drills import Stress, run_drills  # noqa: E402
+from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_lab.plan import stack_config  # noqa: E402
+from vip_lab.report import plot_timeline  # noqa: E402
+from vip_lab.scenario import reference_spec, stack_spec  # noqa: E402
 
 FIGURES = (
     ("graceful failover", "failover_s", "graceful failover s"),

@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vip_stack.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
-from vip_stack.lab.drills import LabRun, Stress, run_drills  # noqa: E402
-from vip_stack.lab.hosts import Lab  # noqa: E402
-from vip_stack.lab.scenario import stack_spec  # noqa: E402
-from vip_stack.plan import stack_config  # noqa: E402
+from vip_lab.drills import LabRun, Stress, run_drills  # noqa: E402
+from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_lab.hosts import Lab  # noqa: E402
+from vip_lab.plan import stack_config  # noqa: E402
+from vip_lab.scenario import stack_spec  # noqa: E402
 
 STALLS_MS = (100, 250, 500)
 LOSSES = (0, 1, 5)

@@ -68,7 +68,7 @@ def root_namespaces():
     prefix = f"kvt{uuid.uuid4().hex[:6]}"
     names = (f"{prefix}{i}" for i in range(100))
     yield names
-    from vip_stack.lab.netns import delete_namespace, list_namespaces
+    from vip_lab.netns import delete_namespace, list_namespaces
 
     for leftover in [n for n in list_namespaces() if n.startswith(prefix)]:
         delete_namespace(leftover)

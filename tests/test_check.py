@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
+from vip_lab.drills import LabRun
+from vip_lab.hosts import Lab, leftovers, new_run_prefix
+from vip_lab.scenario import rollout_spec, stack_spec
 from vip_stack.check import CheckError, parse_outputs
-from vip_stack.lab.drills import LabRun
-from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
-from vip_stack.lab.scenario import rollout_spec, stack_spec
 from vip_stack.remote import RemoteError, Ssh
 from vip_stack.rollout import SshAccess
 
@@ -100,7 +100,7 @@ def test_the_failover_drill_runs_over_ssh(deployment):
     assert (report["stopped"], report["took_over"]) == ("kld-vm-1", "kld-vm-2")
     assert report["failover_s"] <= spec.master_down_interval(90) + 1, "plus the SSH round trip"
     assert report["pings_received"] > 0
-    assert report["final_holder"] == ["kld-vm-1"], "the master takes the VIP back"
+    assert report["final_holder"] == ["kld-vm-1"], f"the master takes the VIP back; the check saw {raw.stdout}"
 
 
 def test_a_changed_host_key_is_explained(deployment):

@@ -10,7 +10,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from vip_stack.fake_openstack import unwrap
+from vip_lab.fake_openstack import unwrap
 
 from .harness import EXAMPLE_CONFIG, run_program
 

@@ -6,7 +6,7 @@ the ports, as Neutron would."""
 import pulumi
 import pytest
 
-from vip_stack.fake_openstack import EXTERNAL_NETWORK_ID, OpenStackMocks
+from vip_lab.fake_openstack import EXTERNAL_NETWORK_ID, OpenStackMocks
 from vip_stack.settings import InvalidConfig
 from vip_stack.vip_port import VIP_PORT_DESCRIPTION
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vip_stack.lab import drills as drills_module
-from vip_stack.lab.boot import (
+from vip_lab import drills as drills_module
+from vip_lab.boot import (
     BootFailed,
     KeepalivedService,
     expand_command,
@@ -23,11 +23,11 @@ from vip_stack.lab.boot import (
     parse_unit,
     write_by_hand,
 )
-from vip_stack.lab.drills import Stress, run_drills
-from vip_stack.lab.hosts import Lab, leftovers, new_run_prefix
-from vip_stack.lab.netns import delete_namespace, list_namespaces
-from vip_stack.lab.report import format_table, label_lanes
-from vip_stack.lab.scenario import reference_spec, rollout_spec, stack_spec
+from vip_lab.drills import Stress, run_drills
+from vip_lab.hosts import Lab, leftovers, new_run_prefix
+from vip_lab.netns import delete_namespace, list_namespaces
+from vip_lab.report import format_table, label_lanes
+from vip_lab.scenario import reference_spec, rollout_spec, stack_spec
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
@@ -298,7 +298,7 @@ def test_ctrl_c_removes_everything(lab_ready):
     """The lab as a user runs it, interrupted half-way."""
     before = set(list_namespaces())
     lab = subprocess.Popen(
-        [sys.executable, "-m", "vip_stack.lab", "--drills", "graceful,steady", "--steady-seconds", "60"],
+        [sys.executable, "-m", "vip_lab", "--drills", "graceful,steady", "--steady-seconds", "60"],
         cwd=PROJECT_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -21,8 +21,12 @@ from vip_stack.settings import InvalidConfig
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR, run_program
 
+# check and observe are operations against a deployment that a user runs from
+# the venv `pulumi up` made: they are the product, and import no tool either.
 CORE = (
     "__init__",
+    "check",
+    "observe",
     "addressing",
     "jumphost",
     "lookups",
@@ -36,7 +40,6 @@ CORE = (
     "stack",
     "vip_port",
 )
-TOOLS = ("lab", "check", "plan", "bench", "observe", "evaluate", "fake_openstack")
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
 # What the previous release declared for EXAMPLE_CONFIG plus these keys.
 URNS_BEFORE = PROJECT_DIR / "tests" / "golden" / "urns-before-components-as-library.txt"
@@ -64,15 +67,30 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def test_the_core_imports_no_tool():
+def test_the_product_package_holds_the_product_alone():
+    modules = {p.stem for p in (PROJECT_DIR / "vip_stack").glob("*.py")}
+    assert modules == set(CORE)
+    assert not [p for p in (PROJECT_DIR / "vip_stack").iterdir() if p.is_dir() and p.name != "__pycache__"]
+
+
+def test_the_product_imports_no_lab_mock_or_test_code():
     for module in CORE:
         imported = imported_modules(PROJECT_DIR / "vip_stack" / f"{module}.py")
-        tools = {
-            name
-            for name in imported
-            if any(name == f"vip_stack.{tool}" or name.startswith(f"vip_stack.{tool}.") for tool in TOOLS)
-        }
+        tools = {name for name in imported if name.split(".")[0] in ("vip_lab", "tests", "bench")}
         assert not tools, f"vip_stack/{module}.py imports the tools {tools}"
+
+
+def test_importing_every_product_module_loads_no_lab_code():
+    modules = ", ".join(f"vip_stack.{m}" for m in CORE if m != "__init__")
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import json, sys, {modules}; print(json.dumps(sorted(sys.modules)))"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    tools = [m for m in json.loads(loaded) if m.split(".")[0] in ("vip_lab", "tests", "bench")]
+    assert tools == []
 
 
 def test_an_existing_stack_keeps_every_resource_by_its_urn_or_an_alias():
@@ -165,6 +183,8 @@ def test_the_package_ships_its_templates_and_needs_no_test_tools_to_run(wheel):
         metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     for template in ("keepalived.conf.j2", "user-data.yaml.j2", "notify.sh.j2", "vrrp-interface.sh"):
         assert f"vip_stack/cloud_init/{template}" in names
+    packages = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert packages == {"vip_stack"}, packages
     requirements = [
         line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")
     ]
@@ -194,7 +214,7 @@ def test_the_library_example_runs_outside_the_checkout_with_the_installed_packag
         "import json, sys, yaml\n"
         "from pathlib import Path\n"
         "import vip_stack\n"
-        "from vip_stack.evaluate import run_program\n"
+        "from vip_lab.evaluate import run_program\n"
         "config = yaml.safe_load(Path(sys.argv[1]).read_text())\n"
         "deployment = run_program(config, program=Path('__main__.py'), project='keepalived-vip-library')\n"
         "print(json.dumps({'package': vip_stack.__file__, 'outputs': deployment.outputs}))\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vip_stack.lab.netns import ProbeHost
+from vip_lab.netns import ProbeHost
 from vip_stack.rendering import (
     HEALTH_CHECK_NAME,
     HEALTH_CHECK_PATH,

@@ -10,10 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the lab's hosts; the check has none
-    from .lab.hosts import NodeHost
 
 
 @dataclass
@@ -63,24 +59,12 @@ class VipWatcher:
         ).stdout
         self._record(name, bool(self._pattern.search(out)))
 
-    def rewatch(self, node: NodeHost) -> None:
-        """A node's host was replaced: whatever it held went with it; watch the new one."""
-        self._record(node.name, False)
-        monitor_argv, query_argv = self.lab_sources(node)
-        self._monitor(node.name, monitor_argv)
+    def watch_again(self, name: str, monitor_argv: Sequence[str], query_argv: Sequence[str]) -> None:
+        """A node was replaced: whatever it held went with it; watch its new sources."""
+        self._record(name, False)
+        self._monitor(name, monitor_argv)
         time.sleep(0.05)
-        self._query(node.name, query_argv)
-
-    @staticmethod
-    def lab_sources(node: NodeHost) -> tuple[list[str], list[str]]:
-        return (
-            ["ip", "-n", node.namespace, "-o", "monitor", "address"],
-            ["ip", "-n", node.namespace, "-o", "-4", "addr", "show", "dev", node.nic],
-        )
-
-    @classmethod
-    def in_lab(cls, nodes: Sequence[NodeHost], vip: str, track: Callable) -> VipWatcher:
-        return cls({node.name: cls.lab_sources(node) for node in nodes}, vip, track)
+        self._query(name, query_argv)
 
     def _follow(self, name: str, monitor: subprocess.Popen) -> None:
         for line in monitor.stdout or ():
@@ -152,10 +136,6 @@ class Pinger:
         # ping block-buffers its output into a pipe; stdbuf makes each reply a
         # line as it comes. The deadline bounds the run even if nobody stops it.
         return ["stdbuf", "-oL", "ping", "-n", "-O", "-i", f"{interval:g}", "-W", "1", "-w", str(deadline_seconds), vip]
-
-    @classmethod
-    def in_lab(cls, jumphost: NodeHost, vip: str, track: Callable, interval: float = 0.02) -> Pinger:
-        return cls(jumphost.command(cls.ping_argv(vip, interval)), track, interval)
 
     def start(self) -> None:
         self._process = self.track(

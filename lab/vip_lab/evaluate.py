@@ -21,10 +21,11 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
-from .settings import NAMESPACE
+from vip_stack.settings import NAMESPACE
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 PROGRAM = PROJECT_DIR / "__main__.py"
 PROJECT = NAMESPACE
 

@@ -1,6 +1,6 @@
 """Shows what `pulumi up` would declare for a stack file, without a cloud.
 
-    python -m vip_stack.plan [--config Pulumi.dev.yaml]
+    python -m vip_lab.plan [--config Pulumi.dev.yaml]
 
 Evaluates the program under the mock runtime (addresses handed out as Neutron
 would) and prints the resource tree, each node's keepalived.conf (password
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from vip_stack.rendering import KEEPALIVED_CONF_PATH
+from vip_stack.settings import InvalidConfig, config_from_stack_file
+
 from .evaluate import EXAMPLE_STACK_FILE, Deployment, run_program
-from .rendering import KEEPALIVED_CONF_PATH
-from .settings import InvalidConfig, config_from_stack_file
 
 PASSWORD_ENV = "VRRP_PASSWORD"
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -65,7 +66,7 @@ def print_tree(deployment: Deployment, out) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vip_stack.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m vip_lab.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE, help="a Pulumi.<stack>.yaml")
     args = parser.parse_args(argv)
     config, origin = stack_config(args.config)

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..addressing import default_gateway
-from ..evaluate import Deployment, run_program
-from ..fake_openstack import FakeCloud
-from ..rendering import KEEPALIVED_CONF_PATH
-from ..settings import DEFAULTS, master_down_interval, parse_settings, skew
+from vip_stack.addressing import default_gateway
+from vip_stack.rendering import KEEPALIVED_CONF_PATH
+from vip_stack.settings import DEFAULTS, master_down_interval, parse_settings, skew
+
+from .evaluate import Deployment, run_program
+from .fake_openstack import FakeCloud
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # The name a cloud VM's first NIC has on the procedure's Ubuntu image.

@@ -16,14 +16,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..observe import Pinger, VipWatcher
-from ..rendering import GARP
-from ..rollout import NodeAccess, NodeNotInService, drain_node, wait_in_service
+from vip_stack.observe import Pinger, VipWatcher
+from vip_stack.rendering import GARP
+from vip_stack.rollout import NodeAccess, NodeNotInService, drain_node, wait_in_service
+
 from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
+from .watch import ping_from, watch_replaced_node, watch_vip
 
 # Where the lab's stand-in service listens on each node, for the health-check drill.
 SERVICE_PORT = 8080
@@ -188,7 +190,7 @@ class LabRun:
             "on this machine, the one the nodes' user data installs"
         )
         self.say(self.notes[-1])
-        self._watcher = VipWatcher.in_lab(list(self.topology.nodes.values()), spec.vip, self.lab.track)
+        self._watcher = watch_vip(list(self.topology.nodes.values()), spec.vip, self.lab.track)
         self.services_behind_vip: dict[str, subprocess.Popen] = {}
         if spec.health_check:
             for name in self.topology.nodes:
@@ -274,7 +276,7 @@ class LabRun:
     def start_pinging(self) -> None:
         """As in the procedure, the jumphost pings the VIP once it is up: before
         that, unanswered ARP would fill the send queue and ping would stall."""
-        self._pinger = Pinger.in_lab(self.topology.jumphost, self.spec.vip, self.lab.track)
+        self._pinger = ping_from(self.topology.jumphost, self.spec.vip, self.lab.track)
         self.pinger.start()
         self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
 
@@ -314,7 +316,7 @@ class LabRun:
         self.services_behind_vip.pop(name, None)
         host = self.lab.replace(self.topology, name)
         self.host_since[name] = time.monotonic()
-        self.watcher.rewatch(host)
+        watch_replaced_node(self.watcher, host)
         apply_user_data(host, user_data)
         install_systemctl(host)
         self.services[name] = KeepalivedService(host)

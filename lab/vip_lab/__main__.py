@@ -1,7 +1,7 @@
 """The VIP lab: the stack's own user data booted on this machine, and the
 reference procedure's check plus the failures a real cluster meets.
 
-    sudo venv/bin/python -m vip_stack.lab [--config Pulumi.dev.yaml] [--json] [--plot lab.png]
+    sudo venv/bin/python -m vip_lab [--config Pulumi.dev.yaml] [--json] [--plot lab.png]
                                           [--rollout KEY=VALUE ...]
 
 Needs root (network namespaces) and Debian's keepalived, cloud-init and
@@ -18,10 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
-from ..evaluate import EXAMPLE_STACK_FILE
-from ..plan import stack_config
-from ..settings import DEFAULTS, InvalidConfig
+from vip_stack.settings import DEFAULTS, InvalidConfig
+
 from .drills import DEFAULT_DRILLS, Stress, run_drills
+from .evaluate import EXAMPLE_STACK_FILE
+from .plan import stack_config
 from .report import format_table, machine_readable, plot_timeline
 from .scenario import rollout_spec, stack_spec
 
@@ -46,7 +47,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vip_stack.lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m vip_lab", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE, help="a Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures, nothing else")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG timeline of VIP holders and pings")

@@ -18,7 +18,8 @@ from .hosts import NodeHost
 
 LAB_BIN = "/etc/keepalived-vip-lab/bin"
 SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
-PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+# The folder that holds vip_lab, for the lab hosts' systemctl stand-in.
+LAB_SOURCE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_PATH = f"{LAB_BIN}:{DEFAULT_PATH}"
 HOST_KEYS_MADE = "/etc/keepalived-vip-lab/host-keys-made"
@@ -111,8 +112,8 @@ def install_systemctl(host: NodeHost) -> None:
             '    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo active; exit 0; fi',
             "    echo inactive; exit 3",
             "fi",
-            f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))} exec {shlex.quote(sys.executable)} "
-            '-m vip_stack.lab.systemctl "$@"',
+            f"PYTHONPATH={shlex.quote(str(LAB_SOURCE_DIR))} exec {shlex.quote(sys.executable)} "
+            '-m vip_lab.systemctl "$@"',
             "",
         ]
     )
