@@ -187,9 +187,12 @@ def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, i
             f"jumphost's pings resumed (longest gap {stats.longest_gap:.2f} s)",
         )
         ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl start keepalived"), host=holder)
-        time.sleep(0.5)
-        # A preempting master takes the VIP back a master down interval after
-        # it starts: read the final holder once nothing has changed for 3 s.
+        if holder == max(deployment.nodes, key=lambda n: n.priority).name:
+            # A preempting master takes the VIP back a master down interval
+            # after it starts (3.5 s at advert_int 1), a nopreempt one never.
+            # A fixed quiet window raced that takeover: wait for it instead.
+            watcher.wait_for(lambda now: now == [holder], timeout)
+        # Then read the final holder once nothing has changed for 3 s.
         deadline = time.monotonic() + timeout
         while not watcher.stable_for(3) and time.monotonic() < deadline:
             pass
