@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-# shellcheck source=engine/versions.env
+# shellcheck source=/dev/null
 . "$here/versions.env"
 
 cache=${KVIP_ENGINE_CACHE:-/var/cache/keepalived-vip/engine}
@@ -14,21 +14,25 @@ bin=$root/.engine/bin
 # Release settings of Pulumi's own builds (goreleaser).
 export CGO_ENABLED=0
 export GOFLAGS="-mod=readonly -buildvcs=false"
-goflags=(-trimpath -tags osusergo,grpcnotrace)
+goflags=(-trimpath -tags "osusergo,grpcnotrace")
 stamp=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION
 
 command -v go >/dev/null || { echo "make engine: needs Go (the go command) on PATH" >&2; exit 1; }
 
-# key DIR VERSION: where the build of DIR's module at VERSION is cached.
+# key DIR VERSION: where the build of DIR's module at VERSION is cached: by
+# the hash of its sources (a generated schema.json is not one).
 key() {
 	local sum
-	sum=$(cd "$here/$1" && cat go.mod go.sum ./*.go 2>/dev/null | sha256sum | cut -c1-16)
+	sum=$(cd "$here/$1" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name build.sh \) |
+		LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
 	echo "$cache/$1-$2-$sum"
 }
 
-# build NAME DIR VERSION PACKAGE: go build PACKAGE in DIR's module, once.
-build() {
-	local name=$1 dir=$2 version=$3 package=$4 out log started
+# cached NAME DIR VERSION COMMAND...: runs COMMAND OUTDIR once per key, then
+# installs OUTDIR/NAME into .engine/bin.
+cached() {
+	local name=$1 dir=$2 version=$3 out log started
+	shift 3
 	out=$(key "$dir" "$version")
 	if [ -x "$out/$name" ]; then
 		echo "engine: $name $version (cached in $out)"
@@ -37,8 +41,9 @@ build() {
 		mkdir -p "$cache"
 		log=$(mktemp "$cache/$name.XXXXXX.log")
 		started=$(date +%s)
-		if ! (cd "$here/$dir" && go build "${goflags[@]}" -ldflags "-X $stamp" -o "$out.tmp/$name" "$package") >"$log" 2>&1; then
-			echo "engine: building $name $version failed; the end of the Go output ($log):" >&2
+		rm -rf "$out.tmp"
+		if ! "$@" "$out.tmp" >"$log" 2>&1; then
+			echo "engine: building $name $version failed; the end of its output ($log):" >&2
 			tail -n 40 "$log" >&2
 			exit 1
 		fi
@@ -48,14 +53,21 @@ build() {
 	install_bin "$out/$name"
 }
 
+# go_build NAME DIR PACKAGE OUTDIR: a Pulumi program, stamped with the CLI's version.
+go_build() {
+	(cd "$here/$2" && go build "${goflags[@]}" -ldflags "-X $stamp" -o "$4/$1" "$3")
+}
+
 # install_bin FILE: into .engine/bin, as a hard link where the file system allows.
 install_bin() {
 	mkdir -p "$bin"
 	ln -f "$1" "$bin/" 2>/dev/null || cp -f "$1" "$bin/"
 }
 
-build pulumi pulumi "$PULUMI_VERSION" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-build pulumi-language-python language-python "$PULUMI_VERSION" .
+cached pulumi pulumi "$PULUMI_VERSION" go_build pulumi pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+cached pulumi-language-python language-python "$PULUMI_VERSION" go_build pulumi-language-python language-python .
+# The OpenStack provider at the version the pulumi-openstack SDK asks for.
+cached pulumi-resource-openstack openstack "$OPENSTACK_VERSION" env VERSION="$OPENSTACK_VERSION" "$here/openstack/build.sh"
 
 # The two files the CLI's distribution puts beside the language host, from the
 # Python SDK's part of the sdk/v3 module at the same version: the program
@@ -67,5 +79,12 @@ for file in cmd/pulumi-language-python-exec dist/pulumi-resource-pulumi-python; 
 	install -m 0755 "$sdk/python/$file" "$bin/"
 done
 
-"$bin/pulumi" version >/dev/null
-echo "engine: ready in $bin ($("$bin/pulumi" version))"
+# The engine looks a provider up in PULUMI_HOME's plugin cache at exactly the
+# version the SDK asks for; install ours there (~/.pulumi unless PULUMI_HOME
+# says otherwise) unless the same file already is.
+plugin_home=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-openstack-v$OPENSTACK_VERSION
+if ! cmp -s "$bin/pulumi-resource-openstack" "$plugin_home/pulumi-resource-openstack"; then
+	PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
+		"$bin/pulumi" plugin install resource openstack "$OPENSTACK_VERSION" --file "$bin/pulumi-resource-openstack" >/dev/null
+fi
+echo "engine: ready in $bin: pulumi $("$bin/pulumi" version), openstack provider $("$bin/pulumi-resource-openstack" -version) (installed in $plugin_home)"

@@ -38,21 +38,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.engine)
 
 
-@pytest.fixture
-def pulumi_engine(tmp_path):
-    """Makes a `Pulumi` for a project directory, with a PULUMI_HOME and a file
-    backend of this test's own."""
-    from tests.real_engine import ENGINE_BIN, Pulumi
+@pytest.fixture(scope="session")
+def engine_home(tmp_path_factory):
+    """A PULUMI_HOME whose plugin cache holds make engine's OpenStack provider,
+    installed as a user would (`pulumi plugin install --file`), no registry asked."""
+    from tests.real_engine import ENGINE_BIN, OPENSTACK_VERSION, install_provider
 
     if not (ENGINE_BIN / "pulumi").exists():
         reason = f"needs the real Pulumi CLI in {ENGINE_BIN} (make engine)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    home, backend = tmp_path / "pulumi-home", tmp_path / "state"
-    home.mkdir()
+    home = tmp_path_factory.mktemp("pulumi-home")
+    install_provider(home, OPENSTACK_VERSION)
+    return home
+
+
+@pytest.fixture
+def pulumi_engine(engine_home, tmp_path):
+    """Makes a `Pulumi` for a project directory, with a file backend of this test's own."""
+    from tests.real_engine import Pulumi
+
+    backend = tmp_path / "state"
     backend.mkdir()
-    return lambda workdir: Pulumi(workdir=workdir, home=home, backend=backend)
+    return lambda workdir: Pulumi(workdir=workdir, home=engine_home, backend=backend)
 
 
 @pytest.fixture

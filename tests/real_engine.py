@@ -21,6 +21,7 @@ VERSIONS = dict(
     if line and not line.startswith("#")
 )
 PULUMI_VERSION = VERSIONS["PULUMI_VERSION"]
+OPENSTACK_VERSION = VERSIONS["OPENSTACK_VERSION"]
 PASSPHRASE = "a passphrase for the tests' stacks"
 
 
@@ -87,6 +88,30 @@ class Pulumi:
 
     def config(self) -> dict:
         return json.loads(self.run("config", "--json", "--show-secrets"))
+
+
+def install_provider(home: Path, version: str) -> None:
+    subprocess.run(
+        [
+            ENGINE_BIN / "pulumi",
+            "plugin",
+            "install",
+            "resource",
+            "openstack",
+            version,
+            "--file",
+            ENGINE_BIN / "pulumi-resource-openstack",
+        ],
+        env={
+            **os.environ,
+            "PULUMI_HOME": str(home),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        },
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def copy_project(source: Path, destination: Path) -> Path:

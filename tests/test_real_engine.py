@@ -6,15 +6,26 @@ own Pulumi.yaml as the real CLI reads it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.real_engine import ENGINE_BIN, PROJECT_DIR, PULUMI_VERSION, Pulumi, copy_project, steps
+from tests.real_engine import (
+    ENGINE_BIN,
+    OPENSTACK_VERSION,
+    PROJECT_DIR,
+    PULUMI_VERSION,
+    Pulumi,
+    copy_project,
+    steps,
+)
 from vip_stack.settings import ALL_KEYS, config_from_stack_file, parse_settings
 
 ORDERING = PROJECT_DIR / "tests" / "engine_programs" / "ordering"
+OPENSTACK_PREVIEW = PROJECT_DIR / "tests" / "engine_programs" / "openstack_preview"
 TOKEN = "t0ken-never-in-clear"
 
 
@@ -35,6 +46,77 @@ def test_the_language_host_is_the_pinned_release(pulumi_engine):
         [ENGINE_BIN / "pulumi-language-python", "-version"], capture_output=True, text=True, check=True
     ).stdout
     assert printed.strip() == f"v{PULUMI_VERSION}"
+
+
+def test_the_python_sdks_are_pinned_to_the_engines_versions():
+    import importlib.metadata
+
+    wanted = {"pulumi": PULUMI_VERSION, "pulumi-openstack": OPENSTACK_VERSION}
+    requirements = (PROJECT_DIR / "requirements.txt").read_text().split()
+    pyproject = (PROJECT_DIR / "pyproject.toml").read_text()
+    for package, version in wanted.items():
+        assert f"{package}=={version}" in requirements, package
+        assert f'"{package}=={version}"' in pyproject, package
+        assert importlib.metadata.version(package) == version, package
+
+
+def sdk_plugin() -> dict:
+    """What the installed pulumi-openstack SDK asks the engine for."""
+    import pulumi_openstack
+
+    return json.loads((Path(pulumi_openstack.__file__).parent / "pulumi-plugin.json").read_text())
+
+
+def test_the_engine_finds_the_openstack_provider_the_sdk_asks_for(pulumi_engine, tmp_path):
+    asked = sdk_plugin()
+    assert asked["resource"] is True and asked["name"] == "openstack"
+    plugins = json.loads(pulumi_engine(tmp_path).run("plugin", "ls", "--json"))
+    found = [p for p in plugins if p["kind"] == "resource" and p["name"] == "openstack"]
+    assert [p["version"] for p in found] == [asked["version"]], plugins
+    printed = subprocess.run(
+        [ENGINE_BIN / "pulumi-resource-openstack", "-version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == asked["version"]
+
+
+def test_the_provider_serves_every_token_the_sdk_sends(pulumi_engine, tmp_path):
+    import pulumi_openstack
+
+    schema = json.loads(
+        pulumi_engine(tmp_path).run("package", "get-schema", str(ENGINE_BIN / "pulumi-resource-openstack"))
+    )
+    assert schema["name"] == "openstack" and schema["version"] == OPENSTACK_VERSION
+    served = set(schema["resources"]) | set(schema["functions"])
+    sent = set()
+    for module in Path(pulumi_openstack.__file__).parent.rglob("*.py"):
+        sent |= set(re.findall(r"'(openstack:[A-Za-z0-9]+/[A-Za-z0-9]+:[A-Za-z0-9]+)'", module.read_text()))
+    assert len(sent) > 150
+    assert sorted(sent - served) == []
+    port = schema["resources"]["openstack:networking/port:Port"]["inputProperties"]
+    assert {"networkId", "fixedIps", "allowedAddressPairs", "securityGroupIds", "portSecurityEnabled"} <= set(port)
+
+
+def test_the_provider_plans_the_stacks_kinds_of_resources_without_a_cloud(pulumi_engine, tmp_path):
+    pulumi = pulumi_engine(copy_project(OPENSTACK_PREVIEW, tmp_path / "preview"))
+    pulumi.run("stack", "init", "dev")
+    # Nothing listens there: a call to the cloud would fail the preview.
+    pulumi.run("config", "set", "openstack:authUrl", "http://127.0.0.1:9/v3")
+    pulumi.run("config", "set", "openstack:insecure", "true")
+    previewed = pulumi.run("preview", "--json")
+    steps_ = json.loads(previewed[previewed.index("{") :])["steps"]
+    created = sorted(step["urn"].split("::")[-2:][0] for step in steps_ if step["op"] == "create")
+    assert created == sorted(
+        [
+            "openstack:compute/instance:Instance",
+            "openstack:compute/serverGroup:ServerGroup",
+            "openstack:networking/port:Port",
+            "openstack:networking/secGroup:SecGroup",
+            "openstack:networking/secGroupRule:SecGroupRule",
+            "pulumi:pulumi:Stack",
+        ]
+    ), created
+    # The default provider is the one the SDK asked for, at its version.
+    assert "default_" + OPENSTACK_VERSION.replace(".", "_") in previewed
 
 
 def test_a_program_comes_up_stays_unchanged_and_goes_away(ordering):

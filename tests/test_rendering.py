@@ -34,6 +34,7 @@ from vip_stack.rendering import (
 from vip_stack.settings import parse_settings
 
 from . import golden_files
+from .harness import PROJECT_DIR
 
 REQUIRED = {"flavorName": "STD2-1-2", "sshAllowedCidrs": ["198.51.100.0/24"], "vrrpPassword": "s3cr3t"}
 TWO_NODES = [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90}]
@@ -424,3 +425,9 @@ def test_every_shell_script_passes_shellcheck(shellcheck, tmp_path):
     checked = subprocess.run([shellcheck, "--shell=sh", *map(str, scripts)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert len(scripts) > len(golden_files.COMBINATIONS), "every combination's scripts were checked"
+
+
+def test_the_repositorys_own_scripts_pass_shellcheck(shellcheck):
+    scripts = [PROJECT_DIR / ".ci" / "run", *sorted((PROJECT_DIR / "engine").rglob("*.sh"))]
+    checked = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
