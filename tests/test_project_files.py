@@ -66,8 +66,8 @@ def test_the_example_stack_sets_every_key_but_the_secret_and_the_health_check():
     )
 
 
-def test_the_readme_table_documents_every_key():
-    readme = (PROJECT_DIR / "README.md").read_text()
-    section = readme.split("## Configuration (namespace `keepalived-vip`)")[1].split("\n## ")[0]
+def test_the_configuration_reference_documents_every_key():
+    reference = (PROJECT_DIR / "docs" / "configuration.md").read_text()
+    section = reference.split("## Configuration (namespace `keepalived-vip`)")[1].split("\n## ")[0]
     documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
     assert documented == set(ALL_KEYS)
