@@ -29,7 +29,7 @@ CORE = (
     "observe",
     "addressing",
     "jumphost",
-    "lookups",
+    "preflight",
     "network",
     "nodes",
     "remote",
@@ -37,7 +37,7 @@ CORE = (
     "rollout",
     "security",
     "settings",
-    "stack",
+    "component",
     "vip_port",
 )
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"

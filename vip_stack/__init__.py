@@ -1,12 +1,12 @@
 """keepalived-vip: a highly available virtual IP on OpenStack, as Pulumi components."""
 
+from .component import KeepalivedVip, KeepalivedVipArgs, SharedJumphost, SharedNetwork
 from .jumphost import Jumphost, JumphostArgs
-from .lookups import CloudFacts, gather_cloud_facts
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
+from .preflight import CloudFacts, gather_cloud_facts
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import InvalidConfig, Settings, parse_settings, settings_from_config
-from .stack import KeepalivedVip, KeepalivedVipArgs, SharedJumphost, SharedNetwork
 from .vip_port import VipPort, VipPortArgs
 
 __all__ = [

@@ -43,13 +43,13 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class DeployedStack:
     vip: str
     jumphost: str
     nodes: tuple[Node, ...]
 
 
-def parse_outputs(text: str) -> Deployment:
+def parse_outputs(text: str) -> DeployedStack:
     try:
         outputs = json.loads(text)
     except json.JSONDecodeError as error:
@@ -68,7 +68,7 @@ def parse_outputs(text: str) -> Deployment:
         nodes = tuple(Node(n["name"], n["ipAddress"], int(n["priority"])) for n in outputs["nodes"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckError(f"the nodes output is not a list of {{name, ipAddress, priority}}: {error}") from error
-    return Deployment(vip=outputs["vipAddress"], jumphost=outputs["jumphostFloatingIp"], nodes=nodes)
+    return DeployedStack(vip=outputs["vipAddress"], jumphost=outputs["jumphostFloatingIp"], nodes=nodes)
 
 
 @dataclass
@@ -106,7 +106,7 @@ class Report:
         return ok
 
 
-def status(ssh: Ssh, deployment: Deployment, report: Report) -> list[NodeStatus]:
+def status(ssh: Ssh, deployment: DeployedStack, report: Report) -> list[NodeStatus]:
     ssh.run(ssh.on_jumphost("true"), host=f"the jumphost ({deployment.jumphost})")
     report.check(True, f"the jumphost {deployment.jumphost} answers over SSH as {ssh.user}")
     statuses = []
@@ -126,7 +126,7 @@ def status(ssh: Ssh, deployment: Deployment, report: Report) -> list[NodeStatus]
     return statuses
 
 
-def failover(ssh: Ssh, deployment: Deployment, report: Report, timeout: float, interval: float) -> None:
+def failover(ssh: Ssh, deployment: DeployedStack, report: Report, timeout: float, interval: float) -> None:
     """The procedure's drill, measured like the lab's."""
     tracked: list[subprocess.Popen] = []
 

@@ -85,7 +85,9 @@ class WarningLog(logging.Handler):
 
 
 @dataclass
-class Deployment:
+class MockedRun:
+    """What the program declared under the mocks (vip_stack.check.DeployedStack is a real one)."""
+
     resources: list[DeclaredResource]
     outputs: dict[str, Any]
     secret_outputs: set[str]
@@ -140,7 +142,7 @@ def run_program(
     expect_failure: bool = False,
     program: Path = PROGRAM,
     project: str = PROJECT,
-) -> Deployment:
+) -> MockedRun:
     """Runs the program (this project's, or another's) once with this config
     (raw values by key) against this cloud (one with an external network when
     None). With expect_failure, returns what was declared before the program
@@ -203,7 +205,7 @@ def run_program(
                 alias_names=tuple(_alias_names(request)),
             )
         )
-    return Deployment(
+    return MockedRun(
         resources=resources,
         outputs=outputs,
         secret_outputs=secret_outputs,

@@ -22,7 +22,7 @@ import yaml
 from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.settings import InvalidConfig, config_from_stack_file
 
-from .evaluate import EXAMPLE_STACK_FILE, Deployment, run_program
+from .evaluate import EXAMPLE_STACK_FILE, MockedRun, run_program
 
 PASSWORD_ENV = "VRRP_PASSWORD"
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -42,12 +42,12 @@ def stack_config(stack_file: Path) -> tuple[dict, str]:
     return {**config, "vrrpPassword": password}, origin
 
 
-def node_keepalived_conf(deployment: Deployment, node_name: str) -> str:
+def node_keepalived_conf(deployment: MockedRun, node_name: str) -> str:
     user_data = yaml.safe_load(deployment.called(node_name, "Instance").input("userData"))
     return next(f["content"] for f in user_data["write_files"] if f["path"] == KEEPALIVED_CONF_PATH)
 
 
-def print_tree(deployment: Deployment, out) -> None:
+def print_tree(deployment: MockedRun, out) -> None:
     children: dict[str, list] = {}
     for resource in deployment.resources:
         children.setdefault(resource.parent_urn, []).append(resource)

@@ -12,7 +12,7 @@ from vip_stack.addressing import default_gateway
 from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.settings import DEFAULTS, master_down_interval, parse_settings, skew
 
-from .evaluate import Deployment, run_program
+from .evaluate import MockedRun, run_program
 from .fake_openstack import FakeCloud
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -91,7 +91,7 @@ def lab_cloud(config: dict[str, Any], running: LabSpec | None = None) -> FakeClo
     return cloud
 
 
-def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: str) -> LabSpec:
+def spec_from_deployment(config: dict[str, Any], deployment: MockedRun, label: str) -> LabSpec:
     settings = parse_settings(config)
     nodes = []
     for node_output in deployment.outputs["nodes"]:
@@ -134,7 +134,7 @@ def spec_from_deployment(config: dict[str, Any], deployment: Deployment, label: 
     )
 
 
-def declared_rollout_order(deployment: Deployment) -> tuple[str, ...]:
+def declared_rollout_order(deployment: MockedRun) -> tuple[str, ...]:
     """The nodes in the order the engine would replace them: a node whose
     instance depends on another node's gate comes after that node."""
     gates = {gate.urn: node for node, gate in deployment.gates().items()}

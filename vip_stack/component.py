@@ -15,9 +15,9 @@ from typing import Any
 import pulumi
 
 from .jumphost import Jumphost, JumphostArgs
-from .lookups import CloudFacts
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
+from .preflight import CloudFacts
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts
 from .vip_port import VipPort, VipPortArgs
