@@ -2,12 +2,10 @@
 
 import pulumi
 
-from vip_stack import KeepalivedVip, KeepalivedVipArgs, gather_cloud_facts, settings_from_config
+from vip_stack import KeepalivedVip, KeepalivedVipArgs
 
-# Both steps raise InvalidConfig, naming the key, before any resource exists.
-settings = settings_from_config(pulumi.Config())
-cloud = gather_cloud_facts(settings)
-
-vip = KeepalivedVip("keepalived-vip", KeepalivedVipArgs(settings, cloud))
+# Every key is checked, then the cloud looked up, before any resource exists:
+# both raise InvalidConfig naming the key.
+vip = KeepalivedVip("keepalived-vip", KeepalivedVipArgs.from_config(pulumi.Config()))
 for output_name, value in vip.outputs.items():
     pulumi.export(output_name, value)

@@ -232,3 +232,48 @@ def test_the_library_example_runs_outside_the_checkout_with_the_installed_packag
     assert report["package"].startswith(str(site)), "the installed package, not the checkout"
     assert report["outputs"]["webVip"] == "192.168.10.250" and report["outputs"]["dbVip"] == "192.168.10.251"
     assert [n["name"] for n in report["outputs"]["dbNodes"]] == ["db-1", "db-2"]
+
+
+KEYWORDS_PROGRAM = """
+import pulumi
+from vip_stack import KeepalivedVip, KeepalivedVipArgs
+
+args = KeepalivedVipArgs.of(
+    flavor_name="STD2-1-2",
+    ssh_allowed_cidrs=["198.51.100.0/24"],
+    vrrp_password="s3cr3t",
+    nodes=[{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90}],
+    vip_address=VIP,
+)
+vip = KeepalivedVip("keepalived-vip", args)
+for name, value in vip.outputs.items():
+    pulumi.export(name, value)
+"""
+
+
+def keywords_program(tmp_path: Path, vip: str) -> Path:
+    program = tmp_path / "__main__.py"
+    program.write_text(KEYWORDS_PROGRAM.replace("VIP", repr(vip)))
+    return program
+
+
+def test_python_keywords_declare_the_same_vip_as_the_stacks_config(tmp_path):
+    from_keywords = run_program({}, program=keywords_program(tmp_path, "192.168.0.254"))
+    from_config = run_program(
+        {"flavorName": "STD2-1-2", "sshAllowedCidrs": ["198.51.100.0/24"], "vrrpPassword": "s3cr3t"}
+    )
+    assert from_keywords.error is None
+    assert sorted(r.urn for r in from_keywords.resources) == sorted(r.urn for r in from_config.resources)
+    # The fake cloud's DHCP hands out node addresses in registration order, which varies.
+    same = {k: v for k, v in from_config.outputs.items() if k != "nodes"}
+    assert {k: v for k, v in from_keywords.outputs.items() if k != "nodes"} == same
+    assert [(n["name"], n["priority"]) for n in from_keywords.outputs["nodes"]] == [
+        (n["name"], n["priority"]) for n in from_config.outputs["nodes"]
+    ]
+
+
+def test_a_bad_python_keyword_names_its_key_and_declares_nothing(tmp_path):
+    declared = run_program({}, program=keywords_program(tmp_path, "192.168.0.300"), expect_failure=True)
+    # The keyword as the caller wrote it.
+    assert "keepalived-vip:vip_address: '192.168.0.300' is not an IPv4 address" in str(declared.error)
+    assert declared.resources == []

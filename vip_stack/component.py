@@ -9,7 +9,7 @@ its own (or a standalone `VipNetwork` and `Jumphost`), then pass its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -17,9 +17,17 @@ import pulumi
 from .jumphost import Jumphost, JumphostArgs
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
-from .preflight import CloudFacts
+from .preflight import CloudFacts, gather_cloud_facts
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
-from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts
+from .settings import (
+    NAMESPACE,
+    ConfigProblem,
+    InvalidConfig,
+    Settings,
+    SubnetFacts,
+    parse_settings,
+    settings_from_config,
+)
 from .vip_port import VipPort, VipPortArgs
 
 
@@ -52,12 +60,26 @@ class SharedJumphost:
     name: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class KeepalivedVipArgs:
-    # From parse_settings / settings_from_config and gather_cloud_facts: both
-    # validate before anything is declared.
+    """One VIP's own settings, and what it shares with other VIPs.
+
+    Three ways to make one, each validating every key before anything is
+    declared (InvalidConfig names the key and what is wrong):
+    - `KeepalivedVipArgs.of(vip_address="192.168.0.254", flavor_name="m1.small",
+      ssh_allowed_cidrs=["203.0.113.0/24"], vrrp_password="k33pal1v", ...)`,
+      Python keywords for the stack's config keys (`vip_address` for
+      `vipAddress`), nodes as `[{"name": ..., "priority": ...}]`; the
+      password in plain text, which the component keeps secret from there on;
+    - `KeepalivedVipArgs.from_config(pulumi.Config("web"))`, a config namespace;
+    - `KeepalivedVipArgs(settings)`, from `parse_settings`.
+    """
+
     settings: Settings
-    cloud: CloudFacts
+    # None: the component looks the cloud up (image, networks, existing ports)
+    # before it declares anything. A program of several VIPs calls
+    # `looked_up()` on each first, so that none is declared unless all pass.
+    cloud: CloudFacts | None = None
     # None: the network of settings.network (created, or found by name).
     network: SharedNetwork | None = None
     # None: a jumphost of its own, unless create_jumphost is False (no
@@ -67,6 +89,35 @@ class KeepalivedVipArgs:
     # Addresses the DHCP pool of a subnet this VIP creates must leave out too:
     # the VIPs of others that will share the network.
     reserved_addresses: Sequence[str] = ()
+
+    @classmethod
+    def of(cls, *, namespace: str = NAMESPACE, **settings: Any) -> KeepalivedVipArgs:
+        """Settings as Python keywords; errors name the config key (namespace:key)."""
+        return cls(parse_settings(settings, namespace))
+
+    @classmethod
+    def from_config(cls, config: pulumi.Config) -> KeepalivedVipArgs:
+        return cls(settings_from_config(config))
+
+    def sharing(
+        self,
+        network: SharedNetwork | None = None,
+        jumphost: SharedJumphost | None = None,
+        create_jumphost: bool = True,
+        reserved_addresses: Sequence[str] = (),
+    ) -> KeepalivedVipArgs:
+        """The same VIP on another VIP's network and jumphost (or keeping other VIPs' addresses free)."""
+        return replace(
+            self,
+            network=network,
+            jumphost=jumphost,
+            create_jumphost=create_jumphost,
+            reserved_addresses=tuple(reserved_addresses),
+        )
+
+    def looked_up(self) -> KeepalivedVipArgs:
+        """With the cloud looked up now (raises InvalidConfig as the component would)."""
+        return self if self.cloud is not None else replace(self, cloud=gather_cloud_facts(self.settings))
 
 
 class KeepalivedVip(pulumi.ComponentResource):
@@ -87,7 +138,11 @@ class KeepalivedVip(pulumi.ComponentResource):
     shared_jumphost: SharedJumphost | None
 
     def __init__(self, name: str, args: KeepalivedVipArgs, opts: pulumi.ResourceOptions | None = None):
+        # Every look-up before the component or any child is declared: a VIP
+        # the cloud would refuse declares nothing.
+        args = args.looked_up()
         settings, cloud = args.settings, args.cloud
+        assert cloud is not None
         virtual_router_id = settings.vrrp.virtual_router_id
         if args.network is not None and virtual_router_id in args.network.router_ids:
             # Before anything of this VIP is declared.
