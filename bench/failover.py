@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
 from pathlib import Path
+
+from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,6 +35,9 @@ from vip_lab.plan import stack_config  # noqa: E402
 from vip_lab.report import plot_timeline  # noqa: E402
 from vip_lab.scenario import reference_spec, stack_spec  # noqa: E402
 
+# The benchmark's own progress on stderr; the drills' step by step stays quiet.
+log = logging.getLogger("bench")
+
 FIGURES = (
     ("graceful failover", "failover_s", "graceful failover s"),
     ("crash failover", "failover_s", "crash failover s"),
@@ -40,12 +46,12 @@ FIGURES = (
 )
 
 
-def measure(spec, rounds: int, steady_seconds: float, progress, stress: Stress | None = None) -> dict:
+def measure(spec, rounds: int, steady_seconds: float, stress: Stress | None = None) -> dict:
     samples: dict[str, list[float]] = {title: [] for _, _, title in FIGURES}
     failures, last = [], None
     for round_ in range(1, rounds + 1):
-        print(f"{spec.label}: round {round_}/{rounds}", file=progress, flush=True)
-        last = run_drills(spec, drills=["graceful", "restart", "crash"], progress=None)
+        log.info(f"{spec.label}: round {round_}/{rounds}")
+        last = run_drills(spec, drills=["graceful", "restart", "crash"])
         if not last["passed"]:
             failures += [
                 f"round {round_}: {name}: {d['summary']}" for name, d in last["drills"].items() if not d["passed"]
@@ -56,15 +62,15 @@ def measure(spec, rounds: int, steady_seconds: float, progress, stress: Stress |
                 samples[title].append(value)
     transitions = None
     if steady_seconds > 0:
-        print(f"{spec.label}: steady run, both cores busy for {steady_seconds:g} s", file=progress, flush=True)
-        steady = run_drills(spec, drills=["steady"], progress=None, steady_seconds=steady_seconds)
+        log.info(f"{spec.label}: steady run, both cores busy for {steady_seconds:g} s")
+        steady = run_drills(spec, drills=["steady"], steady_seconds=steady_seconds)
         transitions = steady["drills"].get("steady under load", {}).get("transitions")
         if not steady["passed"]:
             failures += [f"steady: {d['summary']}" for d in steady["drills"].values() if not d["passed"]]
     stress_transitions = None
     if stress is not None:
-        print(f"{spec.label}: stress run, {stress.seconds:g} s", file=progress, flush=True)
-        stressed = run_drills(spec, drills=["stress"], progress=None, stress=stress)
+        log.info(f"{spec.label}: stress run, {stress.seconds:g} s")
+        stressed = run_drills(spec, drills=["stress"], stress=stress)
         stress_transitions = stressed["drills"].get("stress", {}).get("transitions")
         if not stressed["passed"]:
             failures += [f"stress: {d['summary']}" for d in stressed["drills"].values() if not d["passed"]]
@@ -121,9 +127,7 @@ def table(results: list[dict]) -> str:
                 for r in results
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = tabulate(lines[1:], headers=lines[0], tablefmt="simple", disable_numparse=True).splitlines()
     for result in results:
         vrrp = result["vrrp"]
         text.append(
@@ -135,6 +139,8 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("vip_lab").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, action="append", help="stack files to compare (default Pulumi.dev.yaml)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -158,7 +164,7 @@ def main(argv=None) -> int:
         config, _ = stack_config(path)
         specs.append(stack_spec(config, label=path.name))
     stress = Stress(seconds=args.stress_seconds) if args.stress_seconds > 0 else None
-    results = [measure(spec, args.rounds, args.steady_seconds, sys.stderr, stress) for spec in specs]
+    results = [measure(spec, args.rounds, args.steady_seconds, stress) for spec in specs]
     if args.plot:
         plot_timeline([r["last_run"] for r in results], args.plot)
     if args.json:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+
+from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,14 +32,17 @@ from vip_lab.hosts import Lab  # noqa: E402
 from vip_lab.plan import stack_config  # noqa: E402
 from vip_lab.scenario import stack_spec  # noqa: E402
 
+# The benchmark's own progress on stderr; the drills' step by step stays quiet.
+log = logging.getLogger("bench")
+
 STALLS_MS = (100, 250, 500)
 LOSSES = (0, 1, 5)
 
 
-def measure(config: dict, label: str, stress_seconds: float, progress) -> dict:
+def measure(config: dict, label: str, stress_seconds: float) -> dict:
     spec = stack_spec(config, label=label)
-    print(f"{spec.label}: failover drills", file=progress, flush=True)
-    drills = run_drills(spec, drills=["graceful", "crash"], progress=None)["drills"]
+    log.info(f"{spec.label}: failover drills")
+    drills = run_drills(spec, drills=["graceful", "crash"])["drills"]
     result = {
         "label": label,
         "advert_interval_s": spec.advert_interval,
@@ -50,13 +56,13 @@ def measure(config: dict, label: str, stress_seconds: float, progress) -> dict:
         "stress": {},
     }
     with Lab() as lab:
-        run = LabRun(spec, lab, progress=None)
+        run = LabRun(spec, lab)
         try:
             run.boot()
             run.drill_convergence()
             for stall in STALLS_MS:
                 for loss in LOSSES:
-                    print(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss", file=progress, flush=True)
+                    log.info(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss")
                     run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall)
                     outcome = run.drill_stress()
                     result["stress"][f"{stall}ms/{loss}%"] = outcome.figures.get("transitions")
@@ -80,9 +86,7 @@ def table(results: list[dict]) -> str:
                 *["n/a" if r["stress"][c] is None else str(r["stress"][c]) for c in combos],
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = tabulate(lines[1:], headers=lines[0], tablefmt="simple", disable_numparse=True).splitlines()
     return "\n".join(text)
 
 
@@ -119,6 +123,8 @@ def plot(results: list[dict], path: str) -> None:
 
 
 def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("vip_lab").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE)
     parser.add_argument("--intervals", default="1,0.5,0.2,0.1,0.05")
@@ -140,7 +146,7 @@ def main(argv=None) -> int:
     intervals = [float(i) for i in args.intervals.split(",")]
     runs = [({**config, "advertInterval": str(i)}, f"advertInterval {i:g}") for i in intervals]
     runs += [(stack_config(profile)[0], profile.name) for profile in args.profile]
-    results = [measure(run_config, label, args.stress_seconds, sys.stderr) for run_config, label in runs]
+    results = [measure(run_config, label, args.stress_seconds) for run_config, label in runs]
     if args.plot:
         plot(results, args.plot)
     print(json.dumps(results, indent=2) if args.json else table(results))

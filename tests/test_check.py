@@ -37,7 +37,7 @@ def deployment(tmp_path_factory):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     spec = stack_spec(EXAMPLE_CONFIG)
     with Lab() as lab:
-        run = LabRun(spec, lab, progress=None)
+        run = LabRun(spec, lab)
         run.boot()
         user = run.enable_ssh((tmp / "id_ed25519.pub").read_text())
         for node in spec.nodes:
@@ -149,7 +149,7 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
     target = rollout_spec(EXAMPLE_CONFIG, {"virtualRouterId": 17}, spec)
     prefix = new_run_prefix()
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, progress=None, rollout_to=target)
+        run = LabRun(spec, lab, rollout_to=target)
         run.boot()
         user = run.enable_ssh((tmp_path / "id_ed25519.pub").read_text())
         assert run.drill_convergence().passed

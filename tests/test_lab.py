@@ -165,7 +165,6 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     result = run_drills(
         spec,
         drills=["graceful", "restart", "crash", "rollout"],
-        progress=None,
         prefix=lab_ready,
         rollout_to=rollout_spec(EXAMPLE_CONFIG, {"nodes": new_priorities}, spec),
     )
@@ -204,7 +203,7 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
 def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "nodes": THREE_NODES})
     assert spec.mode == "multicast"
-    result = run_drills(spec, drills=["crash", "cascade"], progress=None, prefix=lab_ready)
+    result = run_drills(spec, drills=["crash", "cascade"], prefix=lab_ready)
     print(format_table(result))
     assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
     crash = result["drills"]["crash failover"]
@@ -216,7 +215,7 @@ def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
 
 def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
     spec = reference_spec("kld-pass")
-    result = run_drills(spec, drills=["graceful"], progress=None, prefix=lab_ready)
+    result = run_drills(spec, drills=["graceful"], prefix=lab_ready)
     assert result["drills"]["graceful failover"]["to"] == "kld-vm-2"
     assert result["passed"], format_table(result)
 
@@ -229,7 +228,7 @@ def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
     monkeypatch.setitem(drills_module.DRILLS, "graceful", broken_drill)
     prefix = lab_ready
     with pytest.raises(RuntimeError, match="half-way"):
-        run_drills(stack_spec(EXAMPLE_CONFIG), drills=["graceful"], progress=None, prefix=prefix)
+        run_drills(stack_spec(EXAMPLE_CONFIG), drills=["graceful"], prefix=prefix)
     assert leftovers(prefix) == {"namespaces": [], "processes": []}
     assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}-*")), "the lab's directory is gone too"
     assert not [
@@ -255,7 +254,6 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     result = run_drills(
         spec,
         drills=["graceful", "crash", "health", "steady", "stress", "rollout", "notify"],
-        progress=None,
         prefix=lab_ready,
         steady_seconds=5,
         rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec),
@@ -284,7 +282,7 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
 def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "preempt": False})
     assert not spec.preempt
-    result = run_drills(spec, drills=["graceful", "restart"], progress=None, prefix=lab_ready)
+    result = run_drills(spec, drills=["graceful", "restart"], prefix=lab_ready)
     print(format_table(result))
     # Every node starts BACKUP; the election still picks the highest priority.
     assert result["drills"]["convergence"]["holder"] == "kld-vm-1"

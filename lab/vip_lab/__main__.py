@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -47,6 +48,8 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None) -> int:
+    # The run's progress, step by step, on stderr; the report goes to stdout.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     parser = argparse.ArgumentParser(prog="python -m vip_lab", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=EXAMPLE_STACK_FILE, help="a Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the figures, nothing else")

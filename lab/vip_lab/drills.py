@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from vip_stack.observe import Pinger, VipWatcher
 from vip_stack.rendering import GARP
@@ -26,6 +27,9 @@ from .netns import run as run_command
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 from .watch import ping_from, watch_replaced_node, watch_vip
+
+# A run's progress, as it goes: the lab's command shows it on stderr.
+log = logging.getLogger(__name__)
 
 # Where the lab's stand-in service listens on each node, for the health-check drill.
 SERVICE_PORT = 8080
@@ -89,7 +93,6 @@ class LabRun:
         self,
         spec: LabSpec,
         lab: Lab,
-        progress: TextIO | None = sys.stderr,
         steady_seconds: float = 20,
         rollout_to: LabSpec | None = None,
         stress: Stress | None = None,
@@ -104,7 +107,6 @@ class LabRun:
         # gate makes one per create or delete; None: LabAccess.
         self.node_access: Callable[[], NodeAccess] | None = None
         self.steady_seconds = steady_seconds
-        self.progress_stream = progress
         self.t0 = time.monotonic()
         self.events: list[Event] = []
         self.results: list[DrillResult] = []
@@ -138,8 +140,7 @@ class LabRun:
         return self._pinger
 
     def say(self, message: str) -> None:
-        if self.progress_stream is not None:
-            print(f"[{time.monotonic() - self.t0:6.1f}s] {message}", file=self.progress_stream, flush=True)
+        log.info("[%6.1fs] %s", time.monotonic() - self.t0, message)
 
     def event(self, label: str) -> float:
         now = time.monotonic()
@@ -892,7 +893,6 @@ def applicable(drill: str, spec: LabSpec, rollout_to: LabSpec | None = None) -> 
 def run_drills(
     spec: LabSpec,
     drills=DEFAULT_DRILLS,
-    progress: TextIO | None = sys.stderr,
     prefix: str | None = None,
     steady_seconds: float = 20,
     rollout_to: LabSpec | None = None,
@@ -911,7 +911,7 @@ def run_drills(
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, progress, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
+        run = LabRun(spec, lab, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
         try:
             run.boot()
             for name in wanted:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tabulate import tabulate
+
 # The figures worth a column, in the order a reader asks for them.
 COLUMNS = (
     ("drill", "drill"),
@@ -43,12 +45,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
 
 def format_table(result: dict[str, Any]) -> str:
     header = [title for _, title in COLUMNS]
-    body = rows(result)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-        for line in [header, ["-" * w for w in widths], *body]
-    ]
+    lines = tabulate(rows(result), headers=header, tablefmt="simple", disable_numparse=True).splitlines()
     vrrp = result["vrrp"]
     ping = result["ping"]
     title = (
