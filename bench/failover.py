@@ -29,10 +29,11 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vip_lab.drills import Stress, run_drills  # noqa: E402
 from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_lab.faults import Stress  # noqa: E402
 from vip_lab.plan import stack_config  # noqa: E402
 from vip_lab.report import plot_timeline  # noqa: E402
+from vip_lab.runner import run_drills  # noqa: E402
 from vip_lab.scenario import reference_spec, stack_spec  # noqa: E402
 
 # The benchmark's own progress on stderr; the drills' step by step stays quiet.

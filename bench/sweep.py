@@ -26,10 +26,13 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vip_lab.drills import LabRun, Stress, run_drills  # noqa: E402
+from vip_lab import drills as lab_drills  # noqa: E402
+from vip_lab.cluster import LabRun  # noqa: E402
 from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
+from vip_lab.faults import Stress  # noqa: E402
 from vip_lab.hosts import Lab  # noqa: E402
 from vip_lab.plan import stack_config  # noqa: E402
+from vip_lab.runner import run_drills  # noqa: E402
 from vip_lab.scenario import stack_spec  # noqa: E402
 
 # The benchmark's own progress on stderr; the drills' step by step stays quiet.
@@ -59,12 +62,12 @@ def measure(config: dict, label: str, stress_seconds: float) -> dict:
         run = LabRun(spec, lab)
         try:
             run.boot()
-            run.drill_convergence()
+            lab_drills.convergence(run)
             for stall in STALLS_MS:
                 for loss in LOSSES:
                     log.info(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss")
                     run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall)
-                    outcome = run.drill_stress()
+                    outcome = lab_drills.stress(run)
                     result["stress"][f"{stall}ms/{loss}%"] = outcome.figures.get("transitions")
         finally:
             run.finish()

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from vip_lab.drills import LabRun
+from vip_lab import drills
+from vip_lab.cluster import LabRun
 from vip_lab.hosts import Lab, leftovers, new_run_prefix
 from vip_lab.scenario import rollout_spec, stack_spec
 from vip_stack.check import CheckError, parse_outputs
@@ -152,7 +153,7 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
         run = LabRun(spec, lab, rollout_to=target)
         run.boot()
         user = run.enable_ssh((tmp_path / "id_ed25519.pub").read_text())
-        assert run.drill_convergence().passed
+        assert drills.convergence(run).passed
         known_hosts = tmp_path / "known_hosts"
         config = tmp_path / "ssh_config"
 
@@ -183,7 +184,7 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
 
         run.node_access = access_per_step
 
-        result = run.drill_rollout()
+        result = drills.rollout(run)
 
         assert result.passed, result.summary
         assert [step["node"] for step in result.figures["steps"]] == ["kld-vm-2", "kld-vm-1"]

@@ -23,10 +23,11 @@ from vip_lab.boot import (
     parse_unit,
     write_by_hand,
 )
-from vip_lab.drills import Stress, run_drills
+from vip_lab.faults import Stress
 from vip_lab.hosts import Lab, leftovers, new_run_prefix
 from vip_lab.netns import delete_namespace, list_namespaces
 from vip_lab.report import format_table, label_lanes
+from vip_lab.runner import run_drills
 from vip_lab.scenario import reference_spec, rollout_spec, stack_spec
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR

@@ -21,10 +21,12 @@ from pathlib import Path
 
 from vip_stack.settings import DEFAULTS, InvalidConfig
 
-from .drills import DEFAULT_DRILLS, Stress, run_drills
+from .drills import DEFAULT_DRILLS
 from .evaluate import EXAMPLE_STACK_FILE
+from .faults import Stress
 from .plan import stack_config
 from .report import format_table, machine_readable, plot_timeline
+from .runner import run_drills
 from .scenario import rollout_spec, stack_spec
 
 

@@ -1,0 +1,63 @@
+"""Runs drills in a fresh lab, in order, and removes everything after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cluster import LabRun
+from .drills import DEFAULT_DRILLS, DRILLS, applicable
+from .faults import Stress
+from .hosts import Lab
+from .scenario import LabSpec
+
+
+def run_drills(
+    spec: LabSpec,
+    drills=DEFAULT_DRILLS,
+    prefix: str | None = None,
+    steady_seconds: float = 20,
+    rollout_to: LabSpec | None = None,
+    stress: Stress | None = None,
+) -> dict[str, Any]:
+    """Boots the spec in a fresh lab, runs the drills that apply to it in
+    order, removes everything. Convergence always runs first (every other
+    drill starts from a converged cluster), notify last (it reads the whole
+    run's log)."""
+    unknown = set(drills) - set(DRILLS)
+    if unknown:
+        raise ValueError(f"unknown drills {sorted(unknown)}; known: {', '.join(DRILLS)}")
+    wanted = ["convergence"] + [
+        d for d in drills if d not in ("convergence", "notify") and applicable(d, spec, rollout_to)
+    ]
+    if "notify" in drills and applicable("notify", spec):
+        wanted.append("notify")
+    with Lab(prefix=prefix) as lab:
+        run = LabRun(spec, lab, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
+        try:
+            run.boot()
+            for name in wanted:
+                result = DRILLS[name](run)
+                if name == "convergence" and not result.passed:
+                    break
+        finally:
+            ping = run.finish()
+        timeline = {
+            "changes": [(c.at - run.t0, c.node, c.holds) for c in run._watcher.changes] if run._watcher else [],
+            "replies": [t - run.t0 for t in run._pinger.replies] if run._pinger else [],
+            "events": [(e.at - run.t0, e.label) for e in run.events],
+            "nodes": [n.name for n in spec.by_priority()],
+        }
+    return {
+        "label": spec.label,
+        "vrrp": {
+            "mode": spec.mode,
+            "version": spec.vrrp_version,
+            "advert_int_s": spec.advert_interval,
+            "nodes": {n.name: n.priority for n in spec.nodes},
+        },
+        "drills": {r.name: {"passed": r.passed, "summary": r.summary, **r.figures} for r in run.results},
+        "ping": ping,
+        "notes": run.notes,
+        "passed": bool(run.results) and all(r.passed for r in run.results),
+        "timeline": timeline,
+    }
