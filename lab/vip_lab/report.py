@@ -34,7 +34,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
             elif key == "pings":
                 row.append(f"{drill['pings_received']}/{drill['pings_sent']}" if "pings_sent" in drill else "")
             elif key == "bound_s":
-                bound = drill.get("bound_s", drill.get("heal_bound_s"))
+                bound = drill.get("bound_s")
                 row.append(f"{bound:.2f}" if bound is not None else "")
             else:
                 value = drill.get(key)
