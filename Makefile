@@ -14,11 +14,11 @@ lab: $(VENV)/.installed debian-packages
 bench: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/failover.py $(foreach c,$(or $(CONFIG),Pulumi.dev.yaml bench/fast-failover.yaml),--config $(c)) --plot bench-timeline.png
 
-# The gates first (lint, format, types), then every test.
 # The speed/robustness curve over advertInterval (about 25 minutes).
 sweep: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/sweep.py --plot sweep.png
 
+# The gates first (lint, format, types), then every test, the real engine's tier too.
 test: lint debian-packages engine
 	$(SUDO) $(PYTHON) -m pytest
 
@@ -36,9 +36,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The real Pulumi CLI and engine, its Python language host and the dynamic
-# providers' shim, built from their Go modules into .engine/bin (cached
-# outside the checkout, so a second run builds nothing).
+# The real Pulumi CLI and engine, its Python language host, the dynamic
+# providers' shim and the OpenStack provider, built from Go modules into
+# .engine/bin (cached outside the checkout, so a second run builds nothing).
 engine:
 	@command -v go >/dev/null || { echo "make engine needs Go 1.26 or newer (the go command) on PATH" >&2; exit 1; }
 	bash engine/build.sh

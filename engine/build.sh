@@ -9,7 +9,14 @@ root=$(dirname "$here")
 # shellcheck source=/dev/null
 . "$here/versions.env"
 
-cache=${KVIP_ENGINE_CACHE:-/var/cache/keepalived-vip/engine}
+# Root's builds are shared by every clone on the machine; a user's live in
+# their own cache.
+if [ "$(id -u)" = 0 ]; then
+	default_cache=/var/cache/keepalived-vip/engine
+else
+	default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/keepalived-vip/engine
+fi
+cache=${KVIP_ENGINE_CACHE:-$default_cache}
 bin=$root/.engine/bin
 # Release settings of Pulumi's own builds (goreleaser).
 export CGO_ENABLED=0
