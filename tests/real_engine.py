@@ -91,26 +91,9 @@ class Pulumi:
 
 
 def install_provider(home: Path, version: str) -> None:
-    subprocess.run(
-        [
-            ENGINE_BIN / "pulumi",
-            "plugin",
-            "install",
-            "resource",
-            "openstack",
-            version,
-            "--file",
-            ENGINE_BIN / "pulumi-resource-openstack",
-        ],
-        env={
-            **os.environ,
-            "PULUMI_HOME": str(home),
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        },
-        check=True,
-        capture_output=True,
-        timeout=120,
+    """make engine's OpenStack provider into this PULUMI_HOME's plugin cache, as a user installs a local plugin."""
+    Pulumi(workdir=home, home=home, backend=home).run(
+        "plugin", "install", "resource", "openstack", version, "--file", str(ENGINE_BIN / "pulumi-resource-openstack")
     )
 
 

@@ -190,35 +190,44 @@ def test_a_change_of_an_in_place_input_updates_without_replacing(ordering, tmp_p
 # Our own project file, as the real CLI reads it.
 
 
+# What the test sets beyond the example stack, which tracks no service.
+HEALTH_CHECK: dict[str, str | int] = {
+    "command": "systemctl is-active --quiet haproxy",
+    "interval": 2,
+    "fall": 2,
+    "rise": 2,
+}
+
+
+def config_set(pulumi: Pulumi, key: str, value: bool | int | str, path: bool = False) -> None:
+    """`pulumi config set` of one value, with the type flag the README gives for it."""
+    kind = ["--type", "bool"] if isinstance(value, bool) else ["--type", "int"] if isinstance(value, int) else []
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    pulumi.run("config", "set", *(["--path"] if path else []), *kind, key, text)
+
+
 def set_every_key_as_the_readme_says(pulumi: Pulumi) -> None:
     stack = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
     for full_key, value in stack.items():
         key = full_key.split(":", 1)[1]
-        if isinstance(value, bool):
-            pulumi.run("config", "set", "--type", "bool", key, str(value).lower())
-        elif isinstance(value, int):
-            pulumi.run("config", "set", "--type", "int", key, str(value))
-        elif isinstance(value, str):
-            pulumi.run("config", "set", key, value)
+        if isinstance(value, (bool, int, str)):
+            config_set(pulumi, key, value)
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             for i, item in enumerate(value):
-                pulumi.run("config", "set", "--path", f"{key}[{i}]", item)
+                config_set(pulumi, f"{key}[{i}]", item, path=True)
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             for i, item in enumerate(value):
                 for field, field_value in item.items():
-                    kind = ["--type", "int"] if isinstance(field_value, int) else []
-                    pulumi.run("config", "set", "--path", *kind, f"{key}[{i}].{field}", str(field_value))
+                    config_set(pulumi, f"{key}[{i}].{field}", field_value, path=True)
         elif value == []:
             continue  # the CLI has no way to write an empty list; the program's default is one
         else:
             raise AssertionError(f"the example stack has {key} of a shape the README does not cover: {value!r}")
-    health_check = {"command": "systemctl is-active --quiet haproxy", "interval": 2, "fall": 2, "rise": 2}
-    for field, field_value in health_check.items():
-        kind = ["--type", "int"] if isinstance(field_value, int) else []
-        pulumi.run("config", "set", "--path", *kind, f"healthCheck.{field}", str(field_value))
-    pulumi.run("config", "set", "--path", "servicePorts[0].protocol", "tcp")
-    pulumi.run("config", "set", "--path", "--type", "int", "servicePorts[0].port", "443")
-    pulumi.run("config", "set", "--path", "serviceAllowedCidrs[0]", "192.168.0.0/24")
+    for field, field_value in HEALTH_CHECK.items():
+        config_set(pulumi, f"healthCheck.{field}", field_value, path=True)
+    config_set(pulumi, "servicePorts[0].protocol", "tcp", path=True)
+    config_set(pulumi, "servicePorts[0].port", 443, path=True)
+    config_set(pulumi, "serviceAllowedCidrs[0]", "192.168.0.0/24", path=True)
     pulumi.run("config", "set", "--secret", "vrrpPassword", "k33pal1v")
 
 
@@ -254,7 +263,7 @@ def test_every_documented_key_is_accepted_by_the_real_cli_and_listed(our_project
     example = config_from_stack_file(PROJECT_DIR / "Pulumi.dev.yaml")
     example.update(
         vrrpPassword="k33pal1v",
-        healthCheck={"command": "systemctl is-active --quiet haproxy", "interval": 2, "fall": 2, "rise": 2},
+        healthCheck=HEALTH_CHECK,
         servicePorts=[{"protocol": "tcp", "port": 443}],
         serviceAllowedCidrs=["192.168.0.0/24"],
     )
