@@ -11,20 +11,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vip_stack.observe import Pinger, VipWatcher
 from vip_stack.rollout import NodeAccess
 
 from .boot import KeepalivedService, apply_user_data, write_by_hand
+from .faults import Stress
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 from .watch import ping_from, watch_replaced_node, watch_vip
-
-if TYPE_CHECKING:
-    from .faults import Stress
 
 # A run's progress, as it goes: the lab's command shows it on stderr.
 log = logging.getLogger(__name__)
@@ -85,8 +83,6 @@ class LabRun:
         stress: Stress | None = None,
     ):
         self.spec, self.lab = spec, lab
-        from .faults import Stress
-
         self.stress = stress or Stress()
         # What `pulumi up` declares after a config change, for the rollout drill.
         self.rollout_to = rollout_to
