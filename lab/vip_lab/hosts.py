@@ -13,6 +13,13 @@ disk (/etc, /var, /home) stays, /run starts empty (on a VM it is a tmpfs) and
 the NIC comes up with only its own address. A node that is replaced gets a
 new host instead, with nothing of the old one but its switch port, address
 and MAC (a Neutron port outlives the instances booted on it).
+
+A sealed host (a lab VM, vm.py) has more of its own: /usr/local, /opt and /srv
+are overlays too, /root is its own, /tmp is a tmpfs, /dev/console is a file of
+its directory, and the rest of the machine's file system is read-only in it,
+so nothing run on it can write to the machine outside its own directory. A
+host started by another process (a nova-compute since restarted) can be
+adopted from its holder's pid.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from pathlib import Path
 from .netns import add_namespace, alive, delete_namespace, list_namespaces, run
 
 BRIDGE = "br0"
+# Overlaid on a sealed host besides /etc, /var and /home (when the machine has them).
+SEALED_OVERLAYS = ("/usr/local", "/opt", "/srv")
 
 
 def new_run_prefix() -> str:
@@ -93,12 +102,47 @@ class Switch:
             )
 
 
+class _AdoptedHolder:
+    """The holder of a host another process started: what NodeHost uses of
+    a Popen, for a process that is not this one's child."""
+
+    stderr = None
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not alive(self.pid):
+            self.returncode = -signal.SIGKILL
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"holder {self.pid}", timeout or 0)
+            time.sleep(0.01)
+        return self.returncode or 0
+
+
+def process_start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since the machine booted: with
+    the pid, it tells a process from a later one that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class NodeHost:
     """A keepalived node: network, mount and UTS namespaces held open by one process."""
 
-    def __init__(self, name: str, namespace: str, nic: str, root: Path):
+    def __init__(self, name: str, namespace: str, nic: str, root: Path, sealed: bool = False):
         self.name, self.namespace, self.nic = name, namespace, nic
         self.root = root  # the lab's directory for this host
+        self.sealed = sealed
         self.etc_upper = root / "etc"
         self.var_upper = root / "var"
         self.home_upper = root / "home"
@@ -107,7 +151,30 @@ class NodeHost:
         # Set when the host is plugged into the switch.
         self.address_cidr: str | None = None
         self.gateway: str | None = None
-        self._holder: subprocess.Popen | None = None
+        self._holder: subprocess.Popen | _AdoptedHolder | None = None
+
+    @property
+    def overlays(self) -> dict[str, Path]:
+        """Mount point -> the upper directory (in the host's directory) that
+        holds what the host wrote there; each has a work directory beside it.
+        (cloud-init creates the image's default user, with a home.)"""
+        overlays = {"/etc": self.etc_upper, "/var": self.var_upper, "/home": self.home_upper}
+        if self.sealed:
+            for mount in SEALED_OVERLAYS:
+                if Path(mount).is_dir():
+                    overlays[mount] = self.root / mount.strip("/").replace("/", "-")
+        return overlays
+
+    @property
+    def root_home(self) -> Path:
+        """What a sealed host sees as /root."""
+        return self.root / "roothome"
+
+    @property
+    def console(self) -> Path:
+        """What a sealed host sees as /dev/console (cloud-init opens it with
+        "w" for each message, so the file keeps the last one)."""
+        return self.root / "console"
 
     @property
     def run_dir(self) -> Path:
@@ -117,16 +184,17 @@ class NodeHost:
 
     def create(self) -> None:
         add_namespace(self.namespace)
-        for directory in (
-            self.etc_upper,
-            self.var_upper,
-            self.home_upper,
-            self.log_dir,
-            self.root / "etc-work",
-            self.root / "var-work",
-            self.root / "home-work",
-        ):
-            directory.mkdir(parents=True, exist_ok=True)
+        self.make_directories()
+
+    def make_directories(self) -> None:
+        """The host's disk: the overlays' upper and work directories, its logs."""
+        for upper in self.overlays.values():
+            upper.mkdir(parents=True, exist_ok=True)
+            upper.with_name(f"{upper.name}-work").mkdir(exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.sealed:
+            self.root_home.mkdir(mode=0o700, exist_ok=True)
+            self.console.touch(mode=0o600, exist_ok=True)
 
     def configure_nic(self) -> None:
         """The NIC as it is after boot: up, with the port's own address and
@@ -153,17 +221,8 @@ class NodeHost:
         # The host's own name resolves, as on a cloud image (sudo asks for it).
         hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
         self.write_file("/etc/hosts", hosts + f"127.0.1.1 {self.name}\n")
-        mounts = (
-            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.etc_upper},workdir={self.root}/etc-work /etc"
-            f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.var_upper},workdir={self.root}/var-work /var"
-            # cloud-init creates the image's default user, with a home.
-            f" && mount -t overlay overlay -o lowerdir=/home,upperdir={self.home_upper},"
-            f"workdir={self.root}/home-work /home"
-            f" && mount --bind {self.run_dir} /run"
-            f" && hostname {self.name}"
-            " && exec sleep infinity"
-        )
-        self._holder = subprocess.Popen(
+        mounts = " && ".join([*self._mount_commands(), f"hostname {self.name}", "exec sleep infinity"])
+        holder = subprocess.Popen(
             [
                 "ip",
                 "netns",
@@ -182,17 +241,67 @@ class NodeHost:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        self._holder = holder
         # The holder is ready once the hostname inside has changed.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self._holder.poll() is not None:
-                error = self._holder.stderr.read().decode() if self._holder.stderr else ""
+            if holder.poll() is not None:
+                error = holder.stderr.read().decode() if holder.stderr else ""
                 raise RuntimeError(f"{self.name}: host did not start: {error}")
             probe = subprocess.run(self.enter(["hostname"]), capture_output=True, text=True)
             if probe.returncode == 0 and probe.stdout.strip() == self.name:
                 return
             time.sleep(0.02)
         raise RuntimeError(f"{self.name}: host did not come up within 10 s")
+
+    def _mount_commands(self) -> list[str]:
+        """What the holder mounts before it sleeps. A mount that would cover
+        the host's own directory comes last: the directories it names must be
+        found on the machine's disk, not in the host's view."""
+        mounts = [
+            (
+                mount,
+                f"mount -t overlay overlay -o lowerdir={mount},upperdir={upper},"
+                f"workdir={upper.with_name(upper.name + '-work')} {mount}",
+            )
+            for mount, upper in self.overlays.items()
+        ]
+        mounts.append(("/run", f"mount --bind {self.run_dir} /run"))
+        if self.sealed:
+            mounts.append(("/root", f"mount --bind {self.root_home} /root"))
+            mounts.append(("/tmp", "mount -t tmpfs -o mode=1777,size=256m tmpfs /tmp"))
+            if Path("/dev/console").exists():
+                mounts.append(("/dev/console", f"mount --bind {self.console} /dev/console"))
+        root = str(self.root.resolve())
+        mounts.sort(key=lambda mount: root == mount[0] or root.startswith(mount[0].rstrip("/") + "/"))
+        commands = [command for _, command in mounts]
+        if self.sealed:
+            # Everything not mounted above, the machine's own, read-only.
+            commands.append("mount -o remount,bind,ro /")
+        return commands
+
+    def adopt(self, pid: int, boots: int, start_time: int | None = None) -> bool:
+        """Takes over the host as another process started it, from its holder's
+        pid (and start time, to tell it from a later process with that pid)
+        and the number of boots so far (its /run). Returns whether that holder
+        still holds this host's namespaces; if not, the host is left stopped."""
+        self.boots = boots
+        self._holder = None
+        if not alive(pid) or (start_time is not None and process_start_time(pid) != start_time):
+            return False
+        try:
+            same_network = os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{self.namespace}").st_ino
+        except OSError:
+            return False
+        if not same_network:
+            return False
+        self._holder = _AdoptedHolder(pid)
+        return True
+
+    @property
+    def running(self) -> bool:
+        """Whether the holder is alive (the host is up)."""
+        return self._holder is not None and self._holder.poll() is None
 
     @property
     def holder_pid(self) -> int:
@@ -226,10 +335,11 @@ class NodeHost:
         return process
 
     def write_file(self, path: str, content: str, mode: int = 0o644) -> None:
-        """Writes a file as the host sees it at `path` (under /etc or /var)."""
-        for mount, upper in (("/etc/", self.etc_upper), ("/var/", self.var_upper)):
-            if path.startswith(mount):
-                target = upper / path[len(mount) :]
+        """Writes a file as the host sees it at `path` (under /etc or /var, or
+        another of its overlays)."""
+        for mount, upper in self.overlays.items():
+            if path.startswith(mount + "/"):
+                target = upper / path[len(mount) + 1 :]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
                 target.chmod(mode)

@@ -20,9 +20,12 @@ LAB_BIN = "/etc/keepalived-vip-lab/bin"
 SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
 # The folder that holds vip_lab, for the lab hosts' systemctl stand-in.
 LAB_SOURCE_DIR = Path(__file__).resolve().parent.parent
+SYSTEM_PYTHON = "/usr/bin/python3"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_PATH = f"{LAB_BIN}:{DEFAULT_PATH}"
 HOST_KEYS_MADE = "/etc/keepalived-vip-lab/host-keys-made"
+# Where `systemctl enable keepalived` leaves its mark, as systemd does (WantedBy=multi-user.target).
+ENABLED_UNIT_LINK = "/etc/systemd/system/multi-user.target.wants/keepalived.service"
 
 
 def default_user(host: NodeHost) -> str:
@@ -43,39 +46,16 @@ def default_user(host: NodeHost) -> str:
     return users[0]
 
 
-def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
-    """Starts sshd on the host; returns the login that accepts public_key."""
+def serve_ssh(host: NodeHost, address: str, public_key: str | None, track) -> str:
+    """Starts sshd on the host; returns the login that accepts public_key.
+
+    public_key None: the keys are cloud-init's, as on a VM booted with a key
+    pair (its ssh module made the host keys and authorized the instance's key
+    for the default user) and are left as they are."""
     user = default_user(host)
-    # Host keys of its own, as a new VM makes at first boot (the machine's
-    # would show through the /etc overlay otherwise); a reboot keeps them.
-    # Done inside the host: files made behind a mounted overlay's back may
-    # stay unseen in it.
-    host.run(
-        [
-            "sh",
-            "-c",
-            f"test -e {HOST_KEYS_MADE} || {{ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub"
-            f" && ssh-keygen -A && mkdir -p {shlex.quote(str(Path(HOST_KEYS_MADE).parent))}"
-            f" && touch {HOST_KEYS_MADE}; }}",
-        ]
-    )
     (host.run_dir / "sshd").mkdir(mode=0o755, exist_ok=True)
-    home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
-    host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
-    host.write_file(f"/etc/keepalived-vip-lab/{user}.pub", public_key.strip() + "\n")
-    host.run(
-        [
-            "install",
-            "-m",
-            "0600",
-            "-o",
-            user,
-            "-g",
-            user,
-            f"/etc/keepalived-vip-lab/{user}.pub",
-            f"{home}/.ssh/authorized_keys",
-        ]
-    )
+    if public_key is not None:
+        _own_keys(host, user, public_key)
     install_systemctl(host)
     host.write_file(
         SSHD_CONFIG,
@@ -99,11 +79,50 @@ def serve_ssh(host: NodeHost, address: str, public_key: str, track) -> str:
     return user
 
 
+def _own_keys(host: NodeHost, user: str, public_key: str) -> None:
+    """Host keys of the host's own and public_key authorized for user."""
+    # Host keys of its own, as a new VM makes at first boot (the machine's
+    # would show through the /etc overlay otherwise); a reboot keeps them.
+    # Done inside the host: files made behind a mounted overlay's back may
+    # stay unseen in it.
+    host.run(
+        [
+            "sh",
+            "-c",
+            f"test -e {HOST_KEYS_MADE} || {{ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub"
+            f" && ssh-keygen -A && mkdir -p {shlex.quote(str(Path(HOST_KEYS_MADE).parent))}"
+            f" && touch {HOST_KEYS_MADE}; }}",
+        ]
+    )
+    home = host.run(["sh", "-c", f"getent passwd {shlex.quote(user)} | cut -d: -f6"]).stdout.strip()
+    host.run(["install", "-d", "-m", "0700", "-o", user, "-g", user, f"{home}/.ssh"])
+    host.write_file(f"/etc/keepalived-vip-lab/{user}.pub", public_key.strip() + "\n")
+    host.run(
+        [
+            "install",
+            "-m",
+            "0600",
+            "-o",
+            user,
+            "-g",
+            user,
+            f"/etc/keepalived-vip-lab/{user}.pub",
+            f"{home}/.ssh/authorized_keys",
+        ]
+    )
+
+
 def install_systemctl(host: NodeHost) -> None:
     """The lab's systemctl stand-in on the host, first in the PATH of logins
     and of sudo, as the real one is on a VM."""
+    # A sealed host (a lab VM) sees the machine's own Python, not a virtualenv's
+    # (whose interpreter may live in a home it does not see).
+    python = SYSTEM_PYTHON if host.sealed else sys.executable
     # is-active is answered here, so that any user may ask, as with systemd;
-    # starting and stopping take root (sudo) and the lab's Python.
+    # starting and stopping take root (sudo) and the lab's Python. What else
+    # user data asks of systemctl is answered here too (daemon-reload; enable,
+    # disable, is-enabled): enable makes the link systemd makes, which a lab
+    # VM's boot reads (vm.py).
     systemctl = "\n".join(
         [
             "#!/bin/sh",
@@ -112,8 +131,27 @@ def install_systemctl(host: NodeHost) -> None:
             '    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo active; exit 0; fi',
             "    echo inactive; exit 3",
             "fi",
-            f"PYTHONPATH={shlex.quote(str(LAB_SOURCE_DIR))} exec {shlex.quote(sys.executable)} "
-            '-m vip_lab.systemctl "$@"',
+            '[ "$1" = daemon-reload ] && [ $# -eq 1 ] && exit 0',
+            'case "$1" in enable|disable|is-enabled)',
+            "    verb=$1; shift; now=",
+            '    [ "$1" = --now ] && { now=1; shift; }',
+            '    if [ $# -eq 1 ] && [ "${1%.service}" = keepalived ]; then',
+            f"        link={ENABLED_UNIT_LINK}",
+            '        case "$verb" in',
+            "            enable)",
+            '                mkdir -p "${link%/*}" && ln -sfn /lib/systemd/system/keepalived.service "$link" || exit 1',
+            '                [ -z "$now" ] || exec "$0" start keepalived ;;',
+            "            disable)",
+            '                rm -f "$link" || exit 1',
+            '                [ -z "$now" ] || exec "$0" stop keepalived ;;',
+            "            is-enabled)",
+            '                if [ -L "$link" ]; then echo enabled; else echo disabled; exit 1; fi ;;',
+            "        esac",
+            "        exit 0",
+            "    fi",
+            '    set -- "$verb" "$@" ;;',
+            "esac",
+            f'PYTHONPATH={shlex.quote(str(LAB_SOURCE_DIR))} exec {shlex.quote(python)} -m vip_lab.systemctl "$@"',
             "",
         ]
     )
