@@ -4,9 +4,12 @@
 VENV := venv
 PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck nftables
+# The local cloud's own: its database, message queue and switch, and what
+# Neutron's agents run (iptables and conntrack for NAT, arping for GARP).
+CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test unit lint golden bench sweep plan engine debian-packages clean
+.PHONY: lab test unit lint golden bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
@@ -18,9 +21,10 @@ bench: $(VENV)/.installed debian-packages
 sweep: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) bench/sweep.py --plot sweep.png
 
-# The gates first (lint, format, types), then every test, the real engine's tier too.
-test: lint debian-packages engine
-	$(SUDO) $(PYTHON) -m pytest
+# The gates first (lint, format, types), then every test, the real engine's
+# and the local cloud's tiers too (the tests bring the cloud up, last, and down).
+test: lint debian-packages engine cloud-prerequisites
+	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest
 
 # What needs neither root nor Debian's packages: settings, rendered text,
 # the program under mocks, the check's parsing. Seconds.
@@ -42,6 +46,23 @@ lint: $(VENV)/.installed
 engine:
 	@command -v go >/dev/null || { echo "make engine needs Go 1.26 or newer (the go command) on PATH" >&2; exit 1; }
 	bash engine/build.sh
+
+# A real all-in-one OpenStack on this machine whose instances are lab hosts
+# (docs/cloud.md); OS_CLOUD=local with .cloud/clouds.yaml. Idempotent.
+cloud: debian-packages cloud-prerequisites
+	venv=$$(bash cloud/install.sh) && $(SUDO) env PYTHONPATH=cloud:lab $$venv/bin/python -m vip_cloud --venv $$venv up
+
+# Stops every process and removes every namespace, device and file of the cloud.
+cloud-down:
+	$(SUDO) env PYTHONPATH=cloud:lab python3 -m vip_cloud down
+
+# Debian's packages and the services' virtualenv (cached outside the checkout).
+cloud-prerequisites:
+	@if ! dpkg -s $(CLOUD_DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(CLOUD_DEBIAN_PACKAGES); \
+	fi
+	bash cloud/install.sh >/dev/null
 
 plan: $(VENV)/.installed
 	$(PYTHON) -m vip_lab.plan --config $(or $(CONFIG),Pulumi.dev.yaml)

@@ -164,7 +164,18 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
     source = tmp_path_factory.mktemp("source") / "keepalived-vip"
-    ignored = ("venv", ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+    ignored = (
+        "venv",
+        ".git",
+        ".cloud",
+        ".engine",
+        "build",
+        "*.egg-info",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+    )
     shutil.copytree(PROJECT_DIR, source, ignore=shutil.ignore_patterns(*ignored))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],

@@ -1,0 +1,214 @@
+"""make cloud / make cloud-down: `python -m vip_cloud up|down|status`.
+
+`up` starts a supervisor in the background, which brings every service up in
+order and then keeps them running (no systemd here), and follows its progress
+until the cloud is ready or has failed. Ctrl-C stops the supervisor, and with
+it everything it started. `down` stops it and removes everything the cloud
+made. Only one cloud runs on a machine: its services listen on fixed ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .cleanup import MARKER, kill_processes, remove_everything, remove_namespaces, remove_ovs_taps
+from .layout import CloudDirs, cloud_dirs
+from .processes import ServiceFailed, Supervisor
+
+LOCK = Path("/run/lock/keepalived-vip-cloud.lock")
+log = logging.getLogger("vip_cloud")
+
+
+def supervisor_pid(dirs: CloudDirs) -> int | None:
+    try:
+        pid = int(dirs.supervisor_pid.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def read_status(dirs: CloudDirs) -> list[dict]:
+    try:
+        return [json.loads(line) for line in dirs.status.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def is_ready(dirs: CloudDirs) -> bool:
+    events = read_status(dirs)
+    return supervisor_pid(dirs) is not None and bool(events) and "ready" in events[-1]
+
+
+def record(dirs: CloudDirs, event: dict) -> None:
+    with open(dirs.status, "a") as out:
+        out.write(json.dumps(event) + "\n")
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stop()
+
+
+def supervise(dirs: CloudDirs, venv: Path) -> int:
+    """The supervisor daemon: brings the cloud up, then keeps it running."""
+    from .bringup import bring_up
+
+    dirs.make()
+    dirs.supervisor_pid.write_text(str(os.getpid()))
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    supervisor = Supervisor()
+    started = time.monotonic()
+    code = 0
+    try:
+        timings = bring_up(dirs, venv, supervisor, lambda name: record(dirs, {"step": name}))
+        record(dirs, {"ready": timings, "seconds": round(time.monotonic() - started, 1)})
+        while True:
+            supervisor.watch_once()
+            time.sleep(2)
+    except Stop:
+        log.info("stopping the cloud")
+    except ServiceFailed as error:
+        record(dirs, {"failed": str(error)})
+        log.error("%s", error)
+        code = 1
+    except Exception as error:  # anything unforeseen still stops what was started
+        record(dirs, {"failed": f"{type(error).__name__}: {error}"})
+        log.exception("bring-up failed")
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        supervisor.stop_all()
+        kill_processes(dirs)
+        remove_namespaces()
+        remove_ovs_taps()
+        with contextlib.suppress(OSError):
+            dirs.supervisor_pid.unlink()
+    return code
+
+
+def up(dirs: CloudDirs, venv: Path) -> int:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("make cloud: another make cloud is bringing the cloud up; nothing done", file=sys.stderr)
+            return 1
+        if is_ready(dirs):
+            print(f"the local cloud is already up: nothing changed (OS_CLOUD=local, {dirs.clouds_yaml})")
+            return 0
+        if supervisor_pid(dirs) is not None:
+            print("make cloud: a supervisor of this cloud is running but not ready; run make cloud-down first")
+            return 1
+        # Whatever a crashed run left is removed before starting afresh.
+        remove_everything(dirs)
+        dirs.make()
+        return _follow(dirs, venv)
+
+
+def _follow(dirs: CloudDirs, venv: Path) -> int:
+    env = {**os.environ, MARKER: str(dirs.root)}
+    with open(dirs.logs / "supervisor.log", "ab") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "vip_cloud", "--venv", str(venv), "supervise"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    started = time.monotonic()
+    seen = 0
+    try:
+        while True:
+            events = read_status(dirs)
+            for event in events[seen:]:
+                if "step" in event:
+                    print(f"[{time.monotonic() - started:6.1f} s] {event['step']}", flush=True)
+                elif "ready" in event:
+                    print(f"the local cloud is up in {event['seconds']} s: OS_CLOUD=local with {dirs.clouds_yaml}")
+                    return 0
+                elif "failed" in event:
+                    print(f"make cloud failed: {event['failed']}", file=sys.stderr)
+                    daemon.wait(timeout=180)
+                    return 1
+            seen = len(events)
+            if daemon.poll() is not None:
+                print(
+                    f"make cloud: the supervisor exited {daemon.returncode}; see {dirs.logs / 'supervisor.log'}",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("interrupted: stopping everything the cloud started", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            daemon.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=180)
+        kill_processes(dirs)
+        remove_namespaces()
+        return 130
+
+
+def down(dirs: CloudDirs) -> int:
+    pid = supervisor_pid(dirs)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 180
+        while supervisor_pid(dirs) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+    removed = remove_everything(dirs)
+    print(
+        f"the local cloud is down: {len(removed['processes'])} processes stopped by the sweep, "
+        f"namespaces removed: {', '.join(removed['namespaces']) or 'none left'}, {dirs.root} removed"
+    )
+    return 0
+
+
+def status(dirs: CloudDirs) -> int:
+    events = read_status(dirs)
+    if is_ready(dirs):
+        print(f"up (supervisor {supervisor_pid(dirs)}), {dirs.clouds_yaml}")
+        return 0
+    print("down" if not events else f"not ready: {events[-1]}")
+    return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vip_cloud", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--venv", type=Path, default=Path(sys.prefix), help="the services' virtualenv")
+    parser.add_argument("command", choices=["up", "down", "status", "supervise"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.geteuid() != 0:
+        print("the local cloud needs root (namespaces, Open vSwitch, addresses on br-ex)", file=sys.stderr)
+        return 1
+    dirs = cloud_dirs()
+    if args.command == "up":
+        return up(dirs, args.venv)
+    if args.command == "down":
+        return down(dirs)
+    if args.command == "status":
+        return status(dirs)
+    return supervise(dirs, args.venv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

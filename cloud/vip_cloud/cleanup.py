@@ -1,0 +1,115 @@
+"""Finding and removing what the cloud left on the machine: its processes
+(every one carries the cloud's directory in its environment), the network
+namespaces its agents and its compute driver made, and its directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from .layout import CloudDirs
+
+MARKER = "KVIP_CLOUD_DIR"
+# Namespaces Neutron's L3 and DHCP agents name after their routers and
+# networks, and the compute driver's instances.
+NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-", "labvm-")
+# The TAP devices of the userspace datapath: Open vSwitch makes them
+# persistent, so they outlive a switch that was killed.
+OVS_TAP_DEVICES = ("ovs-netdev", "br-int", "br-ex")
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def cloud_processes(dirs: CloudDirs) -> list[int]:
+    """Every live process started for this cloud but this one and its parents."""
+    mark = f"{MARKER}={dirs.root}".encode()
+    mine = _ancestors()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if mark not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        found.append(int(entry))
+    return found
+
+
+def cloud_namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names = [line.split()[0] for line in listing.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(NAMESPACE_PREFIXES)]
+
+
+def kill_processes(dirs: CloudDirs, timeout: float = 15) -> list[int]:
+    pids = cloud_processes(dirs)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in cloud_processes(dirs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while cloud_processes(dirs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not cloud_processes(dirs):
+            break
+    return pids
+
+
+def remove_namespaces() -> list[str]:
+    removed = []
+    for name in cloud_namespaces():
+        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        removed.append(name)
+    return removed
+
+
+def remove_ovs_taps() -> list[str]:
+    removed = []
+    for name in OVS_TAP_DEVICES:
+        details = subprocess.run(["ip", "-d", "link", "show", "dev", name], capture_output=True, text=True)
+        # Only a TAP device of that name: never a device someone else made.
+        if details.returncode == 0 and " tun " in details.stdout:
+            subprocess.run(["ip", "link", "delete", name], capture_output=True)
+            removed.append(name)
+    return removed
+
+
+def remove_everything(dirs: CloudDirs) -> dict[str, list]:
+    """What `make cloud-down` does after the supervisor has stopped: whatever
+    is still there goes, even after a crash that left no supervisor."""
+    processes = kill_processes(dirs)
+    namespaces = remove_namespaces()
+    devices = remove_ovs_taps()
+    existed = dirs.root.exists()
+    # Mounts the lab hosts made live in their own mount namespaces, gone
+    # with their processes; nothing is mounted under the directory itself.
+    shutil.rmtree(dirs.root, ignore_errors=True)
+    return {
+        "processes": processes,
+        "namespaces": namespaces,
+        "devices": devices,
+        "directory": [str(dirs.root)] if existed else [],
+    }

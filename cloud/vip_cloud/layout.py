@@ -1,0 +1,81 @@
+"""Where the local cloud keeps everything: one directory (`.cloud/` in the
+checkout), so that `make cloud-down` can remove all of it, and the fixed
+addresses of its services."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+LAB_SOURCE = CHECKOUT / "lab"
+CLOUD_SOURCE = CHECKOUT / "cloud"
+
+# Everything listens on loopback, nowhere else.
+HOST = "127.0.0.1"
+KEYSTONE_PORT = 5000
+GLANCE_PORT = 9292
+PLACEMENT_PORT = 8778
+NEUTRON_PORT = 9696
+NOVA_PORT = 8774
+RABBIT_PORT = 5672
+REGION = "RegionOne"
+
+# The external network, as DevStack lays it out (FLOATING_RANGE,
+# PUBLIC_NETWORK_GATEWAY): this machine is the gateway on br-ex, the way a
+# user's laptop sits outside a cloud and reaches its floating IPs.
+EXTERNAL_CIDR = os.environ.get("KVIP_CLOUD_EXTERNAL_CIDR", "172.24.4.0/24")
+PHYSNET = "public"
+EXTERNAL_BRIDGE = "br-ex"
+INTEGRATION_BRIDGE = "br-int"
+
+
+@dataclass(frozen=True)
+class CloudDirs:
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def instances(self) -> Path:
+        return self.data / "nova" / "instances"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.root / "clouds.yaml"
+
+    @property
+    def status(self) -> Path:
+        return self.run / "status.jsonl"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.run / "supervisor.pid"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets.json"
+
+    def make(self) -> None:
+        for directory in (self.etc, self.logs, self.run, self.data, self.instances):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+
+
+def cloud_dirs() -> CloudDirs:
+    return CloudDirs(Path(os.environ.get("KVIP_CLOUD_DIR", CHECKOUT / ".cloud")).resolve())

@@ -1,0 +1,174 @@
+"""Starting, watching and stopping the cloud's daemons: no systemd runs here,
+so this is what the units would do. Each daemon runs in a session of its own
+with its output in a log file; a daemon that dies is started again, a few
+times, before the cloud is declared broken."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ServiceFailed(RuntimeError):
+    """A daemon or a set-up step failed; the message names it and ends with its log."""
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+def failure(name: str, what: str, log_path: Path) -> ServiceFailed:
+    return ServiceFailed(f"{name}: {what}\n--- the end of {log_path} ---\n{log_tail(log_path)}")
+
+
+def run_step(name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path, timeout: float = 600) -> None:
+    """A one-off set-up command (a database migration, a bootstrap); its
+    output is appended to log_path, and a failure names the step."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        try:
+            result = subprocess.run(
+                list(argv),
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise failure(name, f"{argv[0]} did not finish within {timeout:.0f} s", log_path) from None
+    if result.returncode != 0:
+        raise failure(name, f"{' '.join(argv[:3])} exited {result.returncode}", log_path)
+
+
+def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def unix_socket_open(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(1)
+        sock.connect(str(path))
+        return True
+    return False
+
+
+@dataclass
+class Service:
+    """A daemon as its unit file would describe it."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    log: Path
+    ready: Callable[[], bool]
+    ready_timeout: float = 120
+    cwd: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    restarts: list[float] = field(default_factory=list, repr=False)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            out.write(f"\n--- start: {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.process = subprocess.Popen(
+                list(self.argv),
+                env=dict(self.env),
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        deadline = started + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise failure(self.name, f"exited {code} while starting", self.log)
+            if self.ready():
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise failure(self.name, f"not ready within {self.ready_timeout:.0f} s", self.log)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM to its whole session, then SIGKILL: its children too (an
+        agent's privsep helpers, a server's workers)."""
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class Supervisor:
+    """Keeps the started services running, in the order they were started."""
+
+    # A daemon that dies more often than this in RESTART_WINDOW s is broken.
+    MAX_RESTARTS = 3
+    RESTART_WINDOW = 600
+
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+
+    def start(self, service: Service) -> float:
+        log.info("starting %s", service.name)
+        self.services.append(service)
+        service.start()
+        took = service.wait_ready()
+        log.info("%s is ready (%.1f s)", service.name, took)
+        return took
+
+    def watch_once(self) -> None:
+        """Starts again what died; raises ServiceFailed for what keeps dying."""
+        now = time.monotonic()
+        for service in self.services:
+            if service.running:
+                continue
+            code = None if service.process is None else service.process.returncode
+            service.restarts = [t for t in service.restarts if now - t < self.RESTART_WINDOW]
+            if len(service.restarts) >= self.MAX_RESTARTS:
+                raise failure(service.name, f"exited {code} {self.MAX_RESTARTS} times in a row", service.log)
+            log.warning("%s exited %s; starting it again", service.name, code)
+            service.restarts.append(now)
+            service.start()
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            log.info("stopping %s", service.name)
+            service.stop()
+        self.services.clear()
