@@ -249,7 +249,9 @@ FAST = {
 
 def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     spec = stack_spec(FAST)
-    assert spec.vrrp_version == 3 and spec.health_check == (1, 2, 2) and spec.notify
+    assert spec.vrrp_version == 3 and spec.notify
+    assert spec.health_check is not None
+    assert (spec.health_check.interval, spec.health_check.fall, spec.health_check.rise) == (1, 2, 2)
     # A change old and new nodes cannot agree on: they do not hear each other
     # until the last old node is gone.
     result = run_drills(

@@ -159,6 +159,12 @@ def test_each_vips_bad_keys_are_named_in_its_own_namespace():
     assert deployment.resources == []
 
 
+def test_a_failed_look_up_names_the_key_in_the_vips_own_namespace():
+    deployment = run_library({**library_config(), "db:imageName": "no-such-image"}, expect_failure=True)
+    assert "db:imageName: no image named 'no-such-image'" in str(deployment.error)
+    assert deployment.resources == []
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from vip_stack.settings import DEFAULTS, InvalidConfig
+from vip_stack.settings import InvalidConfig, parse_settings
 
 from .drills import DEFAULT_DRILLS
 from .evaluate import EXAMPLE_STACK_FILE
@@ -33,7 +33,7 @@ from .scenario import rollout_spec, stack_spec
 def rollout_changes(pairs: list[str], config: dict) -> dict[str, str]:
     """--rollout KEY=VALUE pairs; none: move to the next virtualRouterId."""
     if not pairs:
-        current = int(config.get("virtualRouterId") or DEFAULTS["virtualRouterId"])
+        current = parse_settings(config).virtual_router_id
         return {"virtualRouterId": str(current % 255 + 1)}
     changes = {}
     for pair in pairs:
@@ -93,6 +93,9 @@ def main(argv=None) -> int:
         changes = rollout_changes(args.rollout, config)
     except ValueError as error:
         parser.error(str(error))
+    except InvalidConfig as error:
+        print(error, file=sys.stderr)
+        return 2
     try:
         spec = stack_spec(config, label=f"{args.config.name}")
         rollout_to = rollout_spec(config, changes, spec)

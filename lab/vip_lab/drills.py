@@ -203,7 +203,8 @@ def health(run: LabRun) -> DrillResult:
     again and (with preemption) takes the VIP back."""
     if run.spec.health_check is None:
         return run.record(DrillResult("health check", False, "the stack has no healthCheck"))
-    interval, fall, rise = run.spec.health_check
+    check = run.spec.health_check
+    interval, fall, rise = check.interval, check.fall, check.rise
     run.restore()
     holders = run.live_holders()
     if len(holders) != 1:
