@@ -233,11 +233,11 @@ def test_every_default_is_a_valid_value():
 def test_a_mistyped_key_from_the_cli_is_reported(monkeypatch):
     # The Pulumi CLI hands a program its config as JSON in PULUMI_CONFIG.
     import pulumi
-    from pulumi.runtime import config as runtime_config
 
     from vip_stack.settings import settings_from_config
 
-    monkeypatch.setattr(runtime_config, "CONFIG", runtime_config.ContextVar("config_for_test", default={}))
+    # Only the CLI's config: none left over from a run under the mocks.
+    pulumi.runtime.set_all_config({})
     monkeypatch.setenv(
         "PULUMI_CONFIG",
         json.dumps(
