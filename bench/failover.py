@@ -18,6 +18,7 @@ keepalived frozen 250 ms every 3 s), where none must happen either.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,52 +34,64 @@ from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
 from vip_lab.faults import Stress  # noqa: E402
 from vip_lab.plan import stack_config  # noqa: E402
 from vip_lab.report import plot_timeline  # noqa: E402
+from vip_lab.results import DrillResult, SteadyResult, StressResult, TakeoverResult  # noqa: E402
 from vip_lab.runner import run_drills  # noqa: E402
 from vip_lab.scenario import reference_spec, stack_spec  # noqa: E402
 
 # The benchmark's own progress on stderr; the drills' step by step stays quiet.
 log = logging.getLogger("bench")
 
+
+def _failover_s(result: TakeoverResult) -> float | None:
+    return result.failover_s
+
+
+def _ping_gap_s(result: TakeoverResult) -> float | None:
+    return result.pings.longest_gap_s if result.pings else None
+
+
+# (drill, title, the figure of its result)
 FIGURES = (
-    ("graceful failover", "failover_s", "graceful failover s"),
-    ("crash failover", "failover_s", "crash failover s"),
-    ("graceful failover", "longest_ping_gap_s", "ping gap, graceful s"),
-    ("crash failover", "longest_ping_gap_s", "ping gap, crash s"),
+    ("graceful failover", "graceful failover s", _failover_s),
+    ("crash failover", "crash failover s", _failover_s),
+    ("graceful failover", "ping gap, graceful s", _ping_gap_s),
+    ("crash failover", "ping gap, crash s", _ping_gap_s),
 )
 
 
+def _transitions(result: DrillResult | None) -> int | None:
+    """The VIP's holder changes the steady or the stress drill counted (None: it could not start)."""
+    return result.transitions if isinstance(result, (SteadyResult, StressResult)) else None
+
+
 def measure(spec, rounds: int, steady_seconds: float, stress: Stress | None = None) -> dict:
-    samples: dict[str, list[float]] = {title: [] for _, _, title in FIGURES}
+    samples: dict[str, list[float]] = {title: [] for _, title, _ in FIGURES}
     failures, last = [], None
     for round_ in range(1, rounds + 1):
         log.info(f"{spec.label}: round {round_}/{rounds}")
         last = run_drills(spec, drills=["graceful", "restart", "crash"])
-        if not last["passed"]:
-            failures += [
-                f"round {round_}: {name}: {d['summary']}" for name, d in last["drills"].items() if not d["passed"]
-            ]
-        for drill, key, title in FIGURES:
-            value = last["drills"].get(drill, {}).get(key)
+        failures += [f"round {round_}: {failed.verdict()}" for failed in last.failures()]
+        for drill, title, figure in FIGURES:
+            result = last.drills.get(drill)
+            value = figure(result) if isinstance(result, TakeoverResult) else None
             if value is not None:
                 samples[title].append(value)
     transitions = None
     if steady_seconds > 0:
         log.info(f"{spec.label}: steady run, both cores busy for {steady_seconds:g} s")
         steady = run_drills(spec, drills=["steady"], steady_seconds=steady_seconds)
-        transitions = steady["drills"].get("steady under load", {}).get("transitions")
-        if not steady["passed"]:
-            failures += [f"steady: {d['summary']}" for d in steady["drills"].values() if not d["passed"]]
+        transitions = _transitions(steady.drills.get("steady under load"))
+        failures += [failed.verdict() for failed in steady.failures()]
     stress_transitions = None
     if stress is not None:
         log.info(f"{spec.label}: stress run, {stress.seconds:g} s")
         stressed = run_drills(spec, drills=["stress"], stress=stress)
-        stress_transitions = stressed["drills"].get("stress", {}).get("transitions")
-        if not stressed["passed"]:
-            failures += [f"stress: {d['summary']}" for d in stressed["drills"].values() if not d["passed"]]
+        stress_transitions = _transitions(stressed.drills.get("stress"))
+        failures += [failed.verdict() for failed in stressed.failures()]
     assert last is not None, "at least one round"
     return {
         "label": spec.label,
-        "vrrp": last["vrrp"],
+        "vrrp": dataclasses.asdict(last.vrrp),
         "steady_seconds": steady_seconds,
         "steady_transitions": transitions,
         "stress": None
@@ -100,7 +113,7 @@ def table(results: list[dict]) -> str:
     reference = results[0]
     header = ["figure (median)"] + [r["label"] for r in results]
     lines = [header]
-    for _, _, title in FIGURES:
+    for _, title, _ in FIGURES:
         row = [title]
         for result in results:
             value = result["median"][title]
@@ -133,7 +146,7 @@ def table(results: list[dict]) -> str:
         vrrp = result["vrrp"]
         text.append(
             f"{result['label']}: VRRP v{vrrp['version']} {vrrp['mode']}, advert_int {vrrp['advert_int_s']:g} s, "
-            f"{len(result['samples'][FIGURES[0][2]])} rounds"
+            f"{len(result['samples'][FIGURES[0][1]])} rounds"
             + (f"; FAILED: {'; '.join(result['failures'])}" if result["failures"] else "")
         )
     return "\n".join(text)

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -32,6 +33,7 @@ from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
 from vip_lab.faults import Stress  # noqa: E402
 from vip_lab.hosts import Lab  # noqa: E402
 from vip_lab.plan import stack_config  # noqa: E402
+from vip_lab.results import DrillResult, StressResult, TakeoverResult  # noqa: E402
 from vip_lab.runner import run_drills  # noqa: E402
 from vip_lab.scenario import stack_spec  # noqa: E402
 
@@ -42,19 +44,25 @@ STALLS_MS = (100, 250, 500)
 LOSSES = (0, 1, 5)
 
 
+def _takeover(result: DrillResult | None) -> TakeoverResult | None:
+    """A failover drill's result, if it got as far as the takeover."""
+    return result if isinstance(result, TakeoverResult) else None
+
+
 def measure(config: dict, label: str, stress_seconds: float) -> dict:
     spec = stack_spec(config, label=label)
     log.info(f"{spec.label}: failover drills")
-    drills = run_drills(spec, drills=["graceful", "crash"])["drills"]
-    result = {
+    drills = run_drills(spec, drills=["graceful", "crash"]).drills
+    graceful, crash = _takeover(drills.get("graceful failover")), _takeover(drills.get("crash failover"))
+    result: dict[str, Any] = {
         "label": label,
         "advert_interval_s": spec.advert_interval,
         "vrrp_version": spec.vrrp_version,
         "master_down_interval_s": round(spec.master_down_interval(90), 3),
-        "graceful_s": drills.get("graceful failover", {}).get("failover_s"),
-        "crash_s": drills.get("crash failover", {}).get("failover_s"),
+        "graceful_s": graceful.failover_s if graceful else None,
+        "crash_s": crash.failover_s if crash else None,
         "longest_ping_gap_s": max(
-            drills.get(name, {}).get("longest_ping_gap_s") or 0 for name in ("graceful failover", "crash failover")
+            takeover.pings.longest_gap_s if takeover and takeover.pings else 0 for takeover in (graceful, crash)
         ),
         "stress": {},
     }
@@ -68,7 +76,9 @@ def measure(config: dict, label: str, stress_seconds: float) -> dict:
                     log.info(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss")
                     run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall)
                     outcome = lab_drills.stress(run)
-                    result["stress"][f"{stall}ms/{loss}%"] = outcome.figures.get("transitions")
+                    result["stress"][f"{stall}ms/{loss}%"] = (
+                        outcome.transitions if isinstance(outcome, StressResult) else None
+                    )
         finally:
             run.finish()
     return result

@@ -45,7 +45,7 @@ def rendered() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for combination, changes in COMBINATIONS.items():
         settings = parse_settings({**REQUIRED, **changes})
-        for config in plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp.password.reveal()):
+        for config in plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value()):
             files[Path(combination) / f"{config.router_id}.keepalived.conf"] = render_keepalived_conf(config)
             files[Path(combination) / f"{config.router_id}.user-data.yaml"] = render_user_data(config)
     return files

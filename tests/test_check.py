@@ -13,6 +13,7 @@ import pytest
 from vip_lab import drills
 from vip_lab.cluster import LabRun
 from vip_lab.hosts import Lab, leftovers, new_run_prefix
+from vip_lab.results import RolloutResult
 from vip_lab.scenario import rollout_spec, stack_spec
 from vip_stack.check import CheckError, parse_outputs
 from vip_stack.remote import RemoteError, Ssh
@@ -186,10 +187,11 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
 
         result = drills.rollout(run)
 
-        assert result.passed, result.summary
-        assert [step["node"] for step in result.figures["steps"]] == ["kld-vm-2", "kld-vm-1"]
-        for step in result.figures["steps"]:
-            assert "keepalived stopped" in step["drain"][0], step["drain"]
+        assert result.passed, result.verdict()
+        assert isinstance(result, RolloutResult)
+        assert [step.node for step in result.steps] == ["kld-vm-2", "kld-vm-1"]
+        for step in result.steps:
+            assert "keepalived stopped" in step.drain[0], step.drain
         # With the user's own known_hosts the replaced node's new key is refused.
         plain = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
         plain.namespace = ssh.namespace

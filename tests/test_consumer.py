@@ -2,14 +2,11 @@
 come from running our own program under mocks, and reach the consumer through
 a mocked StackReference, as `pulumi up` would hand them over."""
 
-import runpy
 from pathlib import Path
 
 import pulumi
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
+from vip_lab.evaluate import run_with_mocks
 from vip_lab.fake_openstack import unwrap
 
 from .harness import EXAMPLE_CONFIG, run_program
@@ -37,18 +34,8 @@ class ConsumerMocks(pulumi.runtime.Mocks):
 
 def run_consumer(vip_outputs, config):
     mocks = ConsumerMocks(vip_outputs)
-    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack for this run
-    pulumi.runtime.set_mocks(mocks, project="keepalived-vip-consumer", stack="dev", preview=False)
-    pulumi.runtime.set_all_config({f"keepalived-vip-consumer:{k}": str(v) for k, v in config.items()})
-    root = pulumi_settings.get_root_resource()
-
-    def program() -> None:
-        runpy.run_path(str(CONSUMER), run_name="__main__")
-
-    _sync_await(run_pulumi_func(program))
-    exported = getattr(root, "outputs", {})
-    outputs = {name: _sync_await(pulumi.Output.from_input(value).future()) for name, value in exported.items()}
-    return mocks.resources, outputs
+    exports = run_with_mocks(CONSUMER, mocks, "keepalived-vip-consumer", config)
+    return mocks.resources, exports.values
 
 
 def test_the_consumer_opens_the_service_and_names_the_public_vip():

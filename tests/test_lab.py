@@ -5,6 +5,7 @@ interval (3 x advert_int + skew); a stopped master (priority 0) is replaced
 within the skew alone, which the master down interval bounds too.
 """
 
+import json
 import re
 import signal
 import subprocess
@@ -26,7 +27,22 @@ from vip_lab.boot import (
 from vip_lab.faults import Stress
 from vip_lab.hosts import Lab, leftovers, new_run_prefix
 from vip_lab.netns import delete_namespace, list_namespaces
-from vip_lab.report import format_table, label_lanes
+from vip_lab.report import format_table, label_lanes, plot_timeline
+from vip_lab.results import (
+    CascadeResult,
+    ConvergenceResult,
+    HealthCheckResult,
+    LabReport,
+    NotifyResult,
+    PingFigures,
+    RestartResult,
+    RolloutResult,
+    SteadyResult,
+    StressResult,
+    TakeoverResult,
+    Timeline,
+    VrrpFigures,
+)
 from vip_lab.runner import run_drills
 from vip_lab.scenario import reference_spec, rollout_spec, stack_spec
 
@@ -149,76 +165,79 @@ def test_keepalived_that_will_not_start_says_why_and_a_reboot_clears_stale_pid_f
         service.stop()
 
 
-def assert_rolled_out_one_at_a_time(rollout, spec):
-    assert rollout["order"] == ["kld-vm-2", "kld-vm-1"], "lowest priority first, the master last"
-    assert [step["node"] for step in rollout["steps"]] == rollout["order"]
-    assert all("keepalived stopped" in step["drain"][0] for step in rollout["steps"]), "each node drained first"
-    assert rollout["holder"] == ["kld-vm-1"]
+def assert_rolled_out_one_at_a_time(rollout: RolloutResult, spec):
+    assert rollout.order == ["kld-vm-2", "kld-vm-1"], "lowest priority first, the master last"
+    assert [step.node for step in rollout.steps] == rollout.order
+    assert all("keepalived stopped" in step.drain[0] for step in rollout.steps), "each node drained first"
+    assert rollout.holders == ["kld-vm-1"]
+    assert rollout.pings is not None and rollout.pings.received > 0
     # Drained, the master hands over after the backup's skew, never after a crash's master down interval.
-    assert rollout["longest_ping_gap_s"] <= spec.skew(90) + spec.advert_interval < spec.master_down_interval(90)
-    assert rollout["pings_received"] > 0
+    assert rollout.pings.longest_gap_s <= spec.skew(90) + spec.advert_interval < spec.master_down_interval(90)
 
 
 def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     spec = stack_spec(EXAMPLE_CONFIG)
     # A change old and new nodes agree on: the VRRP group stays one throughout.
     new_priorities = [{"name": "kld-vm-1", "priority": 150}, {"name": "kld-vm-2", "priority": 90}]
-    result = run_drills(
+    report = run_drills(
         spec,
         drills=["graceful", "restart", "crash", "rollout"],
         prefix=lab_ready,
         rollout_to=rollout_spec(EXAMPLE_CONFIG, {"nodes": new_priorities}, spec),
     )
-    drills = result["drills"]
-    print(format_table(result))
+    print(format_table(report))
+    # First, so that a failed drill says what it saw and what it expected.
+    assert report.passed, format_table(report)
 
-    converged = drills["convergence"]
-    assert converged["holder"] == "kld-vm-1"
-    assert converged["convergence_s"] <= spec.master_down_interval(90) + spec.advert_interval
+    converged = report.drill("convergence", ConvergenceResult)
+    assert converged.expected_holder == "kld-vm-1"
+    assert converged.convergence_s is not None
+    assert converged.convergence_s <= spec.master_down_interval(90) + spec.advert_interval
 
-    graceful = drills["graceful failover"]
-    assert (graceful["from"], graceful["to"]) == ("kld-vm-1", "kld-vm-2")
-    assert graceful["failover_s"] <= spec.master_down_interval(90)
+    graceful = report.drill("graceful failover", TakeoverResult)
+    assert (graceful.victim, graceful.successor) == ("kld-vm-1", "kld-vm-2")
+    assert graceful.failover_s is not None and graceful.failover_s <= spec.master_down_interval(90)
     # The ping goes on: it came back after the takeover, with a gap no longer than the takeover allowed.
-    assert graceful["pings_received"] > 0
-    assert graceful["longest_ping_gap_s"] <= spec.master_down_interval(90) + spec.advert_interval
+    assert graceful.pings is not None and graceful.pings.received > 0
+    assert graceful.pings.longest_gap_s <= spec.master_down_interval(90) + spec.advert_interval
 
-    restart = drills["master restart"]
-    assert restart["holder"] == "kld-vm-1"
-    assert restart["takeback_s"] <= spec.master_down_interval(120) + spec.advert_interval
+    restart = report.drill("master restart", RestartResult)
+    assert restart.expected_holder == "kld-vm-1"
+    assert restart.takeback_s is not None
+    assert restart.takeback_s <= spec.master_down_interval(120) + spec.advert_interval
 
-    crash = drills["crash failover"]
-    assert (crash["from"], crash["to"]) == ("kld-vm-1", "kld-vm-2")
-    assert crash["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
-    assert crash["pings_received"] > 0
+    crash = report.drill("crash failover", TakeoverResult)
+    assert (crash.victim, crash.successor) == ("kld-vm-1", "kld-vm-2")
+    assert crash.failover_s is not None and crash.failover_s <= spec.master_down_interval(90) + spec.advert_interval
+    assert crash.pings is not None and crash.pings.received > 0
 
-    assert_rolled_out_one_at_a_time(drills["rollout"], spec)
+    rollout = report.drill("rollout", RolloutResult)
+    assert_rolled_out_one_at_a_time(rollout, spec)
     # Nodes that agree share one VRRP group: two holders at most for the moment
     # between the new master starting as MASTER and the backup hearing it.
-    assert drills["rollout"]["both_claimed_s"] < spec.advert_interval
+    assert rollout.both_claimed_s is not None and rollout.both_claimed_s < spec.advert_interval
 
-    assert result["passed"], format_table(result)
-    assert result["ping"]["received"] > 0
+    assert report.ping.received > 0
 
 
 def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "nodes": THREE_NODES})
     assert spec.mode == "multicast"
-    result = run_drills(spec, drills=["crash", "cascade"], prefix=lab_ready)
-    print(format_table(result))
-    assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
-    crash = result["drills"]["crash failover"]
-    assert crash["to"] == "kld-vm-2", "the second priority, not the third, takes over"
-    assert crash["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
-    assert result["drills"]["next priority wins"]["passed"]
-    assert result["passed"], format_table(result)
+    report = run_drills(spec, drills=["crash", "cascade"], prefix=lab_ready)
+    print(format_table(report))
+    assert report.passed, format_table(report)
+    assert report.drill("convergence", ConvergenceResult).expected_holder == "kld-vm-1"
+    crash = report.drill("crash failover", TakeoverResult)
+    assert crash.successor == "kld-vm-2", "the second priority, not the third, takes over"
+    assert crash.failover_s is not None and crash.failover_s <= spec.master_down_interval(90) + spec.advert_interval
+    assert report.drill("next priority wins", CascadeResult).order == ["kld-vm-1", "kld-vm-2", "kld-vm-3"]
 
 
 def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
     spec = reference_spec("kld-pass")
-    result = run_drills(spec, drills=["graceful"], prefix=lab_ready)
-    assert result["drills"]["graceful failover"]["to"] == "kld-vm-2"
-    assert result["passed"], format_table(result)
+    report = run_drills(spec, drills=["graceful"], prefix=lab_ready)
+    assert report.passed, format_table(report)
+    assert report.drill("graceful failover", TakeoverResult).successor == "kld-vm-2"
 
 
 def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
@@ -249,10 +268,12 @@ FAST = {
 
 def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     spec = stack_spec(FAST)
-    assert spec.vrrp_version == 3 and spec.health_check == (1, 2, 2) and spec.notify
+    assert spec.vrrp_version == 3 and spec.notify
+    assert spec.health_check is not None
+    assert (spec.health_check.interval, spec.health_check.fall, spec.health_check.rise) == (1, 2, 2)
     # A change old and new nodes cannot agree on: they do not hear each other
     # until the last old node is gone.
-    result = run_drills(
+    report = run_drills(
         spec,
         drills=["graceful", "crash", "health", "steady", "stress", "rollout", "notify"],
         prefix=lab_ready,
@@ -262,35 +283,36 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
         # master down interval (0.73 s) outlasts them.
         stress=Stress(seconds=7, loss_percent=5, stall_ms=250, stall_every=2),
     )
-    print(format_table(result))
-    drills = result["drills"]
+    print(format_table(report))
+    assert report.passed, format_table(report)
     # VRRP v3 timers at 0.2 s: the whole takeover fits in one master down interval.
-    assert drills["graceful failover"]["failover_s"] <= spec.master_down_interval(90)
-    assert drills["crash failover"]["failover_s"] <= spec.master_down_interval(90) + spec.advert_interval
-    health = drills["health check"]
-    assert (health["sick"], health["to"]) == ("kld-vm-1", "kld-vm-2")
-    assert health["failover_s"] <= (2 + 1) * 1 + spec.master_down_interval(90)
-    assert health["recovery_s"] is not None, "the node whose service came back takes the VIP again"
-    assert drills["steady under load"]["transitions"] == 0
-    stress = drills["stress"]
-    assert stress["stalls"] >= 2 and stress["transitions"] == 0, stress["summary"]
-    assert_rolled_out_one_at_a_time(drills["rollout"], spec)
-    notify = drills["notify hook"]
-    assert notify["kld-vm-1"]["master_runs"] == notify["kld-vm-1"]["vip_gains"] >= 1
-    assert result["passed"], format_table(result)
+    graceful = report.drill("graceful failover", TakeoverResult)
+    assert graceful.failover_s is not None and graceful.failover_s <= spec.master_down_interval(90)
+    crash = report.drill("crash failover", TakeoverResult)
+    assert crash.failover_s is not None and crash.failover_s <= spec.master_down_interval(90) + spec.advert_interval
+    health = report.drill("health check", HealthCheckResult)
+    assert (health.sick, health.successor) == ("kld-vm-1", "kld-vm-2")
+    assert health.failover_s is not None and health.failover_s <= (2 + 1) * 1 + spec.master_down_interval(90)
+    assert health.recovery_s is not None, "the node whose service came back takes the VIP again"
+    assert report.drill("steady under load", SteadyResult).transitions == 0
+    stress = report.drill("stress", StressResult)
+    assert stress.stalls >= 2 and stress.transitions == 0, stress.summary
+    assert_rolled_out_one_at_a_time(report.drill("rollout", RolloutResult), spec)
+    hook = report.drill("notify hook", NotifyResult).nodes["kld-vm-1"]
+    assert hook.master_runs == hook.vip_gains >= 1
 
 
 def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "preempt": False})
     assert not spec.preempt
-    result = run_drills(spec, drills=["graceful", "restart"], prefix=lab_ready)
-    print(format_table(result))
+    report = run_drills(spec, drills=["graceful", "restart"], prefix=lab_ready)
+    print(format_table(report))
+    assert report.passed, format_table(report)
     # Every node starts BACKUP; the election still picks the highest priority.
-    assert result["drills"]["convergence"]["holder"] == "kld-vm-1"
-    restart = result["drills"]["master restart"]
-    assert (restart["restarted"], restart["holder"]) == ("kld-vm-1", "kld-vm-2")
-    assert restart["longest_ping_gap_s"] < spec.advert_interval, "no second interruption"
-    assert result["passed"], format_table(result)
+    assert report.drill("convergence", ConvergenceResult).expected_holder == "kld-vm-1"
+    restart = report.drill("master restart", RestartResult)
+    assert (restart.restarted, restart.expected_holder) == ("kld-vm-1", "kld-vm-2")
+    assert restart.pings is not None and restart.pings.longest_gap_s < spec.advert_interval, "no second interruption"
 
 
 def test_ctrl_c_removes_everything(lab_ready):
@@ -336,3 +358,80 @@ def test_timeline_labels_of_events_close_in_time_stack_instead_of_overlapping():
     lanes = label_lanes(events, seconds_per_char=0.5)
     assert lanes[:3] == [0, 1, 2], "each label of the burst gets its own line"
     assert lanes[3] == 0, "a label far from the others goes back to the first line"
+
+
+def a_report_with_a_failed_crash_drill() -> LabReport:
+    converged = ConvergenceResult(
+        name="convergence",
+        passed=True,
+        summary="kld-vm-1 holds the VIP alone after 3.10 s",
+        expected="kld-vm-1 alone holds the VIP within 4.65 s and keeps it",
+        bound_s=4.648,
+        expected_holder="kld-vm-1",
+        convergence_s=3.1,
+    )
+    crashed = TakeoverResult(
+        name="crash failover",
+        passed=False,
+        summary="holders ['kld-vm-1'] after 8.6 s",
+        expected="kld-vm-2 holds the VIP within 4.65 s of kld-vm-1 crashed, and pings resume",
+        bound_s=4.648,
+        pings=PingFigures(sent=430, received=2, longest_gap_s=8.6),
+        victim="kld-vm-1",
+        successor="kld-vm-2",
+    )
+    return LabReport(
+        label="Pulumi.dev.yaml",
+        vrrp=VrrpFigures(mode="unicast", version=2, advert_int_s=1, nodes={"kld-vm-1": 120, "kld-vm-2": 90}),
+        drills={result.name: result for result in (converged, crashed)},
+        ping=PingFigures(sent=600, received=170, longest_gap_s=8.6),
+        notes=[],
+        timeline=Timeline(
+            changes=[(3.1, "kld-vm-1", True)],
+            replies=[3.2, 3.22, 12.0],
+            events=[(3.4, "crash kld-vm-1")],
+            nodes=["kld-vm-1", "kld-vm-2"],
+        ),
+    )
+
+
+def test_a_failed_drill_says_which_drill_what_it_saw_and_what_it_expected():
+    report = a_report_with_a_failed_crash_drill()
+    assert not report.passed
+    table = format_table(report)
+    assert (
+        "FAIL crash failover: saw holders ['kld-vm-1'] after 8.6 s; "
+        "expected kld-vm-2 holds the VIP within 4.65 s of kld-vm-1 crashed" in table
+    )
+    assert "FAIL convergence" not in table and table.endswith("SOME DRILLS FAILED")
+    crash_row = next(line for line in table.splitlines() if line.startswith("crash failover"))
+    assert crash_row.split() == ["crash", "failover", "FAIL", "4.65", "8.60", "2/430"]
+    with pytest.raises(TypeError, match="crash failover has no RestartResult: FAIL crash failover: saw holders"):
+        report.drill("crash failover", RestartResult)
+
+
+def test_the_lab_json_holds_every_figure_and_the_verdicts_but_not_the_timeline():
+    data = json.loads(json.dumps(a_report_with_a_failed_crash_drill().as_json()))
+    assert data["passed"] is False and "timeline" not in data
+    assert data["vrrp"] == {
+        "mode": "unicast",
+        "version": 2,
+        "advert_int_s": 1,
+        "nodes": {"kld-vm-1": 120, "kld-vm-2": 90},
+    }
+    crash = data["drills"]["crash failover"]
+    assert (crash["passed"], crash["victim"], crash["successor"], crash["failover_s"]) == (
+        False,
+        "kld-vm-1",
+        "kld-vm-2",
+        None,
+    )
+    assert crash["expected"].startswith("kld-vm-2 holds the VIP") and crash["pings"]["longest_gap_s"] == 8.6
+    assert data["drills"]["convergence"]["convergence_s"] == 3.1
+    assert data["ping"] == {"sent": 600, "received": 170, "longest_gap_s": 8.6}
+
+
+def test_the_timeline_plots_a_report(tmp_path):
+    path = tmp_path / "timeline.png"
+    plot_timeline([a_report_with_a_failed_crash_drill()], str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")

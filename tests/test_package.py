@@ -159,6 +159,20 @@ def test_each_vips_bad_keys_are_named_in_its_own_namespace():
     assert deployment.resources == []
 
 
+def test_each_run_under_the_mocks_declares_into_a_fresh_stack():
+    run_program(EXAMPLE_CONFIG)
+    deployment = run_library(library_config())
+    assert "vipAddress" not in deployment.outputs, "no export of the run before"
+    parents = {r.parent_urn for r in deployment.resources if "::pulumi:pulumi:Stack::" in r.parent_urn}
+    assert parents == {"urn:pulumi:dev::keepalived-vip-library::pulumi:pulumi:Stack::keepalived-vip-library-dev"}
+
+
+def test_a_failed_look_up_names_the_key_in_the_vips_own_namespace():
+    deployment = run_library({**library_config(), "db:imageName": "no-such-image"}, expect_failure=True)
+    assert "db:imageName: no image named 'no-such-image'" in str(deployment.error)
+    assert deployment.resources == []
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")

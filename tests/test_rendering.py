@@ -46,7 +46,7 @@ def configs(mode="unicast", nodes=TWO_NODES, advert="1", interface=""):
     settings = parse_settings(
         {**REQUIRED, "vrrpMode": mode, "nodes": nodes, "advertInterval": advert, "vrrpInterface": interface}
     )
-    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp.password.reveal())
+    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value())
 
 
 def by_name(rendered, name):
@@ -160,7 +160,7 @@ FEATURES = {
 
 def feature_configs(changes):
     settings = parse_settings({**REQUIRED, **changes})
-    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp.password.reveal())
+    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value())
 
 
 def install_etc_keepalived(config, directory):

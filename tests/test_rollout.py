@@ -46,7 +46,11 @@ def gates(deployment):
 
 
 def test_the_lowest_priority_goes_first_and_the_master_last():
-    nodes = [NodeSettings("a", 120), NodeSettings("b", 60), NodeSettings("c", 90)]
+    nodes = [
+        NodeSettings(name="a", priority=120),
+        NodeSettings(name="b", priority=60),
+        NodeSettings(name="c", priority=90),
+    ]
     assert [n.name for n in rollout_order(nodes)] == ["b", "c", "a"]
 
 
@@ -111,7 +115,10 @@ def test_without_a_key_pair_rollouts_wait_a_fixed_time_and_the_preview_says_what
 def test_ssh_checks_need_a_key_pair():
     with pytest.raises(InvalidConfig, match="keepalived-vip:rolloutCheck: ssh needs keyPairName"):
         parse_settings({**EXAMPLE_CONFIG, "rolloutCheck": "ssh"})
-    assert parse_settings({**SSH_CONFIG, "rolloutCheck": "fixed-wait"}).rollout.check == "fixed-wait"
+    assert not parse_settings({**SSH_CONFIG, "rolloutCheck": "fixed-wait"}).rollout_uses_ssh
+    # auto: ssh with a key pair, a fixed wait without one.
+    assert parse_settings({**SSH_CONFIG, "rolloutCheck": "auto"}).rollout_uses_ssh
+    assert not parse_settings({**EXAMPLE_CONFIG, "rolloutCheck": "auto"}).rollout_uses_ssh
 
 
 # --- the gate -------------------------------------------------------------------

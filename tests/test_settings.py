@@ -30,13 +30,13 @@ def with_(**changes):
 def test_the_defaults_are_the_reference_procedure():
     settings = parse_settings(REQUIRED)
     assert settings.vip_address == "192.168.0.254"
-    assert settings.network.subnet_cidr == "192.168.0.0/24"
+    assert settings.subnet_cidr == "192.168.0.0/24"
     assert [(n.name, n.priority) for n in settings.nodes] == [("kld-vm-1", 120), ("kld-vm-2", 90)]
     assert settings.jumphost_name == "kld-jumphost-vm"
-    assert settings.vrrp.virtual_router_id == 254
-    assert settings.vrrp.advert_interval == 1
-    assert settings.vrrp.version == 2 and settings.vrrp.uses_authentication
-    assert settings.vrrp.interface is None
+    assert settings.virtual_router_id == 254
+    assert settings.advert_interval == 1
+    assert settings.vrrp_version == 2 and settings.uses_authentication
+    assert settings.vrrp_interface is None
 
 
 def test_config_arrives_as_text_or_typed_values_alike():
@@ -57,18 +57,18 @@ def test_config_arrives_as_text_or_typed_values_alike():
         )
     )
     assert as_text == typed
-    assert typed.vrrp.version == 3 and not typed.vrrp.uses_authentication
+    assert typed.vrrp_version == 3 and not typed.uses_authentication
 
 
 def test_the_password_never_shows_in_a_repr():
     settings = parse_settings(REQUIRED)
     assert "s3cr3t" not in repr(settings)
-    assert "s3cr3t" not in str(settings.vrrp.password)
-    assert settings.vrrp.password.reveal() == "s3cr3t"
+    assert "s3cr3t" not in str(settings.vrrp_password)
+    assert settings.vrrp_password.get_secret_value() == "s3cr3t"
 
 
 def test_the_example_stack_file_is_valid():
-    assert parse_settings(EXAMPLE_CONFIG).vrrp.mode == "unicast"
+    assert parse_settings(EXAMPLE_CONFIG).vrrp_mode == "unicast"
 
 
 # (changes, key named in the error, words the message must hold)
@@ -188,9 +188,9 @@ def test_the_features_beyond_the_procedure_are_parsed():
             serviceAllowedCidrs='["198.51.100.0/24"]',
         )
     )
-    assert settings.vrrp.preempt is False
-    assert settings.vrrp.notify_command == "systemctl reload haproxy"
-    check = settings.vrrp.health_check
+    assert settings.preempt is False
+    assert settings.notify_command == "systemctl reload haproxy"
+    check = settings.health_check
     assert check is not None
     assert (check.command, check.interval, check.fall, check.rise) == ("curl -fsS http://127.0.0.1/healthz", 3, 2, 2)
     assert settings.vip_floating_ip is True
@@ -233,11 +233,11 @@ def test_every_default_is_a_valid_value():
 def test_a_mistyped_key_from_the_cli_is_reported(monkeypatch):
     # The Pulumi CLI hands a program its config as JSON in PULUMI_CONFIG.
     import pulumi
-    from pulumi.runtime import config as runtime_config
 
     from vip_stack.settings import settings_from_config
 
-    monkeypatch.setattr(runtime_config, "CONFIG", runtime_config.ContextVar("config_for_test", default={}))
+    # Only the CLI's config: none left over from a run under the mocks.
+    pulumi.runtime.set_all_config({})
     monkeypatch.setenv(
         "PULUMI_CONFIG",
         json.dumps(

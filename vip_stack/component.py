@@ -76,11 +76,13 @@ class KeepalivedVipArgs:
     """
 
     settings: Settings
+    # The config namespace the settings were read from, for the errors that name their keys.
+    namespace: str = NAMESPACE
     # None: the component looks the cloud up (image, networks, existing ports)
     # before it declares anything. A program of several VIPs calls
     # `looked_up()` on each first, so that none is declared unless all pass.
     cloud: CloudFacts | None = None
-    # None: the network of settings.network (created, or found by name).
+    # None: the network the settings name (created, or found by name).
     network: SharedNetwork | None = None
     # None: a jumphost of its own, unless create_jumphost is False (no
     # jumphost at all: nothing reaches the nodes, rollouts wait a fixed time).
@@ -93,11 +95,11 @@ class KeepalivedVipArgs:
     @classmethod
     def of(cls, *, namespace: str = NAMESPACE, **settings: Any) -> KeepalivedVipArgs:
         """Settings as Python keywords; errors name the config key (namespace:key)."""
-        return cls(parse_settings(settings, namespace))
+        return cls(parse_settings(settings, namespace), namespace=namespace)
 
     @classmethod
     def from_config(cls, config: pulumi.Config) -> KeepalivedVipArgs:
-        return cls(settings_from_config(config))
+        return cls(settings_from_config(config), namespace=config.name)
 
     def sharing(
         self,
@@ -117,7 +119,9 @@ class KeepalivedVipArgs:
 
     def looked_up(self) -> KeepalivedVipArgs:
         """With the cloud looked up now (raises InvalidConfig as the component would)."""
-        return self if self.cloud is not None else replace(self, cloud=gather_cloud_facts(self.settings))
+        return (
+            self if self.cloud is not None else replace(self, cloud=gather_cloud_facts(self.settings, self.namespace))
+        )
 
 
 class KeepalivedVip(pulumi.ComponentResource):
@@ -143,7 +147,7 @@ class KeepalivedVip(pulumi.ComponentResource):
         args = args.looked_up()
         settings, cloud = args.settings, args.cloud
         assert cloud is not None
-        virtual_router_id = settings.vrrp.virtual_router_id
+        virtual_router_id = settings.virtual_router_id
         if args.network is not None and virtual_router_id in args.network.router_ids:
             # Before anything of this VIP is declared.
             raise InvalidConfig(
@@ -153,7 +157,7 @@ class KeepalivedVip(pulumi.ComponentResource):
                         f"{virtual_router_id} is already used by the VIP "
                         f"{args.network.router_ids[virtual_router_id]!r} on the same network; "
                         "VIPs that share a network need different virtual router ids",
-                        settings.namespace,
+                        args.namespace,
                     )
                 ]
             )
@@ -164,7 +168,9 @@ class KeepalivedVip(pulumi.ComponentResource):
             self.network = VipNetwork(
                 name,
                 VipNetworkArgs(
-                    network=settings.network,
+                    create=settings.create_network,
+                    network_name=settings.network_name,
+                    subnet_name=settings.subnet_name,
                     subnet=cloud.subnet,
                     reserved_addresses=[settings.vip_address, *args.reserved_addresses]
                     + [node.ip_address for node in settings.nodes if node.ip_address],
@@ -195,7 +201,7 @@ class KeepalivedVip(pulumi.ComponentResource):
                 subnet_id=network.subnet_id,
                 vip_address=settings.vip_address,
                 security_group_ids=[self.security.node_group_id],
-                floating_ip_pool=settings.network.external_network_name if settings.vip_floating_ip else None,
+                floating_ip_pool=settings.external_network_name if settings.vip_floating_ip else None,
                 depends_on=network.ready,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -215,7 +221,7 @@ class KeepalivedVip(pulumi.ComponentResource):
                     image_id=cloud.image_id,
                     flavor_name=settings.flavor_name,
                     key_pair_name=settings.key_pair_name,
-                    external_network_name=settings.network.external_network_name,
+                    external_network_name=settings.external_network_name,
                     depends_on=network.ready,
                 ),
                 # It was once named after its VM.

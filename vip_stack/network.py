@@ -9,12 +9,16 @@ import pulumi
 import pulumi_openstack as openstack
 
 from .addressing import allocation_pools
-from .settings import NetworkSettings, SubnetFacts
+from .settings import SubnetFacts
 
 
 @dataclass
 class VipNetworkArgs:
-    network: NetworkSettings
+    # True: create the network, subnet and router; False: use the found ones.
+    create: bool
+    # The names to create (the found ones' names with create=False).
+    network_name: str
+    subnet_name: str
     subnet: SubnetFacts
     # Addresses the DHCP pool must never hand out (the VIP, fixed node addresses).
     reserved_addresses: Sequence[str]
@@ -36,7 +40,7 @@ class VipNetwork(pulumi.ComponentResource):
         super().__init__("keepalived-vip:openstack:VipNetwork", name, None, opts)
         self.subnet_cidr = args.subnet.cidr
         self.ready = []
-        if not args.network.create:
+        if not args.create:
             if args.subnet.network_id is None or args.subnet.subnet_id is None:
                 raise ValueError("an existing network needs the ids of the network and subnet that were found")
             self.network_id = pulumi.Output.from_input(args.subnet.network_id)
@@ -46,11 +50,11 @@ class VipNetwork(pulumi.ComponentResource):
 
         child = pulumi.ResourceOptions(parent=self)
         network = openstack.networking.Network(
-            f"{name}-network", name=args.network.network_name, admin_state_up=True, opts=child
+            f"{name}-network", name=args.network_name, admin_state_up=True, opts=child
         )
         subnet = openstack.networking.Subnet(
             f"{name}-subnet",
-            name=args.network.subnet_name,
+            name=args.subnet_name,
             network_id=network.id,
             cidr=args.subnet.cidr,
             ip_version=4,
@@ -64,7 +68,7 @@ class VipNetwork(pulumi.ComponentResource):
         )
         router = openstack.networking.Router(
             f"{name}-router",
-            name=f"{args.network.network_name}-router",
+            name=f"{args.network_name}-router",
             external_network_id=args.external_network_id,
             opts=child,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -68,13 +68,11 @@ class KeepalivedNodes(pulumi.ComponentResource):
     def __init__(self, name: str, args: KeepalivedNodesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:KeepalivedNodes", name, None, opts)
         settings = args.settings
-        rollout = settings.rollout
-        if args.jumphost_address is None and rollout.uses_ssh:
-            # Nothing to reach the nodes through.
-            rollout = replace(rollout, check="fixed-wait")
+        # Without a jumphost nothing reaches the nodes: the rollout waits a fixed time.
+        rollout_check = "ssh" if settings.rollout_uses_ssh and args.jumphost_address is not None else "fixed-wait"
         child = pulumi.ResourceOptions(parent=self)
-        if not rollout.uses_ssh:
-            pulumi.log.warn(fixed_wait_warning(rollout.fixed_wait_seconds), resource=self)
+        if rollout_check == "fixed-wait":
+            pulumi.log.warn(fixed_wait_warning(settings.rollout_fixed_wait_seconds), resource=self)
 
         def named(key: str) -> tuple[str, pulumi.ResourceOptions]:
             """A child's logical name: this component's name and a stable key.
@@ -114,7 +112,8 @@ class KeepalivedNodes(pulumi.ComponentResource):
 
         names = [node.name for node in settings.nodes]
         addresses = pulumi.Output.all(*(self.node_addresses[n] for n in names))
-        keepalived_configs = pulumi.Output.all(addresses, settings.vrrp.password.output()).apply(
+        password = pulumi.Output.secret(settings.vrrp_password.get_secret_value())
+        keepalived_configs = pulumi.Output.all(addresses, password).apply(
             lambda pair: dict(
                 zip(names, plan_keepalived(settings, dict(zip(names, pair[0])), args.subnet_cidr, pair[1]))
             )
@@ -164,12 +163,12 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     peers=peers,
                     vip=settings.vip_address,
                     jumphost=args.jumphost_address,
-                    ssh_user=rollout.ssh_user,
-                    check=rollout.check,
-                    timeout_seconds=rollout.timeout_seconds,
-                    fixed_wait_seconds=rollout.fixed_wait_seconds,
+                    ssh_user=settings.ssh_user,
+                    check=rollout_check,
+                    timeout_seconds=settings.rollout_timeout_seconds,
+                    fixed_wait_seconds=settings.rollout_fixed_wait_seconds,
                     wait=rolling,
-                    settle_seconds=round(settings.vrrp.master_down_interval(node.priority), 3),
+                    settle_seconds=round(settings.master_down_interval(node.priority), 3),
                     config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
                 ),
                 opts=gate_opts,

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import pulumi_openstack as openstack
 
 from .nodes import node_port_name
-from .settings import ConfigProblem, InvalidConfig, Settings, SubnetFacts, check_addresses, planned_subnet
+from .settings import (
+    NAMESPACE,
+    ConfigProblem,
+    InvalidConfig,
+    Settings,
+    SubnetFacts,
+    check_addresses,
+    planned_subnet,
+)
 from .vip_port import VIP_PORT_DESCRIPTION, stack_tag
 
 
@@ -52,22 +60,21 @@ def find_existing_subnet(settings: Settings) -> SubnetFacts:
 
 
 def _find_existing(settings: Settings):
-    net = settings.network
     network = _lookup(
         "networkName",
-        f"no usable network named {net.network_name!r}",
-        lambda: openstack.networking.get_network(name=net.network_name),
+        f"no usable network named {settings.network_name!r}",
+        lambda: openstack.networking.get_network(name=settings.network_name),
     )
     subnet = _lookup(
         "subnetName",
-        f"no subnet named {net.subnet_name!r} in network {net.network_name!r}",
-        lambda: openstack.networking.get_subnet(name=net.subnet_name, network_id=network.id),
+        f"no subnet named {settings.subnet_name!r} in network {settings.network_name!r}",
+        lambda: openstack.networking.get_subnet(name=settings.subnet_name, network_id=network.id),
     )
     if subnet.ip_version != 4:
         raise InvalidConfig(
             [
                 ConfigProblem(
-                    "subnetName", f"{net.subnet_name!r} is an IPv{subnet.ip_version} subnet; the VIP needs IPv4"
+                    "subnetName", f"{settings.subnet_name!r} is an IPv{subnet.ip_version} subnet; the VIP needs IPv4"
                 )
             ]
         )
@@ -84,7 +91,6 @@ def preflight_existing_network(
 ) -> list[ConfigProblem]:
     """What a real cloud would refuse half-way through `pulumi up` on a
     network the stack did not create, found before anything is declared."""
-    net = settings.network
     problems = []
 
     # Neutron's policy: on a network of another project, only its owner or
@@ -98,7 +104,7 @@ def preflight_existing_network(
         problems.append(
             ConfigProblem(
                 "networkName",
-                f"{net.network_name} belongs to project {network.tenant_id} and is shared with this one "
+                f"{settings.network_name} belongs to project {network.tenant_id} and is shared with this one "
                 f"({scope.project_name or scope.project_id}); only its owner or an admin may set the fixed IPs, "
                 "allowed-address-pairs and port security the VIP needs (Neutron answers 403): use a network of "
                 "this project, or createNetwork: true",
@@ -116,10 +122,11 @@ def preflight_existing_network(
         problems.append(
             ConfigProblem(
                 "externalNetworkName",
-                f"no router links subnet {net.subnet_name} to {net.external_network_name} (found: {found or 'none'}); "
+                f"no router links subnet {settings.subnet_name} to {settings.external_network_name} "
+                f"(found: {found or 'none'}); "
                 "the jumphost's floating IP needs one (Neutron answers 404 ExternalGatewayForFloatingIPNotFound): "
                 "add an interface on the subnet to a router whose gateway is on "
-                f"{net.external_network_name}, or set externalNetworkName to that router's external network",
+                f"{settings.external_network_name}, or set externalNetworkName to that router's external network",
             )
         )
 
@@ -135,7 +142,7 @@ def preflight_existing_network(
                 ConfigProblem(
                     key,
                     f"{what} {address} is already held by port {holders[0].name or holders[0].id} "
-                    f"({holders[0].device_owner or 'unbound'}) on {net.network_name} (Neutron answers 409 "
+                    f"({holders[0].device_owner or 'unbound'}) on {settings.network_name} (Neutron answers 409 "
                     "IpAddressAlreadyAllocated); choose a free address: on a network the stack did not create, "
                     "Neutron's DHCP may hand any address of the subnet to a VM",
                 )
@@ -169,7 +176,7 @@ def is_own_port(port) -> bool:
 
 
 def find_external_network_id(settings: Settings) -> str:
-    name = settings.network.external_network_name
+    name = settings.external_network_name
     network = _lookup(
         "externalNetworkName",
         f"no external network named {name!r}",
@@ -200,18 +207,18 @@ def find_serving_nodes(settings: Settings, network_id: str | None) -> tuple[str,
     return tuple(serving)
 
 
-def gather_cloud_facts(settings: Settings) -> CloudFacts:
+def gather_cloud_facts(settings: Settings, namespace: str = NAMESPACE) -> CloudFacts:
     """Looks up what exists and checks the addresses against it; raises
-    InvalidConfig naming the keys in the settings' namespace."""
+    InvalidConfig naming the keys in `namespace`, where the settings were read from."""
     try:
         return _gather(settings)
     except InvalidConfig as error:
-        raise error.in_namespace(settings.namespace) from None
+        raise error.in_namespace(namespace) from None
 
 
 def _gather(settings: Settings) -> CloudFacts:
     image_id = find_image_id(settings)
-    if settings.network.create:
+    if settings.create_network:
         return CloudFacts(
             subnet=planned_subnet(settings),
             external_network_id=find_external_network_id(settings),

@@ -128,9 +128,8 @@ def plan_keepalived(
 ) -> list[KeepalivedConfig]:
     """Decides every node's keepalived instance from the settings and the
     addresses Neutron gave the node ports."""
-    vrrp = settings.vrrp
     prefix = ipaddress.IPv4Network(subnet_cidr).prefixlen
-    unicast = vrrp.mode == "unicast"
+    unicast = settings.vrrp_mode == "unicast"
     configs = []
     for node in settings.nodes:
         own = node_addresses[node.name]
@@ -138,19 +137,19 @@ def plan_keepalived(
         configs.append(
             KeepalivedConfig(
                 router_id=node.name,
-                state=initial_state(node, settings.nodes, vrrp.preempt),
+                state=initial_state(node, settings.nodes, settings.preempt),
                 priority=node.priority,
-                interface=vrrp.interface,
-                virtual_router_id=vrrp.virtual_router_id,
-                advert_interval=vrrp.advert_interval,
-                vrrp_version=vrrp.version,
-                auth_pass=password if vrrp.uses_authentication else None,
+                interface=settings.vrrp_interface,
+                virtual_router_id=settings.virtual_router_id,
+                advert_interval=settings.advert_interval,
+                vrrp_version=settings.vrrp_version,
+                auth_pass=password if settings.uses_authentication else None,
                 vip_cidr=f"{settings.vip_address}/{prefix}",
                 unicast_src_ip=own if unicast else None,
                 unicast_peers=peers if unicast else (),
-                preempt=vrrp.preempt,
-                health_check=vrrp.health_check,
-                notify_command=vrrp.notify_command,
+                preempt=settings.preempt,
+                health_check=settings.health_check,
+                notify_command=settings.notify_command,
             )
         )
     return configs

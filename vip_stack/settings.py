@@ -16,12 +16,20 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from pulumi.errors import RunError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-from pydantic import SecretStr as PydanticSecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .addressing import default_gateway
@@ -58,7 +66,6 @@ ROLLOUT_TIMEOUT_RANGE = (60, 7200)
 ROLLOUT_FIXED_WAIT_RANGE = (0, 3600)
 # A login name as useradd accepts it.
 SSH_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-HEALTH_CHECK_DEFAULTS = {"interval": 2, "fall": 2, "rise": 2}
 
 
 @dataclass(frozen=True)
@@ -91,71 +98,6 @@ class InvalidConfig(RunError):
         return InvalidConfig([replace(problem, namespace=namespace) for problem in self.problems])
 
 
-class SecretStr:
-    """Holds the VRRP password in memory without ever printing it.
-
-    The only way out to Pulumi is `output()`, which is a secret Output.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def output(self):
-        import pulumi
-
-        return pulumi.Output.secret(self._value)
-
-    def __repr__(self) -> str:
-        return "SecretStr('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    name: str
-    priority: int
-    ip_address: str | None = None
-
-
-@dataclass(frozen=True)
-class NetworkSettings:
-    create: bool
-    network_name: str
-    subnet_name: str
-    # The CIDR to create; with create=False it comes from the looked-up subnet.
-    subnet_cidr: str | None
-    external_network_name: str
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """A command keepalived runs every `interval` seconds; `fall` failures in a
-    row take the node out of the election, `rise` successes bring it back."""
-
-    command: str
-    interval: int
-    fall: int
-    rise: int
-
-
-@dataclass(frozen=True)
-class ServicePort:
-    protocol: str
-    port: int
-
-
 def skew(version: int, advert_interval: float, priority: int) -> float:
     """How long a backup of this priority waits after the master stops (RFC 3768/5798)."""
     if version == 2:
@@ -166,69 +108,6 @@ def skew(version: int, advert_interval: float, priority: int) -> float:
 def master_down_interval(version: int, advert_interval: float, priority: int) -> float:
     """How long a backup of this priority waits without adverts before it takes over."""
     return 3 * advert_interval + skew(version, advert_interval, priority)
-
-
-@dataclass(frozen=True)
-class VrrpSettings:
-    virtual_router_id: int
-    advert_interval: float
-    password: SecretStr = field(repr=False)
-    mode: str
-    # None: the node finds it at boot from its default route.
-    interface: str | None
-    preempt: bool = True
-    health_check: HealthCheck | None = None
-    # Shell command run on every state change with the new state as its argument.
-    notify_command: str | None = None
-
-    @property
-    def version(self) -> int:
-        # VRRP v2 carries whole seconds only; anything finer needs v3.
-        return 2 if float(self.advert_interval).is_integer() else 3
-
-    @property
-    def uses_authentication(self) -> bool:
-        # keepalived has no PASS authentication under VRRP v3.
-        return self.version == 2
-
-    def master_down_interval(self, priority: int) -> float:
-        return master_down_interval(self.version, self.advert_interval, priority)
-
-
-@dataclass(frozen=True)
-class RolloutSettings:
-    """How `pulumi up` replaces nodes one at a time."""
-
-    # "ssh": drain each node before it goes and wait until the new one is in
-    # service; "fixed-wait": no access to the nodes, wait fixed_wait_seconds.
-    check: str = "fixed-wait"
-    timeout_seconds: int = 900
-    fixed_wait_seconds: int = 300
-    ssh_user: str = "ubuntu"
-
-    @property
-    def uses_ssh(self) -> bool:
-        return self.check == "ssh"
-
-
-@dataclass(frozen=True)
-class Settings:
-    network: NetworkSettings
-    vip_address: str
-    image_name: str
-    flavor_name: str
-    key_pair_name: str | None
-    ssh_allowed_cidrs: tuple[str, ...]
-    nodes: tuple[NodeSettings, ...]
-    jumphost_name: str
-    vrrp: VrrpSettings
-    server_group_policy: str
-    vip_floating_ip: bool = False
-    service_ports: tuple[ServicePort, ...] = ()
-    service_allowed_cidrs: tuple[str, ...] = ()
-    rollout: RolloutSettings = RolloutSettings()
-    # Where the keys were read from, for the errors that name them.
-    namespace: str = NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -322,6 +201,7 @@ def _not_empty(value: str) -> str:
 
 
 def _interface(value: str) -> str:
+    value = value.strip()
     if value and not INTERFACE_PATTERN.match(value):
         raise _refused(f"{value!r} is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')")
     return value
@@ -402,11 +282,20 @@ def _advert_interval(interval: float) -> float:
     return interval
 
 
+def _unset_if_empty(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """For a key whose "none" Pulumi config spells as an empty string (it has
+    no null): empty is None, anything else must pass `check`."""
+
+    def check_or_none(value: str | None) -> str | None:
+        return (check(value) or None) if value else None
+
+    return check_or_none
+
+
 Json = BeforeValidator(_from_json)
 StrictBool = Annotated[bool, BeforeValidator(_strict_bool)]
 Ipv4Address = Annotated[str, BeforeValidator(_ipv4_address)]
 Ipv4Cidr = Annotated[str, BeforeValidator(_ipv4_cidr)]
-Trimmed = Annotated[str, AfterValidator(str.strip)]
 NonEmpty = Annotated[str, AfterValidator(str.strip), AfterValidator(_not_empty)]
 ResourceName = Annotated[str, AfterValidator(str.strip), AfterValidator(_resource_name)]
 Command = Annotated[str, AfterValidator(_one_line_command)]
@@ -418,45 +307,57 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class NodeConfig(_Strict):
+class NodeSettings(_Strict):
     name: ResourceName
     # 255 is reserved for the address owner, 0 for "stopping".
     priority: Priority
     ip_address: Ipv4Address | None = Field(None, alias="ipAddress")
 
 
-class HealthCheckConfig(_Strict):
+class HealthCheck(_Strict):
+    """A command keepalived runs every `interval` seconds; `fall` failures in a
+    row take the node out of the election, `rise` successes bring it back."""
+
     command: Command
-    interval: Whole1To3600 = HEALTH_CHECK_DEFAULTS["interval"]
-    fall: Whole1To3600 = HEALTH_CHECK_DEFAULTS["fall"]
-    rise: Whole1To3600 = HEALTH_CHECK_DEFAULTS["rise"]
+    interval: Whole1To3600 = 2
+    fall: Whole1To3600 = 2
+    rise: Whole1To3600 = 2
 
 
-class ServicePortConfig(_Strict):
+class ServicePort(_Strict):
     protocol: Annotated[str, AfterValidator(_one_of(SERVICE_PROTOCOLS))]
     port: Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 65535))]
 
 
-class StackConfig(_Strict):
-    """Every key of the namespace. Defaults follow the reference procedure;
-    Pulumi.yaml declares the same (a test keeps the two and the README's
-    table in step)."""
+class Settings(_Strict):
+    """Every key of the namespace, validated; what the components read.
+
+    The fields are the config keys (by alias; Python code may use the field
+    names), and their defaults are the stack's defaults, as the key would be
+    written in a stack file. Defaults follow the reference procedure;
+    Pulumi.yaml declares the same (a test keeps the two and the docs' table in
+    step). Keys whose "none" a stack writes as "" (keyPairName,
+    vrrpInterface, notifyCommand) hold None for it."""
 
     create_network: StrictBool = Field(True, alias="createNetwork")
     # Neutron accepts any text as a name; only emptiness would make a look-up ambiguous.
     network_name: NonEmpty = Field("mynetwork", alias="networkName")
     subnet_name: NonEmpty = Field("mysubnet", alias="subnetName")
+    # The CIDR to create; with createNetwork=false the looked-up subnet's counts.
     subnet_cidr: Annotated[Ipv4Cidr, AfterValidator(_big_enough)] = Field("192.168.0.0/24", alias="subnetCidr")
     vip_address: Ipv4Address = Field("192.168.0.254", alias="vipAddress")
     image_name: NonEmpty = Field("Ubuntu-22.04", alias="imageName")
     flavor_name: NonEmpty = Field(alias="flavorName")
-    key_pair_name: Trimmed = Field("", alias="keyPairName")
-    external_network_name: NonEmpty = Field("ext-net", alias="externalNetworkName")
-    ssh_allowed_cidrs: Annotated[list[Ipv4Cidr], Json, Field(min_length=1), AfterValidator(_not_the_internet)] = Field(
-        alias="sshAllowedCidrs"
+    key_pair_name: Annotated[str | None, AfterValidator(_unset_if_empty(str.strip))] = Field(
+        "", alias="keyPairName", validate_default=True
     )
-    nodes: Annotated[list[NodeConfig], Json] = Field(
-        default_factory=lambda: [NodeConfig(name="kld-vm-1", priority=120), NodeConfig(name="kld-vm-2", priority=90)]
+    external_network_name: NonEmpty = Field("ext-net", alias="externalNetworkName")
+    ssh_allowed_cidrs: Annotated[tuple[Ipv4Cidr, ...], Json, Field(min_length=1), AfterValidator(_not_the_internet)] = (
+        Field(alias="sshAllowedCidrs")
+    )
+    nodes: Annotated[tuple[NodeSettings, ...], Json] = (
+        NodeSettings(name="kld-vm-1", priority=120),
+        NodeSettings(name="kld-vm-2", priority=90),
     )
     jumphost_name: ResourceName = Field("kld-jumphost-vm", alias="jumphostName")
     virtual_router_id: Annotated[int, BeforeValidator(_whole_number), AfterValidator(_in_range(1, 255))] = Field(
@@ -465,24 +366,30 @@ class StackConfig(_Strict):
     advert_interval: Annotated[float, BeforeValidator(_not_a_bool_number), AfterValidator(_advert_interval)] = Field(
         1, alias="advertInterval"
     )
-    vrrp_password: Annotated[PydanticSecretStr, BeforeValidator(_password)] = Field(alias="vrrpPassword")
+    # pydantic's SecretStr: it never shows in a repr; the components hand it
+    # to Pulumi only as a secret Output.
+    vrrp_password: Annotated[SecretStr, BeforeValidator(_password)] = Field(alias="vrrpPassword")
     vrrp_mode: Annotated[str, AfterValidator(_one_of(VRRP_MODES))] = Field("unicast", alias="vrrpMode")
-    vrrp_interface: Annotated[str, AfterValidator(str.strip), AfterValidator(_interface)] = Field(
-        "", alias="vrrpInterface"
+    # None: the node finds it at boot from its default route.
+    vrrp_interface: Annotated[str | None, AfterValidator(_unset_if_empty(_interface))] = Field(
+        "", alias="vrrpInterface", validate_default=True
     )
     server_group_policy: Annotated[str, AfterValidator(_one_of(SERVER_GROUP_POLICIES))] = Field(
         "soft-anti-affinity", alias="serverGroupPolicy"
     )
     preempt: StrictBool = True
-    health_check: Annotated[HealthCheckConfig | None, BeforeValidator(lambda v: None if v == "" else _from_json(v))] = (
-        Field(None, alias="healthCheck")
+    health_check: Annotated[HealthCheck | None, BeforeValidator(lambda v: None if v == "" else _from_json(v))] = Field(
+        None, alias="healthCheck"
     )
-    notify_command: Annotated[str, AfterValidator(lambda v: _one_line_command(v) if v else "")] = Field(
-        "", alias="notifyCommand"
+    # Shell command run on every state change with the new state as its argument.
+    notify_command: Annotated[str | None, AfterValidator(_unset_if_empty(_one_line_command))] = Field(
+        "", alias="notifyCommand", validate_default=True
     )
     vip_floating_ip: StrictBool = Field(False, alias="vipFloatingIp")
-    service_ports: Annotated[list[ServicePortConfig], Json] = Field(default_factory=list, alias="servicePorts")
-    service_allowed_cidrs: Annotated[list[Ipv4Cidr], Json] = Field(default_factory=list, alias="serviceAllowedCidrs")
+    service_ports: Annotated[tuple[ServicePort, ...], Json] = Field((), alias="servicePorts")
+    service_allowed_cidrs: Annotated[tuple[Ipv4Cidr, ...], Json] = Field((), alias="serviceAllowedCidrs")
+    # How `pulumi up` learns that a replaced node is back in service; see
+    # rollout_uses_ssh for what auto decides.
     rollout_check: Annotated[str, AfterValidator(_one_of(ROLLOUT_CHECKS))] = Field("auto", alias="rolloutCheck")
     rollout_timeout_seconds: Annotated[
         int, BeforeValidator(_whole_number), AfterValidator(_in_range(*ROLLOUT_TIMEOUT_RANGE, " seconds"))
@@ -492,8 +399,30 @@ class StackConfig(_Strict):
     ] = Field(300, alias="rolloutFixedWaitSeconds")
     ssh_user: Annotated[str, Field(pattern=SSH_USER_PATTERN.pattern)] = Field("ubuntu", alias="sshUser")
 
+    @property
+    def vrrp_version(self) -> int:
+        # VRRP v2 carries whole seconds only; anything finer needs v3.
+        return 2 if float(self.advert_interval).is_integer() else 3
+
+    @property
+    def uses_authentication(self) -> bool:
+        # keepalived has no PASS authentication under VRRP v3.
+        return self.vrrp_version == 2
+
+    def master_down_interval(self, priority: int) -> float:
+        return master_down_interval(self.vrrp_version, self.advert_interval, priority)
+
+    @property
+    def rollout_uses_ssh(self) -> bool:
+        """True: drain each node before it goes and wait over SSH until the new
+        one is in service; False: wait rolloutFixedWaitSeconds. auto means ssh
+        when the nodes have a key pair."""
+        if self.rollout_check == "auto":
+            return self.key_pair_name is not None
+        return self.rollout_check == "ssh"
+
     @model_validator(mode="after")
-    def _rules_across_keys(self) -> StackConfig:
+    def _rules_across_keys(self) -> Settings:
         problems = self.problems_across_keys()
         if problems:
             raise PydanticCustomError("across_keys", "{count} problems", {"count": len(problems), "problems": problems})
@@ -542,55 +471,9 @@ class StackConfig(_Strict):
         if self.create_network:
             # The subnet is ours to create: its addresses can be checked now.
             found += address_problems(
-                _created_subnet(self.subnet_cidr), self.vip_address, self.node_settings(), subnet_key="subnetCidr"
+                _created_subnet(self.subnet_cidr), self.vip_address, self.nodes, subnet_key="subnetCidr"
             )
         return found
-
-    def node_settings(self) -> tuple[NodeSettings, ...]:
-        return tuple(NodeSettings(n.name, n.priority, n.ip_address) for n in self.nodes)
-
-    def to_settings(self) -> Settings:
-        key_pair = self.key_pair_name or None
-        check = self.rollout_check
-        if check == "auto":
-            check = "ssh" if key_pair else "fixed-wait"
-        health = self.health_check
-        return Settings(
-            network=NetworkSettings(
-                create=self.create_network,
-                network_name=self.network_name,
-                subnet_name=self.subnet_name,
-                subnet_cidr=self.subnet_cidr if self.create_network else None,
-                external_network_name=self.external_network_name,
-            ),
-            vip_address=self.vip_address,
-            image_name=self.image_name,
-            flavor_name=self.flavor_name,
-            key_pair_name=key_pair,
-            ssh_allowed_cidrs=tuple(self.ssh_allowed_cidrs),
-            nodes=self.node_settings(),
-            jumphost_name=self.jumphost_name,
-            vrrp=VrrpSettings(
-                virtual_router_id=self.virtual_router_id,
-                advert_interval=self.advert_interval,
-                password=SecretStr(self.vrrp_password.get_secret_value()),
-                mode=self.vrrp_mode,
-                interface=self.vrrp_interface or None,
-                preempt=self.preempt,
-                health_check=HealthCheck(health.command, health.interval, health.fall, health.rise) if health else None,
-                notify_command=self.notify_command or None,
-            ),
-            server_group_policy=self.server_group_policy,
-            vip_floating_ip=self.vip_floating_ip,
-            service_ports=tuple(ServicePort(p.protocol, p.port) for p in self.service_ports),
-            service_allowed_cidrs=tuple(self.service_allowed_cidrs),
-            rollout=RolloutSettings(
-                check=check,
-                timeout_seconds=self.rollout_timeout_seconds,
-                fixed_wait_seconds=self.rollout_fixed_wait_seconds,
-                ssh_user=self.ssh_user,
-            ),
-        )
 
 
 # What pydantic's own checks say, in the words of this project.
@@ -602,6 +485,7 @@ _PYDANTIC_MESSAGES = {
     "float_type": "must be a number, got {input!r}",
     "string_type": "must be a string, got {input!r}",
     "list_type": "must be a list",
+    "tuple_type": "must be a list",
     "model_type": "must be an object",
     "dict_type": "must be an object",
     "model_attributes_type": "must be an object",
@@ -636,7 +520,11 @@ def _problems(error: ValidationError) -> list[ConfigProblem]:
                 owner = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:-1])
                 problems.append(ConfigProblem(key, f"{owner} has unknown fields {[loc[-1]]}"))
                 continue
-        elif kind in ("model_type", "list_type", "model_attributes_type") and key in _SHAPES and len(loc) <= 2:
+        elif (
+            kind in ("model_type", "list_type", "tuple_type", "model_attributes_type")
+            and key in _SHAPES
+            and len(loc) <= 2
+        ):
             message = f"must be {_SHAPES[key]}"
         elif kind in _PYDANTIC_MESSAGES:
             message = _PYDANTIC_MESSAGES[kind].format(input=item.get("input"))
@@ -649,21 +537,22 @@ def _problems(error: ValidationError) -> list[ConfigProblem]:
 
 
 def _defaults() -> dict[str, Any]:
+    """The fields' defaults as a stack file would write them (lists, objects by their keys)."""
     defaults: dict[str, Any] = {}
-    for name, field_info in StackConfig.model_fields.items():
+    for name, field_info in Settings.model_fields.items():
         if field_info.is_required():
             continue
         value = field_info.get_default(call_default_factory=True)
-        if isinstance(value, list):
+        if isinstance(value, tuple):
             value = [v.model_dump(by_alias=True, exclude_none=True) if isinstance(v, BaseModel) else v for v in value]
         defaults[field_info.alias or name] = value
     return defaults
 
 
 DEFAULTS: dict[str, Any] = _defaults()
-REQUIRED_KEYS = tuple(f.alias or name for name, f in StackConfig.model_fields.items() if f.is_required())
+REQUIRED_KEYS = tuple(f.alias or name for name, f in Settings.model_fields.items() if f.is_required())
 SECRET_KEYS = ("vrrpPassword",)
-ALL_KEYS = tuple(f.alias or name for name, f in StackConfig.model_fields.items())
+ALL_KEYS = tuple(f.alias or name for name, f in Settings.model_fields.items())
 
 
 def parse_settings(raw: Mapping[str, Any], namespace: str = NAMESPACE) -> Settings:
@@ -671,10 +560,9 @@ def parse_settings(raw: Mapping[str, Any], namespace: str = NAMESPACE) -> Settin
     raises InvalidConfig listing every problem: each key's own first, then,
     once every key is valid on its own, the rules between keys."""
     try:
-        model = StackConfig.model_validate(dict(raw))
+        return Settings.model_validate(dict(raw))
     except ValidationError as error:
         raise InvalidConfig(_problems(error)).in_namespace(namespace) from None
-    return replace(model.to_settings(), namespace=namespace)
 
 
 def _created_subnet(cidr: str) -> SubnetFacts:
@@ -683,9 +571,9 @@ def _created_subnet(cidr: str) -> SubnetFacts:
 
 def planned_subnet(settings: Settings) -> SubnetFacts:
     """The subnet the stack creates."""
-    if settings.network.subnet_cidr is None:
+    if not settings.create_network:
         raise ValueError("the stack creates no subnet: createNetwork is false")
-    return _created_subnet(settings.network.subnet_cidr)
+    return _created_subnet(settings.subnet_cidr)
 
 
 def address_problems(
@@ -730,8 +618,8 @@ def settings_from_config(config) -> Settings:
 
     The password is read as plain text here, and only here, because its rules
     (1 to 8 characters) must be checked before any resource is declared; it
-    leaves this module wrapped in SecretStr and reaches Pulumi only as a
-    secret Output.
+    leaves this module wrapped in pydantic's SecretStr and reaches Pulumi
+    only as a secret Output.
     """
     namespace = config.name
     keys = set(ALL_KEYS) | _namespace_keys(namespace)

@@ -19,13 +19,13 @@ import signal
 import sys
 from pathlib import Path
 
-from vip_stack.settings import DEFAULTS, InvalidConfig
+from vip_stack.settings import InvalidConfig, parse_settings
 
 from .drills import DEFAULT_DRILLS
 from .evaluate import EXAMPLE_STACK_FILE
 from .faults import Stress
 from .plan import stack_config
-from .report import format_table, machine_readable, plot_timeline
+from .report import format_table, plot_timeline
 from .runner import run_drills
 from .scenario import rollout_spec, stack_spec
 
@@ -33,7 +33,7 @@ from .scenario import rollout_spec, stack_spec
 def rollout_changes(pairs: list[str], config: dict) -> dict[str, str]:
     """--rollout KEY=VALUE pairs; none: move to the next virtualRouterId."""
     if not pairs:
-        current = int(config.get("virtualRouterId") or DEFAULTS["virtualRouterId"])
+        current = parse_settings(config).virtual_router_id
         return {"virtualRouterId": str(current % 255 + 1)}
     changes = {}
     for pair in pairs:
@@ -93,6 +93,9 @@ def main(argv=None) -> int:
         changes = rollout_changes(args.rollout, config)
     except ValueError as error:
         parser.error(str(error))
+    except InvalidConfig as error:
+        print(error, file=sys.stderr)
+        return 2
     try:
         spec = stack_spec(config, label=f"{args.config.name}")
         rollout_to = rollout_spec(config, changes, spec)
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
         return 2
     print(f"lab for {args.config} ({origin})", file=sys.stderr)
     try:
-        result = run_drills(
+        report = run_drills(
             spec,
             drills=[d.strip() for d in args.drills.split(",") if d.strip()],
             steady_seconds=args.steady_seconds,
@@ -112,15 +115,15 @@ def main(argv=None) -> int:
         print("interrupted: every namespace and process of the lab was removed", file=sys.stderr)
         return 130
     if args.plot:
-        plot_timeline([result], args.plot)
+        plot_timeline([report], args.plot)
         print(f"timeline written to {args.plot}", file=sys.stderr)
     if args.json:
-        print(json.dumps(machine_readable(result), indent=2))
+        print(json.dumps(report.as_json(), indent=2))
     else:
-        print(format_table(result))
-        for note in result["notes"]:
+        print(format_table(report))
+        for note in report.notes:
             print(f"note: {note}")
-    return 0 if result["passed"] else 1
+    return 0 if report.passed else 1
 
 
 if __name__ == "__main__":

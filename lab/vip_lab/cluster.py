@@ -10,7 +10,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vip_stack.observe import Pinger, VipWatcher
@@ -20,6 +20,7 @@ from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .faults import Stress
 from .hosts import Lab, NodeHost, Topology
 from .netns import run as run_command
+from .results import DrillResult, PingFigures
 from .scenario import LabSpec
 from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 from .watch import ping_from, watch_replaced_node, watch_vip
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 
 # Where the lab's stand-in service listens on each node, for the health-check drill.
 SERVICE_PORT = 8080
-
-
-@dataclass
-class DrillResult:
-    name: str
-    passed: bool
-    summary: str
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -333,26 +326,22 @@ class LabRun:
 
     def record(self, result: DrillResult) -> DrillResult:
         self.results.append(result)
-        self.say(f"{'PASS' if result.passed else 'FAIL'} {result.name}: {result.summary}")
+        self.say(result.verdict())
         return result
 
-    def ping_figures(self, start: float, end: float) -> dict[str, Any]:
+    def ping_figures(self, start: float, end: float) -> PingFigures:
         stats = self.pinger.stats(start, end)
-        return {
-            "pings_sent": stats.sent,
-            "pings_received": stats.received,
-            "longest_ping_gap_s": round(stats.longest_gap, 3),
-        }
+        return PingFigures(sent=stats.sent, received=stats.received, longest_gap_s=round(stats.longest_gap, 3))
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> PingFigures:
         totals = self._pinger.totals() if self._pinger else None
         if self._pinger:
             self.pinger.stop()
         self.event("lab ends")
         for service in self.services.values():
             service.stop()
-        return {
-            "sent": totals.sent if totals else 0,
-            "received": totals.received if totals else 0,
-            "longest_gap_s": round(totals.longest_gap, 3) if totals else 0.0,
-        }
+        return PingFigures(
+            sent=totals.sent if totals else 0,
+            received=totals.received if totals else 0,
+            longest_gap_s=round(totals.longest_gap, 3) if totals else 0.0,
+        )

@@ -9,13 +9,27 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vip_stack.rendering import GARP
 from vip_stack.rollout import NodeAccess, NodeNotInService, drain_node, wait_in_service
 
-from .cluster import DrillResult, LabAccess, LabRun
+from .cluster import LabAccess, LabRun
 from .faults import busy_cores, packet_loss
+from .results import (
+    CascadeResult,
+    ConvergenceResult,
+    DrillResult,
+    HealthCheckResult,
+    NotifyHookRuns,
+    NotifyResult,
+    PartitionResult,
+    RestartResult,
+    RolloutResult,
+    RolloutStep,
+    SteadyResult,
+    StressResult,
+    TakeoverResult,
+)
 from .scenario import LabSpec
 
 
@@ -23,76 +37,101 @@ def convergence(run: LabRun) -> DrillResult:
     top = run.spec.by_priority()[0].name
     lowest = run.spec.by_priority()[-1]
     bound = run.spec.master_down_interval(lowest.priority) + run.spec.advert_interval
+    result = ConvergenceResult(
+        name="convergence",
+        passed=False,
+        summary="",
+        expected=f"{top} alone holds the VIP within {bound:.2f} s and keeps it, "
+        f"and {run.spec.jumphost_name} gets answers from the VIP",
+        bound_s=round(bound, 3),
+        expected_holder=top,
+    )
     run.say(f"convergence: starting keepalived on every node, waiting for {top} alone to hold the VIP")
     first = min(run.start(node.name) for node in run.spec.nodes)
     converged = run.wait_holders([top], timeout=bound + 5)
-    figures: dict[str, Any] = {"bound_s": round(bound, 3)}
     if converged is None:
-        return run.record(
-            DrillResult("convergence", False, f"holders {run.live_holders()} after {bound + 5:.1f} s", figures)
-        )
-    figures["convergence_s"] = round(max(0.0, converged - first), 3)
+        result.summary = f"holders {run.live_holders()} after {bound + 5:.1f} s"
+        return run.record(result)
+    result.convergence_s = round(max(0.0, converged - first), 3)
     run.start_pinging()
     # Exactly one holder, and it stays so for two adverts.
     steady = run.watcher.stable_for(2 * run.spec.advert_interval) and run.live_holders() == [top]
-    figures["holder"] = top
     reachable = run.pinger.stats(time.monotonic() - run.spec.advert_interval, time.monotonic()).received > 0
-    passed = steady and reachable and figures["convergence_s"] <= bound
-    summary = (
-        f"{top} holds the VIP alone after {figures['convergence_s']:.2f} s (bound {bound:.2f} s)"
-        + ("" if steady else "; but it did not stay so")
+    result.passed = steady and reachable and result.convergence_s <= bound
+    result.summary = (
+        f"{top} holds the VIP alone after {result.convergence_s:.2f} s"
+        + ("" if steady else f"; but it did not stay so: holders {run.live_holders()}")
         + ("" if reachable else f"; {run.spec.jumphost_name} gets no answer from the VIP")
     )
-    return run.record(DrillResult("convergence", passed, summary, figures))
+    return run.record(result)
+
+
+def _one_holder_to_start_from(drill: str, holders: list[str]) -> DrillResult:
+    return DrillResult(
+        name=drill, passed=False, summary=f"holders {holders}", expected="one node holding the VIP to start from"
+    )
 
 
 def _takeover(run: LabRun, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
+    """The drill's result, not yet recorded: the crash drill adds the recovery first."""
     run.restore()
     holders = run.live_holders()
     if len(holders) != 1:
-        return run.record(DrillResult(drill, False, f"needs one holder to start from, found {holders}"))
+        return _one_holder_to_start_from(drill, holders)
     victim = holders[0]
     survivors = [n for n in run.running_by_priority() if n != victim]
     if not survivors:
-        return run.record(DrillResult(drill, False, "no other node is running to take over"))
-    expected = survivors[0]
-    bound = run.mdi(expected) + (run.spec.advert_interval if drill == "crash failover" else 0)
-    run.say(f"{drill}: {verb} {victim}, waiting for {expected} to take the VIP (bound {bound:.2f} s)")
+        return DrillResult(
+            name=drill, passed=False, summary=f"only {victim} runs", expected="another running node to take over"
+        )
+    successor = survivors[0]
+    bound = run.mdi(successor) + (run.spec.advert_interval if drill == "crash failover" else 0)
+    result = TakeoverResult(
+        name=drill,
+        passed=False,
+        summary="",
+        expected=f"{successor} holds the VIP within {bound:.2f} s of {victim} {past}, and pings resume",
+        bound_s=round(bound, 3),
+        victim=victim,
+        successor=successor,
+    )
+    run.say(f"{drill}: {verb} {victim}, waiting for {successor} to take the VIP (bound {bound:.2f} s)")
     window_start = time.monotonic() - 0.5
     at = action(victim)
-    taken = run.wait_holders([expected], timeout=bound + 5)
-    figures: dict[str, Any] = {"from": victim, "to": expected, "bound_s": round(bound, 3)}
+    taken = run.wait_holders([successor], timeout=bound + 5)
     if taken is None:
-        figures.update(run.ping_figures(window_start, time.monotonic()))
-        return run.record(DrillResult(drill, False, f"holders {run.live_holders()} after {bound + 5:.1f} s", figures))
-    figures["failover_s"] = round(max(0.0, taken - at), 3)
+        result.pings = run.ping_figures(window_start, time.monotonic())
+        result.summary = f"holders {run.live_holders()} after {bound + 5:.1f} s"
+        return result
+    result.failover_s = round(max(0.0, taken - at), 3)
     # Let the pings that follow the takeover come back before counting.
     time.sleep(max(1.0, 2 * run.spec.advert_interval))
-    figures.update(run.ping_figures(window_start, time.monotonic()))
+    result.pings = run.ping_figures(window_start, time.monotonic())
     resumed = run.pinger.stats(time.monotonic() - 0.5, time.monotonic()).received > 0
-    passed = figures["failover_s"] <= bound and resumed
-    summary = (
-        f"{expected} took the VIP {figures['failover_s']:.2f} s after {victim} {past}"
-        f"; longest ping gap {figures['longest_ping_gap_s']:.2f} s" + ("" if resumed else "; pings did not resume")
+    result.passed = result.failover_s <= bound and resumed
+    result.summary = (
+        f"{successor} took the VIP {result.failover_s:.2f} s after {victim} {past}"
+        f"; longest ping gap {result.pings.longest_gap_s:.2f} s" + ("" if resumed else "; pings did not resume")
     )
-    return run.record(DrillResult(drill, passed, summary, figures))
+    return result
 
 
 def graceful(run: LabRun) -> DrillResult:
-    return _takeover(run, "graceful failover", run.stop, "stopping keepalived on", "stopped")
+    return run.record(_takeover(run, "graceful failover", run.stop, "stopping keepalived on", "stopped"))
 
 
 def crash(run: LabRun) -> DrillResult:
     result = _takeover(run, "crash failover", run.crash, "crashing", "crashed")
-    victim = result.figures.get("from")
-    if victim:
-        run.say(f"crash failover: {victim} boots again")
-        run.recover(victim)
-        back = run.wait_holders([run.running_by_priority()[0]], timeout=run.mdi(victim) + run.spec.advert_interval + 5)
+    if isinstance(result, TakeoverResult):
+        run.say(f"crash failover: {result.victim} boots again")
+        run.recover(result.victim)
+        top = run.running_by_priority()[0]
+        result.expected += f"; once {result.victim} is back, {top} holds the VIP"
+        back = run.wait_holders([top], timeout=run.mdi(result.victim) + run.spec.advert_interval + 5)
         if back is None:
             result.passed = False
             result.summary += f"; after recovery holders are {run.live_holders()}"
-    return result
+    return run.record(result)
 
 
 def restart(run: LabRun) -> DrillResult:
@@ -106,24 +145,32 @@ def restart(run: LabRun) -> DrillResult:
     before = run.live_holders()
     expected = master if run.spec.preempt else (before[0] if before else master)
     bound = run.mdi(master) + run.spec.advert_interval
+    result = RestartResult(
+        name="master restart",
+        passed=False,
+        summary="",
+        expected=f"{expected} holds the VIP within {bound:.2f} s of {master} starting, and keeps it",
+        bound_s=round(bound, 3),
+        restarted=master,
+        expected_holder=expected,
+    )
     run.say(f"master restart: starting {master} again, expecting {expected} to hold the VIP")
     window_start = time.monotonic() - 0.5
     at = run.start(master)
     taken = run.wait_holders([expected], timeout=bound + 5)
-    figures: dict[str, Any] = {"restarted": master, "holder": expected, "bound_s": round(bound, 3)}
     if taken is None:
-        return run.record(
-            DrillResult("master restart", False, f"holders {run.live_holders()} after {bound + 5:.1f} s", figures)
-        )
+        result.summary = f"holders {run.live_holders()} after {bound + 5:.1f} s"
+        return run.record(result)
     steady = run.watcher.stable_for(2 * run.spec.advert_interval) and run.live_holders() == [expected]
-    figures["takeback_s"] = round(max(0.0, taken - at), 3)
-    figures.update(run.ping_figures(window_start, time.monotonic()))
-    passed = steady and figures["takeback_s"] <= bound
-    summary = (
-        f"{expected} holds the VIP {figures['takeback_s']:.2f} s after {master} started; "
-        f"longest ping gap {figures['longest_ping_gap_s']:.2f} s"
+    result.takeback_s = round(max(0.0, taken - at), 3)
+    result.pings = run.ping_figures(window_start, time.monotonic())
+    result.passed = steady and result.takeback_s <= bound
+    result.summary = (
+        f"{expected} holds the VIP {result.takeback_s:.2f} s after {master} started; "
+        f"longest ping gap {result.pings.longest_gap_s:.2f} s"
+        + ("" if steady else f"; but it did not keep it: holders {run.live_holders()}")
     )
-    return run.record(DrillResult("master restart", passed, summary, figures))
+    return run.record(result)
 
 
 def partition(run: LabRun) -> DrillResult:
@@ -132,7 +179,11 @@ def partition(run: LabRun) -> DrillResult:
     run.restore()
     order = run.running_by_priority()
     if len(order) < 2:
-        return run.record(DrillResult("partition and heal", False, "needs two running nodes"))
+        return run.record(
+            DrillResult(
+                name="partition and heal", passed=False, summary=f"running: {order}", expected="two running nodes"
+            )
+        )
     master = order[0]
     node_ports = [run.topology.ports[name] for name in order]
     claim_bound = max(run.mdi(name) for name in order[1:]) + run.spec.advert_interval
@@ -142,30 +193,38 @@ def partition(run: LabRun) -> DrillResult:
     split = run.watcher.wait_for(lambda holders: len(holders) > 1, timeout=claim_bound + 5)
     claimed = run.live_holders()
     heal_bound = 3 * run.spec.advert_interval
+    # Its bound is the heal's: the column every drill reports as bound_s.
+    result = PartitionResult(
+        name="partition and heal",
+        passed=False,
+        summary="",
+        expected=f"{master} alone holds the VIP within {heal_bound:.2f} s of healing and keeps it; "
+        f"no ping gap after healing longer than that",
+        bound_s=round(heal_bound, 3),
+        claimed_while_cut=claimed,
+    )
     run.say(f"partition: healing; {master} alone expected within {heal_bound:.2f} s")
     healed_at = run.event("heal")
     run.topology.switch.isolate(node_ports, False)
     one = run.wait_holders([master], timeout=heal_bound + 5)
-    # Its bound is the heal's: the column every drill reports as bound_s.
-    figures: dict[str, Any] = {"claimed_while_cut": claimed, "bound_s": round(heal_bound, 3)}
     if one is None:
-        return run.record(
-            DrillResult("partition and heal", False, f"holders {run.live_holders()} after healing", figures)
-        )
-    figures["heal_s"] = round(max(0.0, one - healed_at), 3)
+        result.summary = f"holders {run.live_holders()} {heal_bound + 5:.1f} s after healing"
+        return run.record(result)
+    result.heal_s = round(max(0.0, one - healed_at), 3)
     steady = run.watcher.stable_for(2 * run.spec.advert_interval) and run.live_holders() == [master]
     # From the heal on: how long the jumphost, which may have followed
     # the other side's claim, took to reach the VIP again (bounded by the
     # gratuitous ARP refresh, which re-teaches every neighbour).
     run.pinger.wait_for_reply(after=one, timeout=GARP.refresh + 1)
-    figures.update(run.ping_figures(healed_at, time.monotonic()))
-    passed = steady and figures["heal_s"] <= heal_bound and figures["longest_ping_gap_s"] <= heal_bound
-    summary = (
+    result.pings = run.ping_figures(healed_at, time.monotonic())
+    result.passed = steady and result.heal_s <= heal_bound and result.pings.longest_gap_s <= heal_bound
+    result.summary = (
         f"while cut, {', '.join(claimed) if split else 'only ' + master} held the VIP; "
-        f"{figures['heal_s']:.2f} s after healing {master} holds it alone; longest ping gap after "
-        f"healing {figures['longest_ping_gap_s']:.2f} s"
+        f"{result.heal_s:.2f} s after healing {master} holds it alone; longest ping gap after "
+        f"healing {result.pings.longest_gap_s:.2f} s"
+        + ("" if steady else f"; but it did not keep it: holders {run.live_holders()}")
     )
-    return run.record(DrillResult("partition and heal", passed, summary, figures))
+    return run.record(result)
 
 
 def cascade(run: LabRun) -> DrillResult:
@@ -173,25 +232,34 @@ def cascade(run: LabRun) -> DrillResult:
     run.restore()
     order = run.running_by_priority()
     if len(order) < 3:
-        return run.record(DrillResult("next priority wins", False, "needs three running nodes"))
+        return run.record(
+            DrillResult(
+                name="next priority wins", passed=False, summary=f"running: {order}", expected="three running nodes"
+            )
+        )
     first, second, third = order[:3]
     run.say(f"next priority: stopping {first} then {second}, expecting {third}")
     run.stop(first)
     got_second = run.wait_holders([second], timeout=run.mdi(second) + 5)
+    seen_second = run.live_holders()
     run.stop(second)
     got_third = run.wait_holders([third], timeout=run.mdi(third) + 5)
+    seen_third = run.live_holders()
     run.start(second)
     run.start(first)
     back = run.wait_holders([first], timeout=run.mdi(first) + run.spec.advert_interval + 5)
     passed = None not in (got_second, got_third, back)
     return run.record(
-        DrillResult(
-            "next priority wins",
-            passed,
-            f"{second}, then {third} took over in priority order; {first} holds it again"
+        CascadeResult(
+            name="next priority wins",
+            passed=passed,
+            summary=f"{second}, then {third} took over in priority order; {first} holds it again"
             if passed
-            else f"holders went wrong: now {run.live_holders()}",
-            {"order": [first, second, third]},
+            else f"holders {seen_second} with {first} stopped, {seen_third} with {second} stopped too, "
+            f"{run.live_holders()} once both started again",
+            expected=f"{second} holds the VIP with {first} stopped, {third} with {second} stopped too, "
+            f"{first} once both start again, each within its master down interval + 5 s",
+            order=[first, second, third],
         )
     )
 
@@ -201,43 +269,60 @@ def health(run: LabRun) -> DrillResult:
     `fall` times, the node leaves the election and a backup takes the VIP.
     The service comes back: after `rise` successes the node is eligible
     again and (with preemption) takes the VIP back."""
-    if run.spec.health_check is None:
-        return run.record(DrillResult("health check", False, "the stack has no healthCheck"))
-    interval, fall, rise = run.spec.health_check
+    check = run.spec.health_check
+    if check is None:
+        return run.record(
+            DrillResult(
+                name="health check",
+                passed=False,
+                summary="the stack has no healthCheck",
+                expected="a stack with a healthCheck",
+            )
+        )
     run.restore()
     holders = run.live_holders()
     if len(holders) != 1:
-        return run.record(DrillResult("health check", False, f"needs one holder, found {holders}"))
+        return run.record(_one_holder_to_start_from("health check", holders))
     sick = holders[0]
-    expected = [n for n in run.running_by_priority() if n != sick][0]
+    successor = [n for n in run.running_by_priority() if n != sick][0]
     # The script runs every interval and may take up to one more to time out.
-    fail_bound = (fall + 1) * interval + run.mdi(expected)
-    run.say(f"health check: the service on {sick} stops; {expected} should hold the VIP within {fail_bound:.2f} s")
+    fail_bound = (check.fall + 1) * check.interval + run.mdi(successor)
+    back_to = sick if run.spec.preempt else successor
+    back_bound = (check.rise + 1) * check.interval + run.mdi(sick) + run.spec.advert_interval
+    result = HealthCheckResult(
+        name="health check",
+        passed=False,
+        summary="",
+        expected=f"{successor} holds the VIP within {fail_bound:.2f} s of {sick}'s service stopping; "
+        f"{back_to} within {back_bound:.2f} s of it answering again, and keeps it",
+        bound_s=round(fail_bound, 3),
+        sick=sick,
+        successor=successor,
+    )
+    run.say(f"health check: the service on {sick} stops; {successor} should hold the VIP within {fail_bound:.2f} s")
     window_start = time.monotonic() - 0.5
     at = run.stop_service(sick)
-    moved = run.wait_holders([expected], timeout=fail_bound + 5)
-    figures: dict[str, Any] = {"sick": sick, "to": expected, "bound_s": round(fail_bound, 3)}
+    moved = run.wait_holders([successor], timeout=fail_bound + 5)
     if moved is None:
-        return run.record(
-            DrillResult("health check", False, f"holders {run.live_holders()} after {fail_bound + 5:.1f} s", figures)
-        )
-    figures["failover_s"] = round(max(0.0, moved - at), 3)
-    back_to = sick if run.spec.preempt else expected
-    back_bound = (rise + 1) * interval + run.mdi(sick) + run.spec.advert_interval
+        result.summary = f"holders {run.live_holders()} {fail_bound + 5:.1f} s after {sick}'s service stopped"
+        return run.record(result)
+    result.failover_s = round(max(0.0, moved - at), 3)
     run.say(f"health check: the service on {sick} answers again; {back_to} should hold the VIP")
     recovered_at = run.event(f"service up on {sick}")
     run.start_service(sick)
     back = run.wait_holders([back_to], timeout=back_bound + 5)
-    steady = back is not None and run.watcher.stable_for(max(interval, 2 * run.spec.advert_interval))
-    figures["recovery_s"] = round(max(0.0, back - recovered_at), 3) if back is not None else None
-    figures.update(run.ping_figures(window_start, time.monotonic()))
-    passed = figures["failover_s"] <= fail_bound and back is not None and steady and run.live_holders() == [back_to]
-    summary = f"{expected} took the VIP {figures['failover_s']:.2f} s after {sick}'s service stopped; " + (
-        f"{back_to} holds it {figures['recovery_s']:.2f} s after the service came back"
-        if back is not None
+    steady = back is not None and run.watcher.stable_for(max(check.interval, 2 * run.spec.advert_interval))
+    result.recovery_s = round(max(0.0, back - recovered_at), 3) if back is not None else None
+    result.pings = run.ping_figures(window_start, time.monotonic())
+    result.passed = (
+        result.failover_s <= fail_bound and result.recovery_s is not None and steady and run.live_holders() == [back_to]
+    )
+    result.summary = f"{successor} took the VIP {result.failover_s:.2f} s after {sick}'s service stopped; " + (
+        f"{back_to} holds it {result.recovery_s:.2f} s after the service came back"
+        if result.recovery_s is not None
         else f"after recovery holders are {run.live_holders()}"
     )
-    return run.record(DrillResult("health check", passed, summary, figures))
+    return run.record(result)
 
 
 def rollout(run: LabRun) -> DrillResult:
@@ -249,7 +334,11 @@ def rollout(run: LabRun) -> DrillResult:
     priority alone."""
     target = run.rollout_to
     if target is None:
-        return run.record(DrillResult("rollout", False, "no config change to roll out"))
+        return run.record(
+            DrillResult(
+                name="rollout", passed=False, summary="no config change to roll out", expected="a config change"
+            )
+        )
     run.restore()
 
     # As `pulumi up` reaches the nodes when a test set it (OpenSSH through
@@ -261,13 +350,24 @@ def rollout(run: LabRun) -> DrillResult:
     # advert for the handover's first gratuitous ARP to land.
     lowest = min(n.priority for n in target.nodes)
     bound = run.spec.skew(lowest) + run.spec.advert_interval
+    top = target.by_priority()[0].name
+    expected = top if target.preempt else None
+    result = RolloutResult(
+        name="rollout",
+        passed=False,
+        summary="",
+        expected=f"{', '.join(target.rollout_order)} replaced one at a time, each back in service; then "
+        f"{expected or 'one node'} alone holds the VIP, the longest ping gap within {bound:.2f} s",
+        bound_s=round(bound, 3),
+        change=target.label,
+        order=list(target.rollout_order),
+    )
     run.say(
         f"rollout: {target.label}; order {', '.join(target.rollout_order)}; "
         f"the longest ping gap must stay within {bound:.2f} s"
     )
     window_start = time.monotonic() - 0.5
     run.event("rollout starts")
-    steps: list[dict[str, Any]] = []
     for name in target.rollout_order:
         node = target.node(name)
         others = [n.address for n in target.nodes if n.name != name]
@@ -275,7 +375,8 @@ def rollout(run: LabRun) -> DrillResult:
         notes = drain_node(access(), name, node.address, target.vip, others)
         run.say(f"rollout: {'; '.join(notes)}")
         if node.user_data is None or node.config_sha256 is None:
-            return run.record(DrillResult("rollout", False, f"{name} has no user data to roll out"))
+            result.summary = f"{name} has no user data to roll out"
+            return run.record(result)
         replaced_at = run.replace_node(name, node.user_data)
         try:
             wait_in_service(
@@ -288,44 +389,35 @@ def rollout(run: LabRun) -> DrillResult:
                 poll=0.1,
             )
         except NodeNotInService as error:
-            return run.record(DrillResult("rollout", False, str(error), {"steps": steps}))
+            result.summary = str(error)
+            return run.record(result)
         in_service_s = time.monotonic() - replaced_at
         run.event(f"{name} in service")
         run.say(f"rollout: {name} is back in service after {in_service_s:.2f} s")
-        steps.append({"node": name, "in_service_s": round(in_service_s, 3), "drain": notes})
+        result.steps.append(RolloutStep(node=name, in_service_s=round(in_service_s, 3), drain=notes))
     run.spec = target
-    top = target.by_priority()[0].name
-    expected = top if target.preempt else None
     settled = run.watcher.wait_for(
         lambda holders: len(holders) == 1 and (expected is None or holders == [expected]),
         timeout=max(run.mdi(n.name) for n in target.nodes) + target.advert_interval + 5,
     )
     steady = settled is not None and run.watcher.stable_for(2 * target.advert_interval)
     end = run.event("rollout ends")
-    changes = run.watcher.changes_between(window_start, end)
-    figures: dict[str, Any] = {
-        "change": target.label,
-        "order": list(target.rollout_order),
-        "steps": steps,
-        "holder": run.live_holders(),
-        "transitions": len(changes),
-        "bound_s": round(bound, 3),
-        "both_claimed_s": round(_overlap(run, window_start, end), 3),
-        **run.ping_figures(window_start, end),
-    }
-    holders = run.live_holders()
-    passed = (
+    result.holders = run.live_holders()
+    result.transitions = len(run.watcher.changes_between(window_start, end))
+    result.both_claimed_s = round(_overlap(run, window_start, end), 3)
+    result.pings = run.ping_figures(window_start, end)
+    result.passed = (
         steady
-        and len(holders) == 1
-        and (expected is None or holders == [expected])
-        and figures["longest_ping_gap_s"] <= bound
+        and len(result.holders) == 1
+        and (expected is None or result.holders == [expected])
+        and result.pings.longest_gap_s <= bound
     )
-    summary = (
-        f"{', '.join(target.rollout_order)} replaced one at a time; {run.live_holders()} "
-        f"hold(s) the VIP; longest ping gap {figures['longest_ping_gap_s']:.2f} s "
-        f"(bound {bound:.2f} s), two holders for {figures['both_claimed_s']:.2f} s"
+    result.summary = (
+        f"{', '.join(target.rollout_order)} replaced one at a time; {result.holders} "
+        f"hold(s) the VIP; longest ping gap {result.pings.longest_gap_s:.2f} s, "
+        f"two holders for {result.both_claimed_s:.2f} s"
     )
-    return run.record(DrillResult("rollout", passed, summary, figures))
+    return run.record(result)
 
 
 def _overlap(run: LabRun, start: float, end: float) -> float:
@@ -351,7 +443,7 @@ def stress(run: LabRun) -> DrillResult:
     run.restore()
     holders = run.live_holders()
     if len(holders) != 1:
-        return run.record(DrillResult("stress", False, f"needs one holder, found {holders}"))
+        return run.record(_one_holder_to_start_from("stress", holders))
     holder = holders[0]
     run.say(
         f"stress: {stress.seconds:g} s of busy cores, {stress.loss_percent:g}% loss, {holder} frozen "
@@ -376,20 +468,23 @@ def stress(run: LabRun) -> DrillResult:
         time.sleep(max(0.0, deadline - time.monotonic()))
     end = run.event("stress ends")
     changes = run.watcher.changes_between(start, end)
-    figures: dict[str, Any] = {
-        "seconds": stress.seconds,
-        "loss_percent": stress.loss_percent,
-        "stall_ms": stress.stall_ms,
-        "stalls": stalls,
-        "transitions": len(changes),
-        **run.ping_figures(start, end),
-    }
-    passed = not changes and run.live_holders() == [holder] and stalls > 0
-    summary = (
-        f"{len(changes)} holder changes in {stress.seconds:g} s with {stalls} stalls of {stress.stall_ms} ms and "
-        f"{stress.loss_percent:g}% loss; longest ping gap {figures['longest_ping_gap_s']:.2f} s"
+    pings = run.ping_figures(start, end)
+    return run.record(
+        StressResult(
+            name="stress",
+            passed=not changes and run.live_holders() == [holder] and stalls > 0,
+            summary=f"{len(changes)} holder changes in {stress.seconds:g} s with {stalls} stalls of "
+            f"{stress.stall_ms} ms and {stress.loss_percent:g}% loss, {run.live_holders()} at the end; "
+            f"longest ping gap {pings.longest_gap_s:.2f} s",
+            expected=f"no holder change: {holder} holds the VIP throughout, frozen at least once",
+            pings=pings,
+            seconds=stress.seconds,
+            loss_percent=stress.loss_percent,
+            stall_ms=stress.stall_ms,
+            stalls=stalls,
+            transitions=len(changes),
+        )
     )
-    return run.record(DrillResult("stress", passed, summary, figures))
 
 
 def steady(run: LabRun, seconds: float | None = None) -> DrillResult:
@@ -404,25 +499,27 @@ def steady(run: LabRun, seconds: float | None = None) -> DrillResult:
         time.sleep(seconds)
     end = run.event("load ends")
     changes = run.watcher.changes_between(start, end)
-    figures: dict[str, Any] = {
-        "seconds": seconds,
-        "busy_processes": cores,
-        "transitions": len(changes),
-        **run.ping_figures(start, end),
-    }
-    passed = not changes and len(holders) == 1 and run.live_holders() == holders
-    summary = (
-        f"{len(changes)} holder changes in {seconds:g} s with {cores} cores busy; "
-        f"pings {figures['pings_received']}/{figures['pings_sent']}, "
-        f"longest gap {figures['longest_ping_gap_s']:.2f} s"
+    pings = run.ping_figures(start, end)
+    return run.record(
+        SteadyResult(
+            name="steady under load",
+            passed=not changes and len(holders) == 1 and run.live_holders() == holders,
+            summary=f"{len(changes)} holder changes in {seconds:g} s with {cores} cores busy, "
+            f"{run.live_holders()} at the end; pings {pings.received}/{pings.sent}, "
+            f"longest gap {pings.longest_gap_s:.2f} s",
+            expected=f"one holder ({holders}) and no holder change throughout",
+            pings=pings,
+            seconds=seconds,
+            busy_processes=cores,
+            transitions=len(changes),
+        )
     )
-    return run.record(DrillResult("steady under load", passed, summary, figures))
 
 
 def notify(run: LabRun) -> DrillResult:
     """The notify hook ran on every change: each time a node took the VIP
     its log has a MASTER line, and every run of the command succeeded."""
-    figures: dict[str, Any] = {}
+    nodes: dict[str, NotifyHookRuns] = {}
     problems = []
     for name, host in run.topology.nodes.items():
         log = host.var_upper / "log" / "keepalived-vip-notify.log"
@@ -435,12 +532,9 @@ def notify(run: LabRun) -> DrillResult:
             if change.node == name and change.holds and change.at >= run.host_since[name]
         )
         failed = [entry for entry in entries if entry[2] != "0"]
-        figures[name] = {
-            "runs": len(entries),
-            "master_runs": masters,
-            "vip_gains": gains,
-            "states": sorted({entry[1] for entry in entries}),
-        }
+        nodes[name] = NotifyHookRuns(
+            runs=len(entries), master_runs=masters, vip_gains=gains, states=sorted({entry[1] for entry in entries})
+        )
         if masters != gains:
             problems.append(f"{name} took the VIP {gains} times but the hook saw MASTER {masters} times")
         if not entries:
@@ -448,9 +542,18 @@ def notify(run: LabRun) -> DrillResult:
         if failed:
             problems.append(f"the command failed on {name}: {failed[0]}")
     summary = "; ".join(problems) or ", ".join(
-        f"{name}: {f['runs']} runs, MASTER {f['master_runs']}x" for name, f in figures.items()
+        f"{name}: {runs.runs} runs, MASTER {runs.master_runs}x" for name, runs in nodes.items()
     )
-    return run.record(DrillResult("notify hook", not problems, summary, figures))
+    return run.record(
+        NotifyResult(
+            name="notify hook",
+            passed=not problems,
+            summary=summary,
+            expected="on every node, the hook ran, once with MASTER for each time the node took the VIP, "
+            "and every run succeeded",
+            nodes=nodes,
+        )
+    )
 
 
 DRILLS = {

@@ -3,13 +3,20 @@ it declared: every resource with its inputs (secrets still marked), its parent
 and dependencies, and the stack outputs.
 
 The tests use it to assert on the program; the lab uses it to take each node's
-user data exactly as the program declares it."""
+user data exactly as the program declares it.
+
+It uses the SDK's public testing API only: `set_mocks` (with a monitor of
+our own through its `monitor` parameter), `pulumi.runtime.test` to run the
+program and wait for everything it started, `reset_options` for a fresh stack
+per run, `get_root_resource` for the exports.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import runpy
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +24,6 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from vip_stack.settings import NAMESPACE
 
@@ -60,7 +64,11 @@ class DeclaredResource:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A mock monitor that keeps each registration's parent, which the stock one drops."""
+    """A mock monitor that keeps each registration request, given to
+    set_mocks through its `monitor` parameter. Mocks.new_resource sees a
+    resource's type, name and inputs only; the request also holds its parent,
+    dependencies, aliases and replacement options, which the tests and the
+    lab's rollout order read, and which no other public API shows."""
 
     def __init__(self, mocks: OpenStackMocks):
         super().__init__(mocks)
@@ -136,6 +144,55 @@ def config_values(config: dict[str, Any], project: str = PROJECT) -> dict[str, s
     }
 
 
+@dataclass
+class Exports:
+    """A program's stack outputs, resolved."""
+
+    values: dict[str, Any]
+    # The names of those that are secret.
+    secret: set[str]
+
+
+def run_with_mocks(
+    program: Path,
+    mocks: pulumi.runtime.Mocks,
+    project: str,
+    config: dict[str, Any],
+    monitor: pulumi_mocks.MockMonitor | None = None,
+    logger: logging.Logger | None = None,
+) -> Exports:
+    """Runs a Pulumi program once, in a fresh stack, against these mocks
+    with this config (raw values by key, as config_values takes them); waits
+    for everything it started and returns its exports. Raises what the
+    program raised."""
+    # set_mocks makes a root stack only when there is none: without this, a
+    # second run would declare into the first run's stack and keep its exports.
+    pulumi.runtime.reset_options(project=project, stack="dev", preview=False)
+    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False, monitor=monitor, logger=logger)
+    values = config_values(config, project)
+    pulumi.runtime.set_all_config(values, [key for key in values if key.endswith(":vrrpPassword")])
+    exports = Exports({}, set())
+
+    async def resolve_exports() -> None:
+        # The root stack keeps what the program exported, as Inputs.
+        exported: dict[str, Any] = getattr(pulumi.runtime.get_root_resource(), "outputs", {})
+        for name, value in exported.items():
+            output = pulumi.Output.from_input(value)
+            exports.values[name] = await output.future()
+            if await output.is_secret():
+                exports.secret.add(name)
+
+    @pulumi.runtime.test
+    def evaluate() -> Coroutine[Any, Any, None]:
+        runpy.run_path(str(program), run_name="__main__")
+        # The test runner awaits what this returns (here, the exports
+        # resolved), then every registration and output the program started.
+        return resolve_exports()
+
+    evaluate()
+    return exports
+
+
 def run_program(
     config: dict[str, Any],
     cloud: FakeCloud | None = None,
@@ -145,29 +202,18 @@ def run_program(
 ) -> MockedRun:
     """Runs the program (this project's, or another's) once with this config
     (raw values by key) against this cloud (one with an external network when
-    None). With expect_failure, returns what was declared before the program
-    failed, and the error."""
+    None) and records what it declared. With expect_failure, returns what was
+    declared before the program failed, and the error."""
     mocks = OpenStackMocks(cloud or FakeCloud.with_external_network())
     monitor = RecordingMonitor(mocks)
     warnings = WarningLog()
     logger = logging.getLogger(f"{__name__}.run{id(warnings)}")
     logger.propagate = False
     logger.addHandler(warnings)
-    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack for this run
-    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False, monitor=monitor, logger=logger)
-    values = config_values(config, project)
-    pulumi.runtime.set_all_config(values, [key for key in values if key.endswith(":vrrpPassword")])
-    root = pulumi_settings.get_root_resource()
-    pulumi_settings.SETTINGS.rpc_manager.clear()
-    pulumi_settings.SETTINGS.outputs.clear()
-
+    exports = Exports({}, set())
     error: BaseException | None = None
     try:
-
-        def run() -> None:
-            runpy.run_path(str(program), run_name="__main__")
-
-        _sync_await(run_pulumi_func(run))
+        exports = run_with_mocks(program, mocks, project, config, monitor=monitor, logger=logger)
     except Exception as exc:
         if not expect_failure:
             raise
@@ -175,18 +221,10 @@ def run_program(
     if expect_failure and error is None:
         raise AssertionError("the program was expected to fail but did not")
 
-    outputs: dict[str, Any] = {}
-    secret_outputs: set[str] = set()
-    exported: dict[str, Any] = getattr(root, "outputs", {}) if error is None else {}
-    for name, value in exported.items():
-        output = pulumi.Output.from_input(value)
-        outputs[name] = _sync_await(output.future())
-        if _sync_await(output.is_secret()):
-            secret_outputs.add(name)
-
     resources = []
+    registered = monitor.get_registered_resources()
     for request, urn in monitor.registrations:
-        registration = monitor.resources.get(urn)
+        registration = registered.get(urn)
         if registration is None:  # the stack itself
             continue
         resources.append(
@@ -207,8 +245,8 @@ def run_program(
         )
     return MockedRun(
         resources=resources,
-        outputs=outputs,
-        secret_outputs=secret_outputs,
+        outputs=exports.values,
+        secret_outputs=exports.secret,
         mocks=mocks,
         error=error,
         warnings=tuple(warnings.messages),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .cluster import LabRun
 from .drills import DEFAULT_DRILLS, DRILLS, applicable
 from .faults import Stress
 from .hosts import Lab
+from .results import LabReport, Timeline, VrrpFigures
 from .scenario import LabSpec
 
 
@@ -18,7 +17,7 @@ def run_drills(
     steady_seconds: float = 20,
     rollout_to: LabSpec | None = None,
     stress: Stress | None = None,
-) -> dict[str, Any]:
+) -> LabReport:
     """Boots the spec in a fresh lab, runs the drills that apply to it in
     order, removes everything. Convergence always runs first (every other
     drill starts from a converged cluster), notify last (it reads the whole
@@ -41,23 +40,22 @@ def run_drills(
                     break
         finally:
             ping = run.finish()
-        timeline = {
-            "changes": [(c.at - run.t0, c.node, c.holds) for c in run._watcher.changes] if run._watcher else [],
-            "replies": [t - run.t0 for t in run._pinger.replies] if run._pinger else [],
-            "events": [(e.at - run.t0, e.label) for e in run.events],
-            "nodes": [n.name for n in spec.by_priority()],
-        }
-    return {
-        "label": spec.label,
-        "vrrp": {
-            "mode": spec.mode,
-            "version": spec.vrrp_version,
-            "advert_int_s": spec.advert_interval,
-            "nodes": {n.name: n.priority for n in spec.nodes},
-        },
-        "drills": {r.name: {"passed": r.passed, "summary": r.summary, **r.figures} for r in run.results},
-        "ping": ping,
-        "notes": run.notes,
-        "passed": bool(run.results) and all(r.passed for r in run.results),
-        "timeline": timeline,
-    }
+        timeline = Timeline(
+            changes=[(c.at - run.t0, c.node, c.holds) for c in run._watcher.changes] if run._watcher else [],
+            replies=[t - run.t0 for t in run._pinger.replies] if run._pinger else [],
+            events=[(e.at - run.t0, e.label) for e in run.events],
+            nodes=[n.name for n in spec.by_priority()],
+        )
+    return LabReport(
+        label=spec.label,
+        vrrp=VrrpFigures(
+            mode=spec.mode,
+            version=spec.vrrp_version,
+            advert_int_s=spec.advert_interval,
+            nodes={n.name: n.priority for n in spec.nodes},
+        ),
+        drills={result.name: result for result in run.results},
+        ping=ping,
+        notes=run.notes,
+        timeline=timeline,
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 from vip_stack.addressing import default_gateway
 from vip_stack.rendering import KEEPALIVED_CONF_PATH
-from vip_stack.settings import DEFAULTS, master_down_interval, parse_settings, skew
+from vip_stack.settings import HealthCheck, Settings, master_down_interval, parse_settings, skew
 
 from .evaluate import MockedRun, run_program
 from .fake_openstack import FakeCloud
@@ -47,8 +47,8 @@ class LabSpec:
     vrrp_version: int
     mode: str
     preempt: bool = True
-    # (interval, fall, rise) of the tracked health check, if any.
-    health_check: tuple[int, int, int] | None = None
+    # The tracked health check, if any.
+    health_check: HealthCheck | None = None
     notify: bool = False
     # The order in which an update replaces the nodes, as the program chains
     # them (each instance depends on the previous node's gate).
@@ -67,32 +67,28 @@ class LabSpec:
         return master_down_interval(self.vrrp_version, self.advert_interval, priority)
 
 
-def lab_cloud(config: dict[str, Any], running: LabSpec | None = None) -> FakeCloud:
-    """A stand-in cloud for the config: its external network, its image, and,
-    when the stack uses an existing subnet, one named as configured with
+def lab_cloud(settings: Settings, running: LabSpec | None = None) -> FakeCloud:
+    """A stand-in cloud for the settings: their external network, their image,
+    and, when the stack uses an existing subnet, one named as configured with
     subnetCidr; with `running`, that deployment's nodes and jumphost are up
     on their ports."""
-    cloud = FakeCloud.with_external_network(str(config.get("externalNetworkName") or "ext-net"))
-    image = str(config.get("imageName") or DEFAULTS["imageName"])
-    cloud.images.setdefault(image, f"image-{image}")
+    cloud = FakeCloud.with_external_network(settings.external_network_name)
+    cloud.images.setdefault(settings.image_name, f"image-{settings.image_name}")
     if running is not None:
         for node in running.nodes:
             cloud.add_running_node(node.name, node.address)
         cloud.keep_port(f"{running.jumphost_name}-port", running.jumphost_address)
-    create = str(config.get("createNetwork", True)).lower() != "false"
-    if not create:
-        cidr = str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
+    if not settings.create_network:
         cloud.add_existing_subnet(
-            network_name=str(config.get("networkName") or DEFAULTS["networkName"]),
-            subnet_name=str(config.get("subnetName") or DEFAULTS["subnetName"]),
-            cidr=cidr,
-            gateway_ip=default_gateway(cidr),
+            network_name=settings.network_name,
+            subnet_name=settings.subnet_name,
+            cidr=settings.subnet_cidr,
+            gateway_ip=default_gateway(settings.subnet_cidr),
         )
     return cloud
 
 
-def spec_from_deployment(config: dict[str, Any], deployment: MockedRun, label: str) -> LabSpec:
-    settings = parse_settings(config)
+def spec_from_deployment(settings: Settings, deployment: MockedRun, label: str) -> LabSpec:
     nodes = []
     for node_output in deployment.outputs["nodes"]:
         instance = deployment.called(node_output["name"], "Instance")
@@ -108,7 +104,7 @@ def spec_from_deployment(config: dict[str, Any], deployment: MockedRun, label: s
     jumphost_port = deployment.called(f"{settings.jumphost_name}-port", "Port")
     # The created subnet, or (createNetwork=false) the one lab_cloud stood in with.
     subnets = deployment.of_type("Subnet")
-    subnet_cidr = subnets[0].input("cidr") if subnets else str(config.get("subnetCidr") or DEFAULTS["subnetCidr"])
+    subnet_cidr = subnets[0].input("cidr") if subnets else settings.subnet_cidr
     gateway = subnets[0].input("gatewayIp") if subnets else default_gateway(subnet_cidr)
     network = ipaddress.IPv4Network(subnet_cidr)
     return LabSpec(
@@ -116,20 +112,16 @@ def spec_from_deployment(config: dict[str, Any], deployment: MockedRun, label: s
         vip=settings.vip_address,
         prefix_length=network.prefixlen,
         gateway=gateway,
-        nic=settings.vrrp.interface or DEFAULT_NIC,
+        nic=settings.vrrp_interface or DEFAULT_NIC,
         jumphost_name=settings.jumphost_name,
         jumphost_address=jumphost_port.outputs["allFixedIps"][0],
         nodes=tuple(nodes),
-        advert_interval=settings.vrrp.advert_interval,
-        vrrp_version=settings.vrrp.version,
-        mode=settings.vrrp.mode,
-        preempt=settings.vrrp.preempt,
-        health_check=(
-            (settings.vrrp.health_check.interval, settings.vrrp.health_check.fall, settings.vrrp.health_check.rise)
-            if settings.vrrp.health_check
-            else None
-        ),
-        notify=settings.vrrp.notify_command is not None,
+        advert_interval=settings.advert_interval,
+        vrrp_version=settings.vrrp_version,
+        mode=settings.vrrp_mode,
+        preempt=settings.preempt,
+        health_check=settings.health_check,
+        notify=settings.notify_command is not None,
         rollout_order=declared_rollout_order(deployment),
     )
 
@@ -155,7 +147,8 @@ def declared_rollout_order(deployment: MockedRun) -> tuple[str, ...]:
 def stack_spec(config: dict[str, Any], label: str = "stack", running: LabSpec | None = None) -> LabSpec:
     """Evaluates the program with this config (against `running`, a
     deployment that is up) and takes what it declares."""
-    return spec_from_deployment(config, run_program(config, lab_cloud(config, running)), label)
+    settings = parse_settings(config)
+    return spec_from_deployment(settings, run_program(config, lab_cloud(settings, running)), label)
 
 
 def rollout_spec(config: dict[str, Any], changes: dict[str, Any], before: LabSpec) -> LabSpec:
