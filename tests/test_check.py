@@ -191,7 +191,7 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
         assert isinstance(result, RolloutResult)
         assert [step.node for step in result.steps] == ["kld-vm-2", "kld-vm-1"]
         for step in result.steps:
-            assert "keepalived stopped" in step.drain[0], step.drain
+            assert any("keepalived stopped" in note for note in step.drain), step.drain
         # With the user's own known_hosts the replaced node's new key is refused.
         plain = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
         plain.namespace = ssh.namespace

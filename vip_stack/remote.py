@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # What a node says of its boot and its keepalived, one `key=value` line each:
 # the check and the rollout's wait both start from it.
@@ -59,11 +59,25 @@ class Ssh:
     # of its own, since every replaced node comes with a new key; the
     # jumphost's key is still checked against the user's known_hosts.
     node_known_hosts: str | None = None
+    # A directory for connections kept open between commands (OpenSSH's
+    # ControlMaster): a second command to the same node then starts at once
+    # instead of after two handshakes. close() ends them.
+    reuse_connections_in: str | None = None
+    _opened: list[list[str]] = field(default_factory=list, repr=False)
 
     def _base(self) -> list[str]:
         argv = ["ssh"]
         if self.config_file:
             argv += ["-F", self.config_file]
+        if self.reuse_connections_in:
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self.reuse_connections_in}/%C",
+                "-o",
+                "ControlPersist=120",
+            ]
         return argv + [
             "-o",
             "BatchMode=yes",
@@ -90,6 +104,10 @@ class Ssh:
         )
 
     def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        if self.reuse_connections_in and "--" in argv:
+            destination = list(argv[: list(argv).index("--")])
+            if destination not in self._opened:
+                self._opened.append(destination)
         try:
             result = subprocess.run(
                 list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
@@ -108,3 +126,14 @@ class Ssh:
             if pattern.search(stderr):
                 return advice.format(host=host, user=self.user) + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
         return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
+
+    def close(self) -> None:
+        """Ends the connections kept open (reuse_connections_in)."""
+        for destination in self._opened:
+            subprocess.run(
+                [*destination[:-1], "-O", "exit", destination[-1]],
+                capture_output=True,
+                timeout=10,
+                stdin=subprocess.DEVNULL,
+            )
+        self._opened.clear()

@@ -25,12 +25,13 @@ the lab's rollout drill runs the very code `pulumi up` runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -206,12 +207,29 @@ def wait_in_service(
 def drain_node(
     access: NodeAccess, name: str, address: str, vip: str, others: Sequence[str], timeout: float = DRAIN_TIMEOUT_SECONDS
 ) -> list[str]:
-    """Stops keepalived on the node before it is deleted, then has whichever
-    other node holds the VIP announce it. Never raises: a node that cannot be
-    drained goes down as a crash would, and its peers take over anyway.
-    Returns what happened, for the log."""
+    """Stops keepalived on the node before it is deleted, with whichever
+    other node holds the VIP announcing it just before and just after. Never
+    raises: a node that cannot be drained goes down as a crash would, and its
+    peers take over anyway. Returns what happened, for the log.
+
+    The announce before matters when old and new nodes cannot hear each
+    other (a new password): then a new node is master too, and the
+    neighbours follow whichever announced last, maybe the node going away.
+    It also opens the connections (kept open by the access) that make the
+    announce after the stop immediate: the gap in service is from the stop
+    to that announce."""
     host = f"{name} ({address})"
     notes = []
+
+    def announce(when: str) -> None:
+        for other in others:
+            try:
+                if "announced" in access.run(other, other, announce_command(vip), timeout).stdout:
+                    notes.append(f"{other}: holds the VIP and announced it {when} the drain")
+            except RemoteError as error:
+                notes.append(f"{other}: could not be asked to announce the VIP: {error}")
+
+    announce("before")
     try:
         result = access.run(address, host, DRAIN_COMMAND, timeout)
         notes.append(
@@ -221,21 +239,26 @@ def drain_node(
         )
     except RemoteError as error:
         notes.append(f"{host}: not drained, it goes down as in a crash: {error}")
-    for other in others:
-        try:
-            if "announced" in access.run(other, other, announce_command(vip), timeout).stdout:
-                notes.append(f"{other}: holds the VIP and announced it")
-        except RemoteError as error:
-            notes.append(f"{other}: could not be asked to announce the VIP: {error}")
+    announce("after")
     return notes
 
 
-def _access(props: dict[str, Any]) -> tuple[SshAccess, tempfile.TemporaryDirectory]:
+@contextlib.contextmanager
+def _access(props: dict[str, Any]) -> Iterator[SshAccess]:
     # Every replaced node brings a new host key: keep the nodes' keys in a
-    # file of this step's own, not in the user's known_hosts.
-    scratch = tempfile.TemporaryDirectory(prefix="keepalived-vip-")
-    ssh = Ssh(props["jumphost"], user=props["sshUser"], node_known_hosts=f"{scratch.name}/known_hosts")
-    return SshAccess(ssh), scratch
+    # file of this step's own, not in the user's known_hosts. Connections
+    # stay open for the step: a drain's announce then follows its stop at once.
+    with tempfile.TemporaryDirectory(prefix="kvip-") as scratch:
+        ssh = Ssh(
+            props["jumphost"],
+            user=props["sshUser"],
+            node_known_hosts=f"{scratch}/known_hosts",
+            reuse_connections_in=scratch,
+        )
+        try:
+            yield SshAccess(ssh)
+        finally:
+            ssh.close()
 
 
 class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
@@ -244,8 +267,7 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         if props.get("wait"):
             if props["check"] == "ssh":
-                access, scratch = _access(props)
-                with scratch:
+                with _access(props) as access:
                     wait_in_service(
                         access,
                         props["nodeName"],
@@ -260,8 +282,12 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         # Replaced (deleted first: that is the drain) only with its instance;
-        # any other change just records the new values.
-        keys = (set(olds) | set(news)) - {"__provider"}
+        # any other change just records the new values. `wait` is not a
+        # setting but what the cloud was at the time (false on a first
+        # deployment, true once nodes serve): it only matters to a create,
+        # which reads the new inputs, and counting it made the run after a
+        # first deployment an update (seen with the real engine).
+        keys = (set(olds) | set(news)) - {"__provider", "wait"}
         changed = [key for key in keys if olds.get(key) != news.get(key)]
         replaces = ["instanceId"] if olds.get("instanceId") != news.get("instanceId") else []
         return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
@@ -272,8 +298,7 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if props.get("check") != "ssh":
             return
-        access, scratch = _access(props)
-        with scratch:
+        with _access(props) as access:
             notes = drain_node(access, props["nodeName"], props["address"], props["vip"], props.get("peers", []))
         # The provider's stderr reaches the engine's log (`pulumi up --logtostderr -v=9`).
         print("\n".join(notes), file=sys.stderr)
