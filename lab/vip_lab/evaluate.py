@@ -178,7 +178,12 @@ def run_with_mocks(
         exported: dict[str, Any] = getattr(pulumi.runtime.get_root_resource(), "outputs", {})
         for name, value in exported.items():
             output = pulumi.Output.from_input(value)
-            exports.values[name] = await output.future()
+            resolved = await output.future()
+            # The real engine leaves an output whose value is null out of the
+            # stack's outputs (`pulumi stack output` never shows it): so here.
+            if resolved is None:
+                continue
+            exports.values[name] = resolved
             if await output.is_secret():
                 exports.secret.add(name)
 
