@@ -108,6 +108,11 @@ def gunicorn(
                 "workers = 1",
                 "threads = 8",
                 "timeout = 300",
+                # Longer than any client keeps an idle connection (Go's
+                # default is 90 s): a server that closes first races the
+                # client's next request on it, which then fails with
+                # "connection reset by peer" (seen from the OpenStack provider).
+                "keepalive = 120",
                 f"proc_name = {name!r}",
                 # The application parses sys.argv with oslo.config as if it
                 # were its own command line: gunicorn's options are not its.

@@ -1,5 +1,6 @@
 """Finding and removing what the cloud left on the machine: its processes
-(every one carries the cloud's directory in its environment), the network
+(each carries the cloud's directory in its environment or holds a file of
+it open), the network
 namespaces its agents and its compute driver made, and its directory."""
 
 from __future__ import annotations
@@ -34,6 +35,23 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def _refers_to(pid: str, mark: bytes, root: str) -> bool:
+    """Whether a process carries the cloud's marker in its environment, or
+    has a file of the cloud's directory open (every daemon's output is a log
+    there, and its children inherit it) or as its working directory.
+    Daemons that retitle themselves (setproctitle) overwrite their
+    environment, so the marker alone misses them."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            if mark in environ.read().split(b"\0"):
+                return True
+        paths = [os.readlink(f"/proc/{pid}/cwd")]
+        paths += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(path == root or path.startswith(root + "/") for path in paths)
+
+
 def cloud_processes(dirs: CloudDirs) -> list[int]:
     """Every live process started for this cloud but this one and its parents."""
     mark = f"{MARKER}={dirs.root}".encode()
@@ -43,15 +61,13 @@ def cloud_processes(dirs: CloudDirs) -> list[int]:
         if not entry.isdigit() or int(entry) in mine:
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if mark not in environ.read().split(b"\0"):
-                    continue
             with open(f"/proc/{entry}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
                     continue
         except OSError:
             continue
-        found.append(int(entry))
+        if _refers_to(entry, mark, str(dirs.root)):
+            found.append(int(entry))
     return found
 
 
