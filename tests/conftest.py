@@ -1,8 +1,19 @@
+from __future__ import annotations
+
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def _need(*programs: str, root: bool = False) -> None:
@@ -29,6 +40,12 @@ SYSTEM_FIXTURES = {"root_namespaces", "lab_ready", "cloud_init_schema", "shellch
 ENGINE_FIXTURES = {"pulumi_engine"}
 
 
+# Tests that use this run against the local OpenStack of make cloud: the
+# "cloud" tier. They run last, so that the lab's timing-sensitive tests never
+# share the machine's two cores with a running cloud.
+CLOUD_FIXTURES = {"local_cloud"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -36,6 +53,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.system)
         if ENGINE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.engine)
+        if CLOUD_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.cloud)
+    # A stable partition: each tier keeps its order, the cloud's comes last.
+    items[:] = [i for i in items if i.get_closest_marker("cloud") is None] + [
+        i for i in items if i.get_closest_marker("cloud") is not None
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +111,124 @@ def root_namespaces():
 def cloud_init_schema():
     _need("cloud-init")
     return shutil.which("cloud-init")
+
+
+# --- the local cloud (make cloud) --------------------------------------------
+
+
+def _cloud_modules() -> None:
+    """vip_cloud (cloud/) and vip_lab (lab/) importable, as make cloud has them."""
+    for source in (CHECKOUT / "cloud", CHECKOUT / "lab"):
+        if str(source) not in sys.path:
+            sys.path.append(str(source))
+
+
+@dataclass
+class LocalCloud:
+    """The running local cloud: OS_CLOUD=local (the demo project's member) or
+    local-admin with clouds_yaml, and openstacksdk connections to either."""
+
+    clouds_yaml: Path
+    venv: Path
+    # vip_cloud.layout.CloudDirs: where its state, logs and instances are.
+    dirs: Any
+    # Whether this session brought the cloud up (and takes it down again):
+    # if not, someone else may be using it, and nothing may disturb them.
+    owned: bool
+
+    def connect(self, name: str) -> Any:
+        import openstack
+
+        config = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+        return openstack.connection.Connection(config=config.get_one(cloud=name))
+
+    def admin(self) -> Any:
+        return self.connect("local-admin")
+
+    def demo(self) -> Any:
+        return self.connect("local")
+
+    def cli_env(self, cloud: str = "local") -> dict[str, str]:
+        """The environment of the `openstack` CLI as a user of this cloud runs it."""
+        return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": cloud}
+
+
+def _cloud_unavailable(reason: str) -> None:
+    # In CI the cloud's tests are the point: a skip there would hide a broken cloud.
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _vip_cloud(venv: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`python -m vip_cloud ...` with the services' python, as make cloud runs it."""
+    env = {**os.environ, "PYTHONPATH": f"{CHECKOUT / 'cloud'}:{CHECKOUT / 'lab'}"}
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "vip_cloud", *args],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _tail(result: subprocess.CompletedProcess, lines: int = 30) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def local_cloud() -> Iterator[LocalCloud]:
+    """The local OpenStack of make cloud. A cloud already up is used and left
+    up; otherwise the session brings one up and, at its end, takes it down and
+    checks that nothing of it is left: no namespace of its routers or
+    instances, no process carrying its directory in its environment or
+    holding a file of it, and no directory."""
+    _need("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "mariadbd", "cloud-init", "sshd", "ssh", root=True)
+    venv_setting = os.environ.get("KVIP_CLOUD_VENV")
+    if venv_setting:
+        venv = Path(venv_setting)
+    else:
+        install = subprocess.run(
+            ["bash", str(CHECKOUT / "cloud" / "install.sh")], capture_output=True, text=True, timeout=3600
+        )
+        if install.returncode != 0:
+            _cloud_unavailable(f"the services' virtualenv could not be installed (cloud/install.sh):\n{_tail(install)}")
+        venv = Path(install.stdout.strip().splitlines()[-1])
+    if not (venv / "bin" / "python").exists():
+        _cloud_unavailable(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
+    _cloud_modules()
+    from vip_cloud.__main__ import supervisor_pid
+    from vip_cloud.cleanup import cloud_namespaces, cloud_processes
+    from vip_cloud.layout import cloud_dirs
+
+    dirs = cloud_dirs()
+    owned = _vip_cloud(venv, "status", timeout=60).returncode != 0
+    if owned and supervisor_pid(dirs) is not None:
+        # Someone else's make cloud is under way: wait for it, never take it over.
+        deadline = time.monotonic() + 900
+        while supervisor_pid(dirs) is not None and time.monotonic() < deadline:
+            if _vip_cloud(venv, "status", timeout=60).returncode == 0:
+                owned = False
+                break
+            time.sleep(5)
+        else:
+            _cloud_unavailable(f"a local cloud is running in {dirs.root} but did not become ready")
+    if owned:
+        started = _vip_cloud(venv, "--venv", str(venv), "up")
+        if started.returncode != 0:
+            if "nothing done" not in started.stderr:
+                # Whatever this failed bring-up left goes before the skip (or failure).
+                _vip_cloud(venv, "down", timeout=600)
+            _cloud_unavailable(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
+    yield LocalCloud(clouds_yaml=dirs.clouds_yaml, venv=venv, dirs=dirs, owned=owned)
+    if not owned:
+        return
+    stopped = _vip_cloud(venv, "down", timeout=600)
+    assert stopped.returncode == 0, f"python -m vip_cloud down failed:\n{_tail(stopped)}"
+    left = {
+        "namespaces": [n for n in cloud_namespaces() if n.startswith(("qrouter-", "labvm-"))],
+        "processes": cloud_processes(dirs),
+        "directory": [str(dirs.root)] if dirs.root.exists() else [],
+    }
+    assert not any(left.values()), f"make cloud-down left {left}"

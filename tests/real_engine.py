@@ -99,7 +99,9 @@ def install_provider(home: Path, version: str) -> None:
 
 def copy_project(source: Path, destination: Path) -> Path:
     """A copy of a project whose virtualenv is the checkout's venv."""
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("venv", "__pycache__", ".engine"))
+    shutil.copytree(
+        source, destination, ignore=shutil.ignore_patterns("venv", "__pycache__", ".engine", ".cloud", ".git")
+    )
     project_file = destination / "Pulumi.yaml"
     project = yaml.safe_load(project_file.read_text())
     project["runtime"]["options"]["virtualenv"] = str(PROJECT_DIR / "venv")
