@@ -1,0 +1,84 @@
+"""The user's life cycle on the local cloud, timed: the first `pulumi up`, a
+rolling update (new priorities and a notify command) while the jumphost
+pings the VIP every 20 ms, and `pulumi destroy`.
+
+    sudo venv/bin/python bench/lifecycle.py [--json]
+
+It needs the real engine (make engine) and the local cloud up (make cloud),
+and runs as the tests' user does (tests/local_stack.py): a copy of the
+project, a file backend and a key pair of its own, all removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tabulate import tabulate
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+sys.path.insert(0, str(PROJECT_DIR / "cloud"))
+
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed  # noqa: E402
+from tests.real_engine import OPENSTACK_VERSION, install_provider  # noqa: E402
+from vip_cloud.layout import cloud_dirs  # noqa: E402
+
+
+def connector(clouds_yaml: Path):
+    import openstack
+
+    def connect(name: str):
+        config = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)])
+        return openstack.connection.Connection(config=config.get_one(cloud=name))
+
+    return connect
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    args = parser.parse_args(argv)
+    clouds_yaml = cloud_dirs().clouds_yaml
+    if not clouds_yaml.exists():
+        print(f"no local cloud ({clouds_yaml} is missing): run make cloud first", file=sys.stderr)
+        return 1
+    root = Path(tempfile.mkdtemp(prefix="kvip-bench-"))
+    home = root / "pulumi-home"
+    home.mkdir()
+    install_provider(home, OPENSTACK_VERSION)
+    user = LocalUser(root=root, clouds_yaml=clouds_yaml, engine_home=home, connect=connector(clouds_yaml))
+    stack = user.project(PROJECT_DIR, "keepalived-vip")
+    shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
+    figures: dict[str, float] = {}
+    try:
+        stack.run("stack", "init", STACK)
+        stack.run("config", "set", "keyPairName", user.key_pair)
+        stack.run("config", "set", "--secret", "vrrpPassword", PASSWORD)
+        figures["first pulumi up (s)"] = timed(lambda: stack.up()).seconds
+        stack.run("config", "set", "--path", "--type", "int", "nodes[0].priority", "110")
+        stack.run("config", "set", "--path", "--type", "int", "nodes[1].priority", "100")
+        stack.run("config", "set", "notifyCommand", 'echo "$1" >> /var/tmp/vrrp-states')
+        rollout = roll_out(user, stack, root / "rollout.jsonl")
+        figures["rolling update of both nodes (s)"] = rollout.seconds
+        figures["its longest ping gap (s)"] = round(rollout.pings.longest_gap, 3)
+        figures["its pings lost"] = rollout.pings.lost
+        figures["pulumi destroy (s)"] = timed(lambda: stack.run("destroy", "--yes", "--skip-preview")).seconds
+    finally:
+        stack.run("destroy", "--yes", "--skip-preview", check=False)
+        stack.run("stack", "rm", "--yes", "--force", STACK, check=False)
+        user.close()
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(tabulate(figures.items(), headers=["figure", "value"], tablefmt="simple", disable_numparse=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

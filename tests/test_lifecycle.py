@@ -1,0 +1,341 @@
+"""The user's whole life cycle, for real: this project run by the real Pulumi
+CLI and OpenStack provider (make engine) against the local OpenStack (make
+cloud), in the order a user goes, on a fresh local backend. Each test is one
+step and builds on the ones before it; the module's fixture destroys whatever
+is left if a step fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, THIS_MACHINE, LocalUser, roll_out, timed
+from tests.real_engine import PROJECT_DIR, Pulumi, steps
+
+# The outputs README.md documents (vipFloatingIp only with a public VIP).
+OUTPUTS = {
+    "vipAddress",
+    "vipPortId",
+    "networkId",
+    "subnetId",
+    "nodeSecurityGroupId",
+    "jumphostFloatingIp",
+    "jumphostName",
+    "nodes",
+}
+HEALTH_CHECK_THAT_FAILS = {"command": "false", "interval": 1, "fall": 1, "rise": 1}
+# What the OpenStack resources of a stack are, by their Pulumi type.
+OPENSTACK_TYPES = {
+    "openstack:compute/instance:Instance": ("compute", "get_server"),
+    "openstack:compute/serverGroup:ServerGroup": ("compute", "get_server_group"),
+    "openstack:networking/port:Port": ("network", "get_port"),
+    "openstack:networking/secGroup:SecGroup": ("network", "get_security_group"),
+    "openstack:networking/floatingIp:FloatingIp": ("network", "get_ip"),
+    "openstack:networking/router:Router": ("network", "get_router"),
+    "openstack:networking/network:Network": ("network", "get_network"),
+    "openstack:networking/subnet:Subnet": ("network", "get_subnet"),
+}
+
+
+class Journey:
+    """What the steps share: the user, their stack, and what they saw."""
+
+    def __init__(self, user: LocalUser, stack: Pulumi):
+        self.user, self.stack = user, stack
+        self.outputs: dict = {}
+        self.instance_ids: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def journey(local_cloud, engine_home, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    user = LocalUser(
+        root=root, clouds_yaml=local_cloud.clouds_yaml, engine_home=engine_home, connect=local_cloud.connect
+    )
+    stack = user.project(PROJECT_DIR, "keepalived-vip")
+    shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
+    found = Journey(user, stack)
+    try:
+        yield found
+    finally:
+        # A step that failed leaves its stack: nothing may outlive the tests.
+        listing = stack.run("stack", "ls", "--json", check=False)
+        if f'"name": "{STACK}"' in listing:
+            stack.run("destroy", "--yes", "--skip-preview", "--stack", STACK, check=False)
+            stack.run("stack", "rm", "--yes", "--force", STACK, check=False)
+        user.close()
+
+
+def config_set(stack: Pulumi, key: str, value, *flags: str) -> None:
+    if isinstance(value, bool | int):
+        stack.run("config", "set", "--type", "bool" if isinstance(value, bool) else "int", key, str(value).lower())
+    else:
+        stack.run("config", "set", *flags, key, str(value))
+
+
+def test_a_user_sets_the_stack_up_from_the_local_stack_file(journey):
+    stack = journey.stack
+    stack.run("stack", "init", STACK)
+    config_set(stack, "keyPairName", journey.user.key_pair)
+    config_set(stack, "vrrpPassword", PASSWORD, "--secret")
+    config = stack.config()
+    assert config["keepalived-vip:flavorName"]["value"] == "m1.small"
+    assert config["keepalived-vip:imageName"]["value"] == "Ubuntu-22.04"
+    assert json.loads(config["keepalived-vip:sshAllowedCidrs"]["value"]) == [f"{THIS_MACHINE}/32"]
+    assert config["keepalived-vip:vrrpPassword"]["secret"] is True
+
+
+def test_preview_then_up_create_every_resource_with_the_documented_outputs(journey, local_cloud):
+    stack = journey.stack
+    preview = stack.run("preview")
+    assert "to create" in preview and "error" not in preview.lower(), preview
+    first_up = timed(lambda: stack.up(event_log=journey.user.root / "up.jsonl"))
+    print(f"figure: first pulumi up {first_up.seconds} s")
+    outputs = journey.outputs = stack.outputs()
+    assert set(outputs) == OUTPUTS
+    assert outputs["vipAddress"] == "192.168.0.254"
+    assert [(n["name"], n["priority"]) for n in outputs["nodes"]] == [("kld-vm-1", 120), ("kld-vm-2", 90)]
+    admin = local_cloud.admin()
+    for node in outputs["nodes"]:
+        server = admin.compute.get_server(node["instanceId"])
+        assert server.status == "ACTIVE", server.fault
+        port = admin.network.get_port(node["portId"])
+        assert port.status == "ACTIVE" and port.binding_vif_type == "ovs"
+        assert [pair["ip_address"] for pair in port.allowed_address_pairs] == [outputs["vipAddress"]]
+        journey.instance_ids.add(node["instanceId"])
+    vip_port = admin.network.get_port(outputs["vipPortId"])
+    assert vip_port.is_admin_state_up is False and not vip_port.device_id
+
+
+def test_the_tutorials_check_passes_through_the_jumphosts_floating_ip(journey):
+    result = journey.user.check(journey.stack, "--failover")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a stopped master hands over" not in result.stdout  # the check's own words follow
+    assert "holds the VIP" in result.stdout and "all checks passed" in result.stdout
+
+
+def test_a_second_run_changes_nothing(journey):
+    journey.stack.run("preview", "--expect-no-changes")
+    journey.stack.run("refresh", "--yes", "--expect-no-changes")
+
+
+def replaced_in_order(event_log: Path) -> list[tuple[str, str]]:
+    """(op, resource) of the steps that replace nodes, as the engine ran them."""
+    return [
+        (step.op, step.name)
+        for step in steps(event_log)
+        if step.phase == "pre"
+        and step.op in ("delete-replaced", "create-replacement")
+        and "-nodes-kld-vm-" in step.name
+    ]
+
+
+def assert_one_node_at_a_time(order: list[tuple[str, str]], nodes_in_order: list[str]) -> None:
+    expected = []
+    for node in nodes_in_order:
+        gate, instance = f"keepalived-vip-nodes-{node}-in-service", f"keepalived-vip-nodes-{node}"
+        # The gate is deleted (the drain) before its instance; the new gate
+        # is created (waits until in service) after the new instance.
+        expected += [
+            ("delete-replaced", gate),
+            ("delete-replaced", instance),
+            ("create-replacement", instance),
+            ("create-replacement", gate),
+        ]
+    assert order == expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"nodes[0].priority": 110, "nodes[1].priority": 100, "notifyCommand": 'echo "$1" >> /var/tmp/vrrp-states'},
+        {"vrrpPassword": "n3wpass1"},
+    ],
+    ids=["new priorities and a notify command", "a new password"],
+)
+def test_a_rolling_update_replaces_one_node_at_a_time_while_the_vip_answers(journey, change):
+    stack = journey.stack
+    for key, value in change.items():
+        if key == "vrrpPassword":
+            config_set(stack, key, value, "--secret")
+        elif key.startswith("nodes["):
+            stack.run("config", "set", "--path", "--type", "int", key, str(value))
+        else:
+            config_set(stack, key, value)
+    log = journey.user.root / f"rollout-{'-'.join(change)}.jsonl"
+    rollout = roll_out(journey.user, stack, log)
+    print(f"figure: rollout {rollout.seconds} s, longest ping gap {rollout.pings.longest_gap:.3f} s")
+    # Lowest priority first: kld-vm-2 (90, then 100), the master last.
+    assert_one_node_at_a_time(replaced_in_order(log), ["kld-vm-2", "kld-vm-1"])
+    assert rollout.pings.longest_gap < 1.0, rollout.pings
+    journey.outputs = stack.outputs()
+    journey.user.forget_node_keys(journey.outputs)
+    # Exactly one: which one depends on whether kld-vm-1, back in service as
+    # BACKUP, has already taken the VIP back by preemption.
+    holders = journey.user.holders(journey.outputs)
+    assert len(holders) == 1, f"the VIP is held by {holders or 'no node'}"
+    new_ids = {n["instanceId"] for n in journey.outputs["nodes"]}
+    assert not new_ids & journey.instance_ids, "every node was replaced"
+    journey.instance_ids |= new_ids
+
+
+def test_a_rollout_that_cannot_bring_a_node_into_service_stops_and_resumes_once_fixed(journey):
+    stack = journey.stack
+    before = {n["name"]: n["instanceId"] for n in journey.outputs["nodes"]}
+    for key, value in HEALTH_CHECK_THAT_FAILS.items():
+        # With --path the CLI guesses a type from the text ("false" is a
+        # boolean), so each is said.
+        kind = "int" if isinstance(value, int) else "string"
+        stack.run("config", "set", "--path", "--type", kind, f"healthCheck.{key}", str(value))
+    config_set(stack, "rolloutTimeoutSeconds", 60)
+    rollout = roll_out(journey.user, stack, journey.user.root / "stopped.jsonl", check=False)
+    assert "kld-vm-2 (" in rollout.output and "is not back in service" in rollout.output, rollout.output[-3000:]
+    assert rollout.pings.longest_gap < 1.0, "the VIP kept answering"
+    admin_view = {
+        server.name: server.id for server in journey.user.connect("local").compute.servers() if server.name in before
+    }
+    assert admin_view["kld-vm-1"] == before["kld-vm-1"], "the master was not touched"
+    stack.run("config", "rm", "healthCheck")
+    config_set(stack, "rolloutTimeoutSeconds", 300)
+    stack.up(event_log=journey.user.root / "fixed.jsonl")
+    journey.outputs = stack.outputs()
+    journey.user.forget_node_keys(journey.outputs)
+    journey.instance_ids |= {n["instanceId"] for n in journey.outputs["nodes"]}
+    result = journey.user.check(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_outputs_consumer_reads_the_stack_through_a_stack_reference(journey, local_cloud):
+    consumer = journey.user.project(PROJECT_DIR / "examples" / "consumer", "consumer")
+    consumer.run("stack", "init", "dev")
+    consumer.run("config", "set", "vipStack", f"organization/keepalived-vip/{STACK}")
+    consumer.run("config", "set", "clientCidr", "203.0.113.0/24")
+    try:
+        consumer.up()
+        outputs = consumer.outputs()
+        assert outputs["vipServiceAddress"] == journey.outputs["vipAddress"]
+        rule = local_cloud.admin().network.get_security_group_rule(outputs["serviceRuleId"])
+        assert rule.security_group_id == journey.outputs["nodeSecurityGroupId"]
+        assert (rule.protocol, rule.port_range_min, rule.remote_ip_prefix) == ("tcp", 443, "203.0.113.0/24")
+    finally:
+        consumer.run("destroy", "--yes", "--skip-preview", check=False)
+        consumer.run("stack", "rm", "--yes", "dev", check=False)
+
+
+def test_the_state_holds_no_secret_in_clear(journey):
+    exported = journey.stack.run("stack", "export")
+    for clear in (PASSWORD, "n3wpass1", "auth_pass", "vrrp_instance", "#cloud-config", "write_files"):
+        assert clear not in exported, f"{clear!r} is in the state in clear"
+    assert "n3wpass1" in json.dumps(journey.stack.config()), (
+        "the password is set (so its absence above means something)"
+    )
+
+
+def stack_resources(stack: Pulumi) -> list[tuple[str, str]]:
+    state = json.loads(stack.run("stack", "export"))
+    return [
+        (resource["type"], resource["id"])
+        for resource in state["deployment"]["resources"]
+        if resource["type"] in OPENSTACK_TYPES and resource.get("id")
+    ]
+
+
+def assert_gone(local_cloud, resources: list[tuple[str, str]]) -> None:
+    import openstack
+
+    admin = local_cloud.admin()
+    left = []
+    for kind, resource_id in resources:
+        service, getter = OPENSTACK_TYPES[kind]
+        try:
+            getattr(getattr(admin, service), getter)(resource_id)
+            left.append((kind, resource_id))
+        except openstack.exceptions.NotFoundException:
+            pass
+    assert not left, f"left behind: {left}"
+
+
+def assert_no_lab_host(local_cloud, instance_ids: set[str]) -> None:
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    instances = local_cloud.dirs.instances
+    for instance_id in instance_ids:
+        assert f"labvm-{instance_id}" not in namespaces, f"the lab host of {instance_id} is still there"
+        assert not (instances / instance_id).exists(), f"the disk of {instance_id} is still there"
+
+
+def test_destroy_leaves_nothing_of_the_stack(journey, local_cloud):
+    resources = stack_resources(journey.stack)
+    assert len([r for r in resources if r[0].endswith("Instance")]) == 3
+    destroyed = timed(lambda: journey.stack.run("destroy", "--yes", "--skip-preview"))
+    print(f"figure: pulumi destroy {destroyed.seconds} s")
+    assert_gone(local_cloud, resources)
+    assert_no_lab_host(local_cloud, journey.instance_ids)
+    journey.stack.run("stack", "rm", "--yes", STACK)
+
+
+def comparable(resource) -> dict:
+    """What a user's network is, without what Neutron bumps on every read."""
+    ignored = {"updated_at", "revision_number", "location", "tags"}
+    return {key: value for key, value in resource.to_dict().items() if key not in ignored}
+
+
+@pytest.fixture
+def existing_network(journey):
+    """A user's network made beforehand: network, subnet, router to ext-net."""
+    demo = journey.user.connect("local")
+    network = demo.network.create_network(name="t19-existing-net")
+    subnet = demo.network.create_subnet(
+        name="t19-existing-subnet", network_id=network.id, ip_version=4, cidr="10.19.0.0/24"
+    )
+    external = demo.network.find_network("ext-net")
+    router = demo.network.create_router(name="t19-existing-router", external_gateway_info={"network_id": external.id})
+    demo.network.add_interface_to_router(router, subnet_id=subnet.id)
+    try:
+        yield demo, network, subnet, router
+    finally:
+        demo.network.remove_interface_from_router(router, subnet_id=subnet.id)
+        demo.network.delete_router(router)
+        demo.network.delete_subnet(subnet)
+        demo.network.delete_network(network)
+
+
+def test_an_existing_network_is_used_and_left_exactly_as_it_was(journey, existing_network, local_cloud):
+    demo, network, subnet, router = existing_network
+
+    def snapshot():
+        return (
+            comparable(demo.network.get_network(network.id)),
+            comparable(demo.network.get_subnet(subnet.id)),
+            comparable(demo.network.get_router(router.id)),
+            sorted(port.id for port in demo.network.ports(network_id=network.id)),
+        )
+
+    before = snapshot()
+    stack = journey.user.project(PROJECT_DIR, "existing")
+    shutil.copy(STACK_FILE, stack.workdir / "Pulumi.existing.yaml")
+    stack.run("stack", "init", "existing")
+    config_set(stack, "createNetwork", False)
+    config_set(stack, "networkName", network.name)
+    config_set(stack, "subnetName", subnet.name)
+    config_set(stack, "vipAddress", "10.19.0.254")
+    config_set(stack, "keyPairName", journey.user.key_pair)
+    config_set(stack, "vrrpPassword", PASSWORD, "--secret")
+    try:
+        stack.up()
+        outputs = stack.outputs()
+        assert (outputs["networkId"], outputs["subnetId"]) == (network.id, subnet.id)
+        result = journey.user.check(stack)
+        assert result.returncode == 0, result.stdout + result.stderr
+        resources = stack_resources(stack)
+        instance_ids = {n["instanceId"] for n in outputs["nodes"]}
+        stack.run("destroy", "--yes", "--skip-preview")
+        assert_gone(local_cloud, resources)
+        assert_no_lab_host(local_cloud, instance_ids)
+        assert snapshot() == before
+    finally:
+        stack.run("destroy", "--yes", "--skip-preview", check=False)
+        stack.run("stack", "rm", "--yes", "existing", check=False)
