@@ -96,6 +96,15 @@ def common(dirs: CloudDirs, service: str) -> dict[str, str]:
     }
 
 
+def service_etc(dirs: CloudDirs, venv: Path, service: str, paste_file: str) -> Path:
+    """The service's configuration directory, with the paste pipeline its
+    package ships in the virtualenv's etc/."""
+    etc = dirs.etc / service
+    etc.mkdir(parents=True, exist_ok=True)
+    shutil.copy(venv / "etc" / service / paste_file, etc / paste_file)
+    return etc
+
+
 def keystone_conf(dirs: CloudDirs, secrets: Secrets) -> Path:
     keys = dirs.data / "keystone"
     return write_ini(
@@ -112,9 +121,7 @@ def keystone_conf(dirs: CloudDirs, secrets: Secrets) -> Path:
 
 
 def glance_conf(dirs: CloudDirs, secrets: Secrets, venv: Path) -> Path:
-    etc = dirs.etc / "glance"
-    etc.mkdir(parents=True, exist_ok=True)
-    shutil.copy(venv / "etc" / "glance" / "glance-api-paste.ini", etc / "glance-api-paste.ini")
+    etc = service_etc(dirs, venv, "glance", "glance-api-paste.ini")
     images = dirs.data / "glance"
     return write_ini(
         etc / "glance-api.conf",
@@ -149,9 +156,7 @@ def placement_conf(dirs: CloudDirs, secrets: Secrets) -> Path:
 
 
 def neutron_confs(dirs: CloudDirs, secrets: Secrets, venv: Path) -> list[Path]:
-    etc = dirs.etc / "neutron"
-    etc.mkdir(parents=True, exist_ok=True)
-    shutil.copy(venv / "etc" / "neutron" / "api-paste.ini", etc / "api-paste.ini")
+    etc = service_etc(dirs, venv, "neutron", "api-paste.ini")
     state = dirs.data / "neutron"
     ovsdb = f"unix:{ovsdb_socket(dirs)}"
     neutron = write_ini(
@@ -237,9 +242,7 @@ def neutron_confs(dirs: CloudDirs, secrets: Secrets, venv: Path) -> list[Path]:
 
 
 def nova_conf(dirs: CloudDirs, secrets: Secrets, venv: Path) -> Path:
-    etc = dirs.etc / "nova"
-    etc.mkdir(parents=True, exist_ok=True)
-    shutil.copy(venv / "etc" / "nova" / "api-paste.ini", etc / "api-paste.ini")
+    etc = service_etc(dirs, venv, "nova", "api-paste.ini")
     state = dirs.data / "nova"
     return write_ini(
         etc / "nova.conf",
