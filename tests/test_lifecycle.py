@@ -286,11 +286,11 @@ def existing_network(journey):
     )
     external = demo.network.find_network("ext-net")
     router = demo.network.create_router(name="t19-existing-router", external_gateway_info={"network_id": external.id})
-    demo.network.add_interface_to_router(router, subnet_id=subnet.id)
+    demo.network.add_interface_to_router(router, subnet=subnet.id)
     try:
         yield demo, network, subnet, router
     finally:
-        demo.network.remove_interface_from_router(router, subnet_id=subnet.id)
+        demo.network.remove_interface_from_router(router, subnet=subnet.id)
         demo.network.delete_router(router)
         demo.network.delete_subnet(subnet)
         demo.network.delete_network(network)

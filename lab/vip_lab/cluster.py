@@ -260,9 +260,11 @@ class LabRun:
         self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
 
     def start(self, name: str) -> float:
-        at = self.event(f"start {name}")
+        """The moment keepalived is up, as systemd would report it started:
+        the drills' bounds are VRRP's timers, which run from there, not from
+        the config check and process start before it (slow on a busy host)."""
         self.services[name].start(self.lab.track)
-        return at
+        return self.event(f"start {name}")
 
     def stop(self, name: str) -> float:
         at = self.event(f"stop {name}")
