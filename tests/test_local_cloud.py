@@ -465,34 +465,31 @@ def _ext_net_id(lab: Lab) -> str:
     return lab.demo.network.find_network("ext-net").id
 
 
-def test_port_security_drops_packets_from_an_address_the_port_does_not_own_until_it_is_an_allowed_pair(lab):
-    with rule(lab, protocol="udp", port_range_min=UDP_PORT, port_range_max=UDP_PORT, remote_ip_prefix=SUBNET_CIDR):
-        # A's own address gets through once B's rule is applied; the foreign one does not.
-        seen = until(
-            "A's datagrams from its own address did not reach B",
-            lambda: (d := lab.delivered("udp", [lab.a.address, FOREIGN_UDP])).get(lab.a.address) and d,
-        )
-        assert seen.get(FOREIGN_UDP, 0) == 0, f"datagrams from {FOREIGN_UDP}, which A's port does not own, got through"
+def _dropped_until_allowed_pair(lab: Lab, kind: str, foreign: str) -> None:
+    """A sends `kind` ("udp" datagrams or "arp" replies) from its own address
+    and from `foreign`, which its port does not own: only its own reach B,
+    until `foreign` is one of the port's allowed address pairs."""
+    seen = until(
+        f"A's {kind} from its own address did not reach B",
+        lambda: (d := lab.delivered(kind, [lab.a.address, foreign])).get(lab.a.address) and d,
+    )
+    assert seen.get(foreign, 0) == 0, f"{kind} from {foreign}, which A's port does not own, got through"
 
-        with allowed_address_pair(lab, lab.a, FOREIGN_UDP):
-            until(
-                f"datagrams from {FOREIGN_UDP} did not reach B once it is an allowed address pair",
-                lambda: lab.delivered("udp", [FOREIGN_UDP]).get(FOREIGN_UDP),
-            )
+    with allowed_address_pair(lab, lab.a, foreign):
+        until(
+            f"{kind} from {foreign} did not reach B once it is an allowed address pair",
+            lambda: lab.delivered(kind, [foreign]).get(foreign),
+        )
+
+
+def test_port_security_drops_packets_from_an_address_the_port_does_not_own_until_it_is_an_allowed_pair(lab):
+    # B's rule lets A's own datagrams in, so only port security can drop the foreign ones.
+    with rule(lab, protocol="udp", port_range_min=UDP_PORT, port_range_max=UDP_PORT, remote_ip_prefix=SUBNET_CIDR):
+        _dropped_until_allowed_pair(lab, "udp", FOREIGN_UDP)
 
 
 def test_an_arp_reply_for_an_address_the_port_does_not_own_is_dropped_until_it_is_an_allowed_pair(lab):
-    seen = until(
-        "A's ARP replies for its own address did not reach B",
-        lambda: (d := lab.delivered("arp", [lab.a.address, FOREIGN_ARP])).get(lab.a.address) and d,
-    )
-    assert seen.get(FOREIGN_ARP, 0) == 0, f"ARP replies for {FOREIGN_ARP}, which A's port does not own, got through"
-
-    with allowed_address_pair(lab, lab.a, FOREIGN_ARP):
-        until(
-            f"ARP replies for {FOREIGN_ARP} did not reach B once it is an allowed address pair",
-            lambda: lab.delivered("arp", [FOREIGN_ARP]).get(FOREIGN_ARP),
-        )
+    _dropped_until_allowed_pair(lab, "arp", FOREIGN_ARP)
 
 
 def test_icmp_between_instances_is_blocked_without_a_rule_and_answered_with_one(lab):
