@@ -74,7 +74,9 @@ def measure(config: dict, label: str, stress_seconds: float) -> dict:
             for stall in STALLS_MS:
                 for loss in LOSSES:
                     log.info(f"{spec.label}: stress, {stall} ms stalls, {loss}% loss")
-                    run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall)
+                    # Random loss, as the curve was first measured: it counts how often a
+                    # run of lost adverts moves the VIP.
+                    run.stress = Stress(seconds=stress_seconds, loss_percent=loss, stall_ms=stall, advert_loss="random")
                     outcome = lab_drills.stress(run)
                     result["stress"][f"{stall}ms/{loss}%"] = (
                         outcome.transitions if isinstance(outcome, StressResult) else None

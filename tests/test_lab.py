@@ -281,9 +281,11 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
         prefix=lab_ready,
         steady_seconds=5,
         rollout_to=rollout_spec(FAST, {"virtualRouterId": 17}, spec),
-        # Two stalls of the holder, 250 ms each, with 5% of packets lost: the
-        # master down interval (0.73 s) outlasts them.
-        stress=Stress(seconds=7, loss_percent=5, stall_ms=250, stall_every=2),
+        # Stalls of the holder, 150 ms each, with 5% of packets lost (adverts
+        # never two in a row): the longest silence, 0.15 + 2 x 0.2 = 0.55 s,
+        # stays under the master down interval (0.73 s) with the scheduler's
+        # 0.1 s allowance, so no move is certain, not lucky.
+        stress=Stress(seconds=7, loss_percent=5, stall_ms=150, stall_every=2),
     )
     print(format_table(report))
     assert report.passed, format_table(report)
@@ -298,7 +300,7 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     assert health.recovery_s is not None, "the node whose service came back takes the VIP again"
     assert report.drill("steady under load", SteadyResult).transitions == 0
     stress = report.drill("stress", StressResult)
-    assert stress.stalls >= 2 and stress.transitions == 0, stress.summary
+    assert stress.promised_no_move and stress.stalls >= 2 and stress.transitions == 0, stress.summary
     assert_rolled_out_one_at_a_time(report.drill("rollout", RolloutResult), spec)
     hook = report.drill("notify hook", NotifyResult).nodes["kld-vm-1"]
     assert hook.master_runs == hook.vip_gains >= 1

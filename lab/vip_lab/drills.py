@@ -438,21 +438,35 @@ def stress(run: LabRun) -> DrillResult:
     """A bad day with nothing wrong: both cores busy, a share of every
     node's incoming packets lost, and the holder frozen (every keepalived
     process stopped, as a hypervisor stall freezes a VM) for stall_ms every
-    few seconds. The VIP must not move once."""
+    few seconds.
+
+    What it may promise is VRRP's: a backup takes over only after a master
+    down interval without an advert. When the conditions cannot silence
+    the holder that long (Stress.keeps_holder), the VIP must not move once.
+    When they can (random loss, or stalls too long for the interval), a move
+    is VRRP doing its job, not a failure: the drill counts the moves and
+    requires the VIP back on exactly one node, the holder, at the end."""
     stress = run.stress
     run.restore()
     holders = run.live_holders()
     if len(holders) != 1:
         return run.record(_one_holder_to_start_from("stress", holders))
     holder = holders[0]
+    # The backups' bound: the shortest master down interval among them.
+    bound = min(run.mdi(n.name) for n in run.spec.nodes if n.name != holder)
+    certain = stress.keeps_holder(run.spec.advert_interval, bound)
+    silence = stress.longest_silence_s(run.spec.advert_interval)
     run.say(
-        f"stress: {stress.seconds:g} s of busy cores, {stress.loss_percent:g}% loss, {holder} frozen "
-        f"{stress.stall_ms} ms every {stress.stall_every:g} s; the VIP must stay on {holder}"
+        f"stress: {stress.seconds:g} s of busy cores, {stress.loss_percent:g}% loss ({stress.advert_loss} for "
+        f"adverts), {holder} frozen {stress.stall_ms} ms every {stress.stall_every:g} s; longest silence "
+        + (f"{silence:.2f} s" if silence is not None else "unbounded")
+        + f" against a master down interval of {bound:.2f} s: "
+        + (f"the VIP must stay on {holder}" if certain else "moves are counted, not failed")
     )
     group = run.services[holder].process
     stalls = 0
     start = run.event(f"stress: {stress.loss_percent:g}% loss, {stress.stall_ms} ms stalls")
-    with busy_cores(run, stress.seconds), packet_loss(run, stress.loss_percent):
+    with busy_cores(run, stress.seconds), packet_loss(run, stress.loss_percent, stress.advert_loss):
         deadline = time.monotonic() + stress.seconds
         while time.monotonic() + stress.stall_every < deadline:
             time.sleep(stress.stall_every)
@@ -468,21 +482,34 @@ def stress(run: LabRun) -> DrillResult:
         time.sleep(max(0.0, deadline - time.monotonic()))
     end = run.event("stress ends")
     changes = run.watcher.changes_between(start, end)
+    if not certain and run.spec.preempt and run.live_holders() != [holder]:
+        # A preempting holder that lost the VIP takes it back within one
+        # master down interval of its own once the conditions end.
+        run.wait_holders([holder], run.mdi(holder) + 2)
     pings = run.ping_figures(start, end)
+    final = run.live_holders()
+    # Without preemption whoever took the VIP keeps it.
+    settled = final == [holder] if run.spec.preempt else len(final) == 1
     return run.record(
         StressResult(
             name="stress",
-            passed=not changes and run.live_holders() == [holder] and stalls > 0,
+            passed=stalls > 0 and settled and (not changes or not certain),
             summary=f"{len(changes)} holder changes in {stress.seconds:g} s with {stalls} stalls of "
-            f"{stress.stall_ms} ms and {stress.loss_percent:g}% loss, {run.live_holders()} at the end; "
+            f"{stress.stall_ms} ms and {stress.loss_percent:g}% loss, {final} at the end; "
             f"longest ping gap {pings.longest_gap_s:.2f} s",
-            expected=f"no holder change: {holder} holds the VIP throughout, frozen at least once",
+            expected=(
+                f"no holder change: {holder} holds the VIP throughout, frozen at least once"
+                if certain
+                else "the holder frozen at least once, and one node holding the VIP at the end "
+                + ("(the holder: it preempts; moves counted)" if run.spec.preempt else "(moves counted)")
+            ),
             pings=pings,
             seconds=stress.seconds,
             loss_percent=stress.loss_percent,
             stall_ms=stress.stall_ms,
             stalls=stalls,
             transitions=len(changes),
+            promised_no_move=certain,
         )
     )
 

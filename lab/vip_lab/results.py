@@ -125,6 +125,8 @@ class StressResult(DrillResult):
     stall_ms: int
     stalls: int
     transitions: int
+    # Whether the conditions made "no move" certain (Stress.keeps_holder).
+    promised_no_move: bool
 
 
 @dataclass(frozen=True)
