@@ -4,6 +4,7 @@ before the next is touched. The program's side under mocks, the gate's logic
 against a stand-in node; the lab's rollout drill runs it on real keepalived."""
 
 import subprocess
+from typing import Any
 
 import pytest
 from pulumi.runtime import rpc
@@ -12,14 +13,17 @@ from vip_stack.remote import RemoteError
 from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.rollout import (
     DRAIN_COMMAND,
+    POLL_SECONDS,
     PROBE_COMMAND,
     NodeInServiceProvider,
     NodeNotInService,
     config_fingerprint,
     drain_node,
+    holds_vip_command,
     parse_probe,
     rollout_order,
     wait_in_service,
+    wait_vip_held_once,
 )
 from vip_stack.settings import InvalidConfig, NodeSettings, parse_settings
 
@@ -62,7 +66,7 @@ def test_an_update_replaces_the_master_only_once_the_backup_is_back_in_service()
     assert not {g.urn for g in gate.values()} & set(backup.dependencies), "the first node waits for nobody"
     for name, instance in (("kld-vm-1", master), ("kld-vm-2", backup)):
         assert gate[name].input("instanceId") == instance.id, "the gate is replaced (drained) with its instance"
-        assert gate[name].input("wait") is True
+        assert gate[name].input("wait") == "node"
         assert gate[name].input("check") == "ssh"
         assert gate[name].input("jumphost") == deployment.outputs["jumphostFloatingIp"]
         priority = {"kld-vm-1": 120, "kld-vm-2": 90}[name]
@@ -70,12 +74,19 @@ def test_an_update_replaces_the_master_only_once_the_backup_is_back_in_service()
         assert instance.delete_before_replace
 
 
-def test_a_first_deployment_creates_the_nodes_side_by_side():
+def test_a_first_deployment_creates_the_nodes_side_by_side_and_waits_for_the_vip_served():
     deployment = run_program(SSH_CONFIG)
     gate_urns = {g.urn for g in gates(deployment).values()}
     for instance in deployment.of_type("Instance"):
         assert not gate_urns & set(instance.dependencies), f"{instance.name} waits for another node"
-    assert all(g.input("wait") is False for g in gates(deployment).values()), "nothing serves the VIP yet"
+    for gate in gates(deployment).values():
+        assert not gate_urns & set(gate.dependencies), "the gates wait side by side"
+        assert gate.input("wait") == "group", "pulumi up returns once the VIP is served"
+
+
+def test_a_first_deployment_can_return_as_soon_as_the_instances_are_active():
+    deployment = run_program({**SSH_CONFIG, "waitForService": False})
+    assert all(g.input("wait") == "none" for g in gates(deployment).values())
 
 
 def test_the_gate_knows_the_new_configuration_only_as_a_secret():
@@ -257,6 +268,48 @@ def test_a_drain_stops_keepalived_between_two_announces_of_the_holder():
     ]
 
 
+class Holders:
+    """Nodes answering whether they hold the VIP, one answer per round."""
+
+    def __init__(self, rounds):
+        self.rounds = list(rounds)
+        self.asked = 0
+
+    def run(self, address, host, command, timeout):
+        assert command == holds_vip_command("192.168.0.254")
+        held = self.rounds[min(self.asked // 2, len(self.rounds) - 1)]
+        self.asked += 1
+        if held == "silent":
+            raise RemoteError(f"cannot reach {address} on port 22")
+        return subprocess.CompletedProcess([], 0, "vip=held\n" if address in held else "vip=free\n", "")
+
+    def how_to_look(self, address):
+        return f"ssh {address}"
+
+
+NODES = ["192.168.0.11", "192.168.0.22"]
+
+
+def test_a_first_deployment_waits_until_exactly_one_node_holds_the_vip():
+    clock = Clock()
+    nodes = Holders([[], NODES, ["192.168.0.11"]])
+    holder = wait_vip_held_once(nodes, "192.168.0.254", NODES, 60, clock=clock, sleep=clock.sleep)
+    assert holder == "192.168.0.11" and clock.now == 2 * POLL_SECONDS
+
+
+def test_a_vip_nobody_holds_stops_the_first_deployment_saying_so():
+    clock = Clock()
+    with pytest.raises(NodeNotInService, match=r"192.168.0.254 is not held by exactly one node.*held by nobody"):
+        wait_vip_held_once(Holders([[]]), "192.168.0.254", NODES, 30, clock=clock, sleep=clock.sleep)
+    assert clock.now <= 30
+
+
+def test_a_silent_node_is_no_proof_of_a_single_holder():
+    clock = Clock()
+    with pytest.raises(NodeNotInService, match="no answer from 192.168.0.11"):
+        wait_vip_held_once(Holders(["silent"]), "192.168.0.254", NODES, 10, clock=clock, sleep=clock.sleep)
+
+
 def test_an_unreachable_node_is_deleted_undrained_never_blocking_destroy():
     notes = drain_node(StandInNode([probe_text()], drain_ok=False), "kld-vm-1", "192.168.0.11", "192.168.0.254", [])
     assert "not drained, it goes down as in a crash" in notes[0]
@@ -274,7 +327,7 @@ def gate_props(**changes):
         "check": "ssh",
         "timeoutSeconds": 900,
         "fixedWaitSeconds": 300,
-        "wait": True,
+        "wait": "node",
         "settleSeconds": 3.65,
         "configSha256": CONF_SHA,
         **changes,
@@ -292,16 +345,16 @@ def test_the_gate_is_replaced_only_with_its_instance():
 
 def test_the_run_after_a_first_deployment_changes_no_gate():
     # Found by `pulumi preview --expect-no-changes` on the local cloud: a
-    # first deployment's gates do not wait (nothing serves yet), the next
-    # run's would; that alone is no change to the gate.
+    # first deployment's gates wait for the group, the next run's for their
+    # own node; that alone is no change to the gate.
     provider = NodeInServiceProvider()
-    assert not provider.diff("kld-vm-2:i-1", gate_props(wait=False), gate_props(wait=True)).changes
+    assert not provider.diff("kld-vm-2:i-1", gate_props(wait="group"), gate_props(wait="node")).changes
 
 
 def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
     from vip_stack import rollout
 
-    calls: list[tuple[str, object]] = []
+    calls: list[tuple[str, Any]] = []
 
     def record(what):
         def call(*args):
@@ -311,21 +364,26 @@ def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
         return call
 
     monkeypatch.setattr(rollout, "wait_in_service", record("wait"))
+    monkeypatch.setattr(rollout, "wait_vip_held_once", record("held once"))
     monkeypatch.setattr(rollout, "drain_node", record("drain"))
     monkeypatch.setattr(rollout.time, "sleep", record("sleep"))
     provider = NodeInServiceProvider()
 
     created = provider.create(gate_props())
     assert created.id == "kld-vm-2:i-1"
-    provider.create(gate_props(wait=False))
+    provider.create(gate_props(wait="none"))
     provider.create(gate_props(check="fixed-wait"))
+    provider.create(gate_props(check="fixed-wait", wait="group"))
+    provider.create(gate_props(wait="group"))
     provider.delete("kld-vm-2:i-1", gate_props())
     provider.delete("kld-vm-2:i-1", gate_props(check="fixed-wait"))
-    assert calls == [
-        ("wait", ("kld-vm-2", "192.168.0.22", CONF_SHA, 900.0, 3.65)),
-        ("sleep", 300.0),
-        ("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"])),
-    ]
+    assert calls[:2] == [("wait", ("kld-vm-2", "192.168.0.22", CONF_SHA, 900.0, 3.65)), ("sleep", 300.0)]
+    # A first deployment: the node, then the group, within one bound.
+    assert calls[2] == ("wait", ("kld-vm-2", "192.168.0.22", CONF_SHA, 900.0, 3.65))
+    assert calls[3][0] == "held once"
+    _, (vip, addresses, bound) = calls[3]
+    assert vip == "192.168.0.254" and addresses == ["192.168.0.22", "192.168.0.11"] and 890 < bound <= 900
+    assert calls[4:] == [("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"]))]
 
 
 def test_the_probe_reads_what_the_node_prints():

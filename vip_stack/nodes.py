@@ -167,7 +167,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     check=rollout_check,
                     timeout_seconds=settings.rollout_timeout_seconds,
                     fixed_wait_seconds=settings.rollout_fixed_wait_seconds,
-                    wait=rolling,
+                    wait="node" if rolling else "group" if settings.wait_for_service else "none",
                     settle_seconds=round(settings.master_down_interval(node.priority), 3),
                     config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
                 ),

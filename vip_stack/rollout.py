@@ -18,6 +18,12 @@ next node's instance depends on it:
 - the next node's instance is registered only after that, so a node that
   never comes back stops the rollout with the remaining nodes untouched.
 
+On a first deployment the nodes are created side by side and their gates
+wait side by side too: each until its node is in service and exactly one
+node of the group holds the VIP, so that `pulumi up` returns with the VIP
+served (`waitForService: false` returns as soon as Nova reports the
+instances ACTIVE).
+
 The waiting and draining are plain functions over a `NodeAccess` (OpenSSH
 through the jumphost in a deployment, the node's namespaces in the lab), so
 the lab's rollout drill runs the very code `pulumi up` runs.
@@ -165,6 +171,55 @@ class NodeNotInService(Exception):
     pass
 
 
+# What a gate's create waits for: nothing; its node in service (a rolling
+# update: the node ahead was seen in service already); or its node in
+# service and exactly one node of the group holding the VIP (a first
+# deployment, where every node boots at once).
+WAIT_MODES = ("none", "node", "group")
+
+
+def holds_vip_command(vip: str) -> str:
+    return f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then echo vip=held; else echo vip=free; fi"
+
+
+def wait_vip_held_once(
+    access: NodeAccess,
+    vip: str,
+    addresses: Sequence[str],
+    timeout: float,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Asks every node whether it holds the VIP until exactly one does;
+    returns its address. Raises NodeNotInService saying who held it last."""
+    deadline = clock() + timeout
+    last = "no node answered"
+    while True:
+        holders, silent = [], []
+        for address in addresses:
+            try:
+                answer = access.run(address, address, holds_vip_command(vip), timeout=max(5.0, min(60.0, timeout)))
+            except RemoteError as error:
+                silent.append(f"{address} ({error})")
+                continue
+            if "vip=held" in answer.stdout:
+                holders.append(address)
+        if len(holders) == 1 and not silent:
+            return holders[0]
+        last = f"held by {' and '.join(holders) or 'nobody'}" + (
+            f"; no answer from {', '.join(silent)}" if silent else ""
+        )
+        if clock() + poll > deadline:
+            break
+        sleep(poll)
+    raise NodeNotInService(
+        f"the VIP {vip} is not held by exactly one node after the first deployment ({timeout:g} s at most): "
+        f"{last}.\nLook at the nodes with:\n  {access.how_to_look(addresses[0])}\n"
+        "then fix the cause and run `pulumi up` again."
+    )
+
+
 def wait_in_service(
     access: NodeAccess,
     name: str,
@@ -265,26 +320,34 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
     """The engine's hooks into the rollout (see the module's docstring)."""
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        if props.get("wait"):
-            if props["check"] == "ssh":
-                with _access(props) as access:
-                    wait_in_service(
-                        access,
-                        props["nodeName"],
-                        props["address"],
-                        props["configSha256"],
-                        float(props["timeoutSeconds"]),
-                        float(props["settleSeconds"]),
-                    )
-            else:
-                time.sleep(float(props["fixedWaitSeconds"]))
+        wait = props.get("wait")
+        if wait in ("node", "group") and props["check"] == "ssh":
+            timeout = float(props["timeoutSeconds"])
+            started = time.monotonic()
+            with _access(props) as access:
+                wait_in_service(
+                    access,
+                    props["nodeName"],
+                    props["address"],
+                    props["configSha256"],
+                    timeout,
+                    float(props["settleSeconds"]),
+                )
+                if wait == "group":
+                    # One bound for the whole wait, as the setting promises.
+                    remaining = max(POLL_SECONDS, timeout - (time.monotonic() - started))
+                    wait_vip_held_once(access, props["vip"], [props["address"], *props.get("peers", [])], remaining)
+        elif wait == "node":
+            # Nothing reaches the nodes: a fixed wait is all a rollout can do.
+            # A first deployment has nothing to wait for behind it.
+            time.sleep(float(props["fixedWaitSeconds"]))
         return pulumi.dynamic.CreateResult(id_=f"{props['nodeName']}:{props['instanceId']}", outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         # Replaced (deleted first: that is the drain) only with its instance;
         # any other change just records the new values. `wait` is not a
-        # setting but what the cloud was at the time (false on a first
-        # deployment, true once nodes serve): it only matters to a create,
+        # setting but what the cloud was at the time ("group" on a first
+        # deployment, "node" once nodes serve): it only matters to a create,
         # which reads the new inputs, and counting it made the run after a
         # first deployment an update (seen with the real engine).
         keys = (set(olds) | set(news)) - {"__provider", "wait"}
@@ -318,8 +381,9 @@ class NodeInServiceArgs:
     check: str
     timeout_seconds: int
     fixed_wait_seconds: int
-    # False on a first deployment: nothing serves the VIP yet, nobody waits.
-    wait: bool
+    # What the create waits for, one of WAIT_MODES: "node" in a rollout,
+    # "group" on a first deployment, "none" when asked not to wait.
+    wait: str
     # The node's master down interval: how long it must stay BACKUP to prove it hears a master.
     settle_seconds: float
     # sha256 of the node's keepalived.conf, a secret (the file holds the password).

@@ -398,6 +398,9 @@ class Settings(_Strict):
         int, BeforeValidator(_whole_number), AfterValidator(_in_range(*ROLLOUT_FIXED_WAIT_RANGE, " seconds"))
     ] = Field(300, alias="rolloutFixedWaitSeconds")
     ssh_user: Annotated[str, Field(pattern=SSH_USER_PATTERN.pattern)] = Field("ubuntu", alias="sshUser")
+    # A first `pulumi up` returns once every node is in service and one
+    # holds the VIP (over SSH; with fixed-wait there is nothing to see).
+    wait_for_service: StrictBool = Field(True, alias="waitForService")
 
     @property
     def vrrp_version(self) -> int:
