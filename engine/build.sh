@@ -18,6 +18,10 @@ else
 fi
 cache=${KVIP_ENGINE_CACHE:-$default_cache}
 bin=$root/.engine/bin
+# Providers stay off PATH: a resource plugin found on PATH makes every pulumi
+# command warn "using pulumi-resource-openstack from $PATH". The engine takes
+# ours from its plugin cache, where the end of this script installs it.
+plugins=$root/.engine/plugins
 # Release settings of Pulumi's own builds (goreleaser).
 export CGO_ENABLED=0
 export GOFLAGS="-mod=readonly -buildvcs=false"
@@ -36,10 +40,11 @@ key() {
 }
 
 # cached NAME DIR VERSION COMMAND...: runs COMMAND OUTDIR once per key, then
-# installs OUTDIR/NAME into .engine/bin.
+# installs OUTDIR/NAME into .engine/bin (a provider into .engine/plugins).
 cached() {
-	local name=$1 dir=$2 version=$3 out log started
+	local name=$1 dir=$2 version=$3 out log started destination=$bin
 	shift 3
+	case $name in pulumi-resource-*) destination=$plugins ;; esac
 	out=$(key "$dir" "$version")
 	if [ -x "$out/$name" ]; then
 		echo "engine: $name $version (cached in $out)"
@@ -57,7 +62,7 @@ cached() {
 		rm -rf "$out" && mv "$out.tmp" "$out" && rm -f "$log"
 		echo "engine: built $name $version in $(($(date +%s) - started)) s"
 	fi
-	install_bin "$out/$name"
+	install_bin "$out/$name" "$destination"
 }
 
 # go_build NAME DIR PACKAGE OUTDIR: a Pulumi program, stamped with the CLI's version.
@@ -65,10 +70,10 @@ go_build() {
 	(cd "$here/$2" && go build "${goflags[@]}" -ldflags "-X $stamp" -o "$4/$1" "$3")
 }
 
-# install_bin FILE: into .engine/bin, as a hard link where the file system allows.
+# install_bin FILE DIR: into DIR, as a hard link where the file system allows.
 install_bin() {
-	mkdir -p "$bin"
-	ln -f "$1" "$bin/" 2>/dev/null || cp -f "$1" "$bin/"
+	mkdir -p "$2"
+	ln -f "$1" "$2/" 2>/dev/null || cp -f "$1" "$2/"
 }
 
 cached pulumi pulumi "$PULUMI_VERSION" go_build pulumi pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
@@ -90,8 +95,10 @@ done
 # version the SDK asks for; install ours there (~/.pulumi unless PULUMI_HOME
 # says otherwise) unless the same file already is.
 plugin_home=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-openstack-v$OPENSTACK_VERSION
-if ! cmp -s "$bin/pulumi-resource-openstack" "$plugin_home/pulumi-resource-openstack"; then
+# A provider left in .engine/bin by an older make engine would still be on PATH.
+rm -f "$bin/pulumi-resource-openstack"
+if ! cmp -s "$plugins/pulumi-resource-openstack" "$plugin_home/pulumi-resource-openstack"; then
 	PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
-		"$bin/pulumi" plugin install resource openstack "$OPENSTACK_VERSION" --file "$bin/pulumi-resource-openstack" >/dev/null
+		"$bin/pulumi" plugin install resource openstack "$OPENSTACK_VERSION" --file "$plugins/pulumi-resource-openstack" >/dev/null
 fi
-echo "engine: ready in $bin: pulumi $("$bin/pulumi" version), openstack provider $("$bin/pulumi-resource-openstack" -version) (installed in $plugin_home)"
+echo "engine: ready in $bin: pulumi $("$bin/pulumi" version), openstack provider $("$plugins/pulumi-resource-openstack" -version) (installed in $plugin_home)"

@@ -15,6 +15,8 @@ import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ENGINE_BIN = PROJECT_DIR / ".engine" / "bin"
+# make engine's providers: off PATH, installed into a plugin cache from here.
+ENGINE_PLUGINS = PROJECT_DIR / ".engine" / "plugins"
 VERSIONS = dict(
     line.split("=", 1)
     for line in (PROJECT_DIR / "engine" / "versions.env").read_text().splitlines()
@@ -48,8 +50,6 @@ class Pulumi:
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_SKIP_UPDATE_CHECK": "true",
-            # Plugins come from PULUMI_HOME or beside the CLI, never from PATH.
-            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             # --event-log is a flag only with this set (pkg/cmd/pulumi/operations/up.go).
             "PULUMI_DEBUG_COMMANDS": "true",
             "PULUMI_EXPERIMENTAL": "false",
@@ -93,7 +93,13 @@ class Pulumi:
 def install_provider(home: Path, version: str) -> None:
     """make engine's OpenStack provider into this PULUMI_HOME's plugin cache, as a user installs a local plugin."""
     Pulumi(workdir=home, home=home, backend=home).run(
-        "plugin", "install", "resource", "openstack", version, "--file", str(ENGINE_BIN / "pulumi-resource-openstack")
+        "plugin",
+        "install",
+        "resource",
+        "openstack",
+        version,
+        "--file",
+        str(ENGINE_PLUGINS / "pulumi-resource-openstack"),
     )
 
 

@@ -15,6 +15,7 @@ import yaml
 
 from tests.real_engine import (
     ENGINE_BIN,
+    ENGINE_PLUGINS,
     OPENSTACK_VERSION,
     PROJECT_DIR,
     PULUMI_VERSION,
@@ -74,7 +75,7 @@ def test_the_engine_finds_the_openstack_provider_the_sdk_asks_for(pulumi_engine,
     found = [p for p in plugins if p["kind"] == "resource" and p["name"] == "openstack"]
     assert [p["version"] for p in found] == [asked["version"]], plugins
     printed = subprocess.run(
-        [ENGINE_BIN / "pulumi-resource-openstack", "-version"], capture_output=True, text=True, check=True
+        [ENGINE_PLUGINS / "pulumi-resource-openstack", "-version"], capture_output=True, text=True, check=True
     ).stdout
     assert printed.strip() == asked["version"]
 
@@ -83,7 +84,7 @@ def test_the_provider_serves_every_token_the_sdk_sends(pulumi_engine, tmp_path):
     import pulumi_openstack
 
     schema = json.loads(
-        pulumi_engine(tmp_path).run("package", "get-schema", str(ENGINE_BIN / "pulumi-resource-openstack"))
+        pulumi_engine(tmp_path).run("package", "get-schema", str(ENGINE_PLUGINS / "pulumi-resource-openstack"))
     )
     assert schema["name"] == "openstack" and schema["version"] == OPENSTACK_VERSION
     served = set(schema["resources"]) | set(schema["functions"])
@@ -117,6 +118,18 @@ def test_the_provider_plans_the_stacks_kinds_of_resources_without_a_cloud(pulumi
     ), created
     # The default provider is the one the SDK asked for, at its version.
     assert "default_" + OPENSTACK_VERSION.replace(".", "_") in previewed
+
+
+def test_an_ordinary_preview_prints_no_warning(pulumi_engine, tmp_path):
+    # A newcomer's PATH has .engine/bin first, as the README says: no
+    # provider may be found there ("using pulumi-resource-openstack from $PATH").
+    assert not list(ENGINE_BIN.glob("pulumi-resource-openstack*"))
+    pulumi = pulumi_engine(copy_project(OPENSTACK_PREVIEW, tmp_path / "preview"))
+    pulumi.run("stack", "init", "dev")
+    pulumi.run("config", "set", "openstack:authUrl", "http://127.0.0.1:9/v3")
+    pulumi.run("config", "set", "openstack:insecure", "true")
+    printed = pulumi.run("preview")
+    assert "warning" not in printed.lower(), printed
 
 
 def test_a_program_comes_up_stays_unchanged_and_goes_away(ordering):
