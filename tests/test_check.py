@@ -29,6 +29,18 @@ def test_missing_outputs_are_named():
         parse_outputs("Current stack outputs (8):")
 
 
+def test_advice_on_host_keys_is_commands_that_run_as_printed():
+    ssh = Ssh("203.0.113.5", user="debian")
+    jumphost = ssh.explain("Host key verification failed.", "the jumphost (203.0.113.5)")
+    assert "`ssh-keygen -R 203.0.113.5`" in jumphost and "`ssh debian@203.0.113.5`" in jumphost
+    node = ssh.explain("Host key verification failed.", "kld-vm-1 (10.0.0.11)", "10.0.0.11")
+    assert "`ssh-keygen -R 10.0.0.11`" in node and "`ssh -J debian@203.0.113.5 debian@10.0.0.11`" in node
+    configured = Ssh("203.0.113.5", user="debian", config_file="/home/me/my config")
+    assert "`ssh -F '/home/me/my config' debian@203.0.113.5`" in configured.explain(
+        "REMOTE HOST IDENTIFICATION HAS CHANGED", "the jumphost (203.0.113.5)"
+    )
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     from .conftest import _need
@@ -115,7 +127,8 @@ def test_a_changed_host_key_is_explained(deployment):
     config.write_text(deployment["config"].read_text().replace(str(deployment["known_hosts"]), str(hostile)))
     code, report, raw = check({**deployment, "config": config})
     assert code == 1
-    assert "host key" in report["failures"][0] and "ssh-keygen -R" in report["failures"][0]
+    jumphost = deployment["spec"].jumphost_address
+    assert "host key" in report["failures"][0] and f"`ssh-keygen -R {jumphost}`" in report["failures"][0]
 
 
 def test_an_unreachable_jumphost_is_explained(deployment):

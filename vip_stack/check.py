@@ -87,7 +87,7 @@ NODE_PROBE = f"{STATUS_PROBE}; ip -o -4 addr show"
 
 
 def node_status(ssh: Ssh, node: Node, vip: str) -> NodeStatus:
-    result = ssh.run(ssh.on_node(node.address, NODE_PROBE), host=f"{node.name} ({node.address})")
+    result = ssh.run(ssh.on_node(node.address, NODE_PROBE), host=f"{node.name} ({node.address})", address=node.address)
     fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if re.match(r"^[a-z-]+=", line))
     holds = bool(re.search(rf"\binet {re.escape(vip)}/", result.stdout))
     return NodeStatus(node.name, fields.get("cloud-init") or "unknown", fields.get("keepalived") or "unknown", holds)
@@ -164,7 +164,8 @@ def failover(ssh: Ssh, deployment: DeployedStack, report: Report, timeout: float
         by_name = {n.name: n for n in deployment.nodes}
         start = time.monotonic() - 0.5
         stopped_at = time.monotonic()
-        ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl stop keepalived"), host=holder)
+        address = by_name[holder].address
+        ssh.run(ssh.on_node(address, "sudo systemctl stop keepalived"), host=holder, address=address)
         taken = watcher.wait_for(lambda now: len(now) == 1 and now[0] != holder, timeout)
         if taken is None:
             report.check(False, f"another node took the VIP after keepalived stopped on {holder}")
@@ -186,7 +187,7 @@ def failover(ssh: Ssh, deployment: DeployedStack, report: Report, timeout: float
             f"{new_holder} holds the VIP {report.figures['failover_s']:.2f} s later and the "
             f"jumphost's pings resumed (longest gap {stats.longest_gap:.2f} s)",
         )
-        ssh.run(ssh.on_node(by_name[holder].address, "sudo systemctl start keepalived"), host=holder)
+        ssh.run(ssh.on_node(address, "sudo systemctl start keepalived"), host=holder, address=address)
         if holder == max(deployment.nodes, key=lambda n: n.priority).name:
             # A preempting master takes the VIP back a master down interval
             # after it starts (3.5 s at advert_int 1), a nopreempt one never.

@@ -8,6 +8,7 @@ the check command (`vip_stack.check`) uses it against a deployment.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ SSH_PROBLEMS = (
     (
         re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
         "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
-        "`ssh-keygen -R {host}` and connect once with `ssh {user}@{host}` to accept the new key",
+        "remove the old one with `{forget}` and connect once with `{login}` to accept the new key",
     ),
     (
         re.compile(r"Permission denied"),
@@ -103,7 +104,11 @@ class Ssh:
             self._base() + known_hosts + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command]
         )
 
-    def run(self, argv: Sequence[str], host: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: Sequence[str], host: str, timeout: float = 60, address: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Runs an ssh argv; `host` names the machine in messages, `address`
+        is where it is (the jumphost's when None)."""
         if self.reuse_connections_in and "--" in argv:
             destination = list(argv[: list(argv).index("--")])
             if destination not in self._opened:
@@ -117,15 +122,40 @@ class Ssh:
         except OSError as error:
             raise RemoteError(f"cannot run ssh: {error}") from error
         if result.returncode == 255:
-            raise RemoteError(self.explain(result.stderr, host))
+            raise RemoteError(self.explain(result.stderr, host, address))
         return result
 
-    def explain(self, stderr: str, host: str) -> str:
+    def explain(self, stderr: str, host: str, address: str | None = None) -> str:
+        """What went wrong, in words, with commands that can be copied and run
+        as they are (`host` is a label such as "kld-vm-1 (10.0.0.11)")."""
         # Through ProxyJump, a failure may be the jumphost's or the node's.
+        address = address or self.jumphost
         for pattern, advice in SSH_PROBLEMS:
             if pattern.search(stderr):
-                return advice.format(host=host, user=self.user) + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
+                return (
+                    advice.format(
+                        host=host,
+                        user=self.user,
+                        forget=self.forget_command(address),
+                        login=self.login_command(address),
+                    )
+                    + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
+                )
         return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
+
+    def login_command(self, address: str) -> str:
+        """The ssh command a user runs to log in to this address by hand."""
+        argv = ["ssh"] + (["-F", self.config_file] if self.config_file else [])
+        if address != self.jumphost:
+            if self.node_known_hosts:
+                argv += ["-o", f"UserKnownHostsFile={self.node_known_hosts}"]
+            argv += ["-J", f"{self.user}@{self.jumphost}"]
+        return shlex.join(argv + [f"{self.user}@{address}"])
+
+    def forget_command(self, address: str) -> str:
+        """The command that removes the key known for this address."""
+        known_hosts = ["-f", self.node_known_hosts] if self.node_known_hosts and address != self.jumphost else []
+        return shlex.join(["ssh-keygen", *known_hosts, "-R", address])
 
     def close(self) -> None:
         """Ends the connections kept open (reuse_connections_in)."""

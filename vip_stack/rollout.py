@@ -102,7 +102,7 @@ class SshAccess:
     ssh: Ssh
 
     def run(self, address: str, host: str, command: str, timeout: float) -> subprocess.CompletedProcess:
-        return self.ssh.run(self.ssh.on_node(address, command), host=host, timeout=timeout)
+        return self.ssh.run(self.ssh.on_node(address, command), host=host, timeout=timeout, address=address)
 
     def how_to_look(self, address: str) -> str:
         user = self.ssh.user
