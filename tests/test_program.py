@@ -31,6 +31,7 @@ OUTPUT_KEYS = {
     "nodeSecurityGroupId",
     "jumphostFloatingIp",
     "jumphostName",
+    "sshUser",
     "nodes",
 }
 
@@ -223,6 +224,7 @@ def test_the_outputs_are_the_documented_contract(example):
     assert set(outputs) == OUTPUT_KEYS - {"vipFloatingIp"}
     assert outputs["vipAddress"] == "192.168.0.254"
     assert outputs["jumphostName"] == "kld-jumphost-vm"
+    assert outputs["sshUser"] == "ubuntu", "the check logs in as the stack says"
     assert ipaddress.IPv4Address(outputs["jumphostFloatingIp"]) in ipaddress.IPv4Network("203.0.113.0/24")
     assert outputs["networkId"] == example.of_type("Network")[0].id
     assert outputs["subnetId"] == example.of_type("Subnet")[0].id

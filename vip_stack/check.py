@@ -1,7 +1,7 @@
 """The reference procedure's check against a real deployment, in one command.
 
     pulumi stack output --json --show-secrets | python -m vip_stack.check [--failover]
-    python -m vip_stack.check --outputs outputs.json [--user ubuntu] [--ssh-config ~/.ssh/config]
+    python -m vip_stack.check --outputs outputs.json [--user LOGIN] [--ssh-config ~/.ssh/config]
 
 Over SSH through the jumphost's floating IP (OpenSSH, ProxyJump, your ssh
 config and agent), it reports for each node whether cloud-init finished,
@@ -47,6 +47,9 @@ class DeployedStack:
     vip: str
     jumphost: str
     nodes: tuple[Node, ...]
+    # The image's login user, as the stack was configured (sshUser); None
+    # from a stack deployed before it was an output.
+    ssh_user: str | None = None
 
 
 def parse_outputs(text: str) -> DeployedStack:
@@ -68,7 +71,12 @@ def parse_outputs(text: str) -> DeployedStack:
         nodes = tuple(Node(n["name"], n["ipAddress"], int(n["priority"])) for n in outputs["nodes"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckError(f"the nodes output is not a list of {{name, ipAddress, priority}}: {error}") from error
-    return DeployedStack(vip=outputs["vipAddress"], jumphost=outputs["jumphostFloatingIp"], nodes=nodes)
+    return DeployedStack(
+        vip=outputs["vipAddress"],
+        jumphost=outputs["jumphostFloatingIp"],
+        nodes=nodes,
+        ssh_user=outputs.get("sshUser") or None,
+    )
 
 
 @dataclass
@@ -218,7 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--outputs", type=Path, help="a file with `pulumi stack output --json --show-secrets` (default: standard input)"
     )
-    parser.add_argument("--user", default="ubuntu", help="login on the VMs (default ubuntu)")
+    parser.add_argument("--user", help="login on the VMs (default: the stack's sshUser)")
     parser.add_argument("--ssh-config", help="an ssh config file (default: your own, ~/.ssh/config)")
     parser.add_argument("--failover", action="store_true", help="also run the failover drill")
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for a takeover (default 30)")
@@ -229,7 +237,13 @@ def main(argv=None) -> int:
     try:
         text = args.outputs.read_text() if args.outputs else sys.stdin.read()
         deployment = parse_outputs(text)
-        ssh = Ssh(deployment.jumphost, user=args.user, config_file=args.ssh_config)
+        user = args.user or deployment.ssh_user
+        if not user:
+            raise CheckError(
+                "the stack outputs have no sshUser (a stack deployed before it was exported): run `pulumi up` "
+                "once, or pass --user with the image's login user"
+            )
+        ssh = Ssh(deployment.jumphost, user=user, config_file=args.ssh_config)
         status(ssh, deployment, report)
         if args.failover and not report.failures:
             failover(ssh, deployment, report, timeout=args.timeout, interval=0.1)

@@ -262,6 +262,7 @@ class KeepalivedVip(pulumi.ComponentResource):
         )
         self.jumphost_name = pulumi.Output.from_input(self.shared_jumphost.name if self.shared_jumphost else None)
         self.nodes = self.nodes_component.nodes_output
+        self.ssh_user = pulumi.Output.from_input(settings.ssh_user)
         self.outputs = self._outputs()
         self.register_outputs(self.outputs)
 
@@ -277,5 +278,7 @@ class KeepalivedVip(pulumi.ComponentResource):
             "nodeSecurityGroupId": self.node_security_group_id,
             "jumphostFloatingIp": self.jumphost_floating_ip,
             "jumphostName": self.jumphost_name,
+            # Who logs in to the jumphost and the nodes: the check needs no guess.
+            "sshUser": self.ssh_user,
             "nodes": self.nodes,
         }

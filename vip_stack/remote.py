@@ -37,7 +37,7 @@ SSH_PROBLEMS = (
     (
         re.compile(r"Permission denied"),
         "{host} refused the login of {user}: load the key of keyPairName into your agent (`ssh-add`), "
-        "or pass --user for the image's user",
+        "and check that sshUser is the image's login user",
     ),
     (
         re.compile(
