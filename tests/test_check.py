@@ -12,10 +12,12 @@ import pytest
 
 from vip_lab import drills
 from vip_lab.cluster import LabRun
+from vip_lab.consoles import LabConsoles
 from vip_lab.hosts import Lab, leftovers, new_run_prefix
 from vip_lab.results import RolloutResult
 from vip_lab.scenario import rollout_spec, stack_spec
 from vip_stack.check import CheckError, parse_outputs
+from vip_stack.hostkeys import HostKeyVerifier, KnownHosts
 from vip_stack.remote import RemoteError, Ssh
 from vip_stack.rollout import SshAccess
 
@@ -29,14 +31,17 @@ def test_missing_outputs_are_named():
         parse_outputs("Current stack outputs (8):")
 
 
-def test_advice_on_host_keys_is_commands_that_run_as_printed():
-    ssh = Ssh("203.0.113.5", user="debian")
+def test_advice_on_host_keys_is_commands_that_run_as_printed(tmp_path):
+    known = tmp_path / "known_hosts"
+    ssh = Ssh("203.0.113.5", user="debian", known_hosts_file=str(known))
     jumphost = ssh.explain("Host key verification failed.", "the jumphost (203.0.113.5)")
-    assert "`ssh-keygen -R 203.0.113.5`" in jumphost and "`ssh debian@203.0.113.5`" in jumphost
+    assert f"`ssh-keygen -f {known} -R 203.0.113.5`" in jumphost
+    assert f"`ssh -o UserKnownHostsFile={known} debian@203.0.113.5`" in jumphost
     node = ssh.explain("Host key verification failed.", "kld-vm-1 (10.0.0.11)", "10.0.0.11")
-    assert "`ssh-keygen -R 10.0.0.11`" in node and "`ssh -J debian@203.0.113.5 debian@10.0.0.11`" in node
-    configured = Ssh("203.0.113.5", user="debian", config_file="/home/me/my config")
-    assert "`ssh -F '/home/me/my config' debian@203.0.113.5`" in configured.explain(
+    assert f"`ssh-keygen -f {known} -R 10.0.0.11`" in node
+    assert f"`ssh -o UserKnownHostsFile={known} -J debian@203.0.113.5 debian@10.0.0.11`" in node
+    configured = Ssh("203.0.113.5", user="debian", config_file="/home/me/my config", known_hosts_file=str(known))
+    assert "`ssh -F '/home/me/my config' -o" in configured.explain(
         "REMOTE HOST IDENTIFICATION HAS CHANGED", "the jumphost (203.0.113.5)"
     )
 
@@ -63,8 +68,14 @@ def deployment(tmp_path_factory):
         config = tmp / "ssh_config"
         config.write_text(
             f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
-            "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n"
+            "  LogLevel ERROR\n"
         )
+        # As a user who read each host's console (there is no Nova here to ask).
+        trusted = HostKeyVerifier(
+            KnownHosts(known_hosts, hashed=False), LabConsoles(run.hosts_by_instance), run.instances_by_address()
+        )
+        for address in run.instances_by_address():
+            trusted.verify(address, address)
         yield {
             "run": run,
             "user": user,
@@ -128,7 +139,9 @@ def test_a_changed_host_key_is_explained(deployment):
     code, report, raw = check({**deployment, "config": config})
     assert code == 1
     jumphost = deployment["spec"].jumphost_address
-    assert "host key" in report["failures"][0] and f"`ssh-keygen -R {jumphost}`" in report["failures"][0]
+    refused = report["failures"][0]
+    assert "host key of the jumphost" in refused and "not the one trusted for it" in refused, refused
+    assert f"`ssh-keygen -f {hostile} -R {jumphost}`" in refused
 
 
 def test_an_unreachable_jumphost_is_explained(deployment):
@@ -152,9 +165,10 @@ class RouterSsh(Ssh):
 
 def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_does(tmp_path):
     """The gate's own SSH path: OpenSSH through the jumphost with the user's
-    ssh config, whose known_hosts checks strictly. Every replaced node comes
-    back with a new host key; the rollout keeps the nodes' keys apart and
-    still checks the jumphost's."""
+    ssh config, checking keys strictly. Every host's key is trusted from its
+    console on first contact, and every replaced node's new key replaces the
+    old one in the user's known_hosts, so a later login by hand just works;
+    a key the console did not print is refused."""
     from .conftest import _need
 
     _need("sshd", "ssh", "keepalived", "cloud-init", root=True)
@@ -170,30 +184,24 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
         assert drills.convergence(run).passed
         known_hosts = tmp_path / "known_hosts"
         config = tmp_path / "ssh_config"
-
-        def ssh_config(checking: str) -> None:
-            config.write_text(
-                f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
-                f"  StrictHostKeyChecking {checking}\n  LogLevel ERROR\n"
-            )
-
-        ssh = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
-        ssh.namespace = run.topology.switch.namespace
-        ssh_config("accept-new")  # the user has logged in once: every key is known
-        for node in spec.nodes:
-            assert ssh.run(ssh.on_node(node.address, "true"), host=node.name).returncode == 0
-        ssh_config("yes")
-        steps = iter(range(100))
+        config.write_text(
+            f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
+            "  LogLevel ERROR\n"
+        )
+        namespace = run.topology.switch.namespace
+        node_addresses = [node.address for node in spec.nodes]
 
         def access_per_step() -> SshAccess:
-            # As the gate does: a known_hosts of its own for every create or delete.
-            step = RouterSsh(
-                spec.jumphost_address,
-                user=user,
-                config_file=str(config),
-                node_known_hosts=str(tmp_path / f"rollout-{next(steps)}-known_hosts"),
+            # As the gate does: its own connections for every create or delete,
+            # each node it replaces trusted anew from its console.
+            step = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
+            step.namespace = namespace
+            step.verifier = HostKeyVerifier(
+                step.known_hosts,
+                LabConsoles(run.hosts_by_instance),
+                run.instances_by_address(),
+                recreated=node_addresses,
             )
-            step.namespace = ssh.namespace
             return SshAccess(step)
 
         run.node_access = access_per_step
@@ -205,9 +213,15 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
         assert [step.node for step in result.steps] == ["kld-vm-2", "kld-vm-1"]
         for step in result.steps:
             assert any("keepalived stopped" in note for note in step.drain), step.drain
-        # With the user's own known_hosts the replaced node's new key is refused.
+        # The user's own OpenSSH, nothing else: the new keys are the known ones.
         plain = RouterSsh(spec.jumphost_address, user=user, config_file=str(config))
-        plain.namespace = ssh.namespace
-        with pytest.raises(RemoteError, match="host key"):
-            plain.run(plain.on_node(spec.node("kld-vm-1").address, "true"), host="kld-vm-1")
+        plain.namespace = namespace
+        master = spec.node("kld-vm-1").address
+        assert plain.run(plain.on_node(master, "true"), host="kld-vm-1", address=master).returncode == 0
+        # A key swapped after boot is not the one the console printed.
+        run.topology.nodes["kld-vm-1"].run(["sh", "-c", "rm -f /etc/ssh/ssh_host_*_key* && ssh-keygen -A"])
+        known_hosts.unlink()
+        first_contact = access_per_step()
+        with pytest.raises(RemoteError, match="not the one it printed on its console"):
+            first_contact.run(master, "kld-vm-1", "true", timeout=30)
     assert leftovers(prefix) == {"namespaces": [], "processes": []}

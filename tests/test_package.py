@@ -28,6 +28,7 @@ CORE = (
     "check",
     "observe",
     "addressing",
+    "hostkeys",
     "jumphost",
     "preflight",
     "network",
@@ -216,6 +217,7 @@ def test_the_package_ships_its_templates_and_needs_no_test_tools_to_run(wheel):
     runtime = [r for r in requirements if "extra ==" not in r]
     assert sorted(r.split(">")[0].split("<")[0].split("=")[0] for r in runtime) == [
         "jinja2",
+        "openstacksdk",
         "pulumi",
         "pulumi-openstack",
         "pydantic",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
+from vip_lab.fake_openstack import unwrap
 from vip_stack.remote import RemoteError
 from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.rollout import (
@@ -97,6 +98,11 @@ def test_the_gate_knows_the_new_configuration_only_as_a_secret():
         assert gate.input("configSha256") == config_fingerprint(keepalived_conf_of(deployment, name)["content"])
         peers = gate.input("peers")
         assert gate.input("address") not in peers and len(peers) == 1
+        # Where each node's console, and so its host key, is found: its port.
+        ports = {node: deployment.called(f"{node}-port", "Port") for node in ("kld-vm-1", "kld-vm-2")}
+        assert sorted(gate.input("nodePorts")) == sorted(
+            [unwrap(port.outputs["allFixedIps"])[0], port.id] for port in ports.values()
+        )
 
 
 def test_image_and_flavor_changes_are_replacements_never_rebuilds_in_place():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hostkeys import HostKeyVerifier, NovaConsoleLogs
 from .observe import Pinger, VipWatcher
 from .remote import STATUS_PROBE, RemoteError, Ssh
 
@@ -40,6 +41,8 @@ class Node:
     name: str
     address: str
     priority: int
+    # Whose console shows the node's host key; None in outputs without it.
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def parse_outputs(text: str) -> DeployedStack:
             "after a successful `pulumi up`?"
         )
     try:
-        nodes = tuple(Node(n["name"], n["ipAddress"], int(n["priority"])) for n in outputs["nodes"])
+        nodes = tuple(
+            Node(n["name"], n["ipAddress"], int(n["priority"]), n.get("instanceId")) for n in outputs["nodes"]
+        )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckError(f"the nodes output is not a list of {{name, ipAddress, priority}}: {error}") from error
     return DeployedStack(
@@ -228,6 +233,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--user", help="login on the VMs (default: the stack's sshUser)")
     parser.add_argument("--ssh-config", help="an ssh config file (default: your own, ~/.ssh/config)")
+    parser.add_argument(
+        "--known-hosts",
+        help="where host keys are kept (default: where your OpenSSH keeps them, ~/.ssh/known_hosts); "
+        "a new one is trusted only if the VM printed it on its console",
+    )
     parser.add_argument("--failover", action="store_true", help="also run the failover drill")
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for a takeover (default 30)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -243,7 +253,13 @@ def main(argv=None) -> int:
                 "the stack outputs have no sshUser (a stack deployed before it was exported): run `pulumi up` "
                 "once, or pass --user with the image's login user"
             )
-        ssh = Ssh(deployment.jumphost, user=user, config_file=args.ssh_config)
+        ssh = Ssh(deployment.jumphost, user=user, config_file=args.ssh_config, known_hosts_file=args.known_hosts)
+        ssh.verifier = HostKeyVerifier(
+            ssh.known_hosts,
+            NovaConsoleLogs(),
+            instances={node.address: node.instance_id for node in deployment.nodes if node.instance_id},
+            floating=[deployment.jumphost],
+        )
         status(ssh, deployment, report)
         if args.failover and not report.failures:
             failover(ssh, deployment, report, timeout=args.timeout, interval=0.1)

@@ -112,6 +112,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
 
         names = [node.name for node in settings.nodes]
         addresses = pulumi.Output.all(*(self.node_addresses[n] for n in names))
+        node_ports = [pulumi.Output.all(self.node_addresses[n], self.node_ports[n].id) for n in names]
         password = pulumi.Output.secret(settings.vrrp_password.get_secret_value())
         keepalived_configs = pulumi.Output.all(addresses, password).apply(
             lambda pair: dict(
@@ -161,6 +162,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     instance_id=self.instances[node.name].id,
                     address=self.node_addresses[node.name],
                     peers=peers,
+                    node_ports=node_ports,
                     vip=settings.vip_address,
                     jumphost=args.jumphost_address,
                     ssh_user=settings.ssh_user,

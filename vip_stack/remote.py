@@ -12,6 +12,11 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .hostkeys import HostKeyVerifier, KnownHosts
 
 # What a node says of its boot and its keepalived, one `key=value` line each:
 # the check and the rollout's wait both start from it.
@@ -27,10 +32,13 @@ class RemoteError(Exception):
     """A problem the user can act on, said in their terms."""
 
 
+HOST_KEY_PROBLEM = re.compile(
+    r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"
+)
 # What OpenSSH prints, and what the user should do about it.
 SSH_PROBLEMS = (
     (
-        re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \w+ host key is known"),
+        HOST_KEY_PROBLEM,
         "the host key of {host} is unknown or has changed (a re-created VM gets a new one): check it, then "
         "remove the old one with `{forget}` and connect once with `{login}` to accept the new key",
     ),
@@ -55,31 +63,41 @@ class Ssh:
     user: str = "ubuntu"
     config_file: str | None = None
     connect_timeout: int = 10
-    # Where the nodes' host keys are kept, and whether a new one is accepted.
-    # None: the user's known_hosts, as for any host. A rollout passes a file
-    # of its own, since every replaced node comes with a new key; the
-    # jumphost's key is still checked against the user's known_hosts.
-    node_known_hosts: str | None = None
+    # Where host keys are kept: a file the user names, or None for the one
+    # their OpenSSH uses (their config's UserKnownHostsFile, ~/.ssh/known_hosts).
+    # Keys are checked strictly: OpenSSH never accepts a new one by itself.
+    known_hosts_file: str | None = None
+    # Trusts a host's key from its console before the first login (a
+    # hostkeys.HostKeyVerifier); None: only keys already known are accepted.
+    verifier: HostKeyVerifier | None = None
     # A directory for connections kept open between commands (OpenSSH's
     # ControlMaster): a second command to the same node then starts at once
     # instead of after two handshakes. close() ends them.
     reuse_connections_in: str | None = None
     _opened: list[list[str]] = field(default_factory=list, repr=False)
+    _known_hosts: KnownHosts | None = field(default=None, repr=False)
 
-    def _base(self) -> list[str]:
-        argv = ["ssh"]
-        if self.config_file:
-            argv += ["-F", self.config_file]
-        if self.reuse_connections_in:
-            argv += [
-                "-o",
-                "ControlMaster=auto",
-                "-o",
-                f"ControlPath={self.reuse_connections_in}/%C",
-                "-o",
-                "ControlPersist=120",
-            ]
-        return argv + [
+    @property
+    def known_hosts(self) -> KnownHosts:
+        if self._known_hosts is None:
+            from .hostkeys import KnownHosts, users_known_hosts
+
+            self._known_hosts = (
+                KnownHosts(Path(self.known_hosts_file), hashed=False)
+                if self.known_hosts_file
+                else users_known_hosts(self._config(), f"{self.user}@{self.jumphost}")
+            )
+        return self._known_hosts
+
+    def _config(self) -> list[str]:
+        return ["ssh", "-F", self.config_file] if self.config_file else ["ssh"]
+
+    def _options(self) -> list[str]:
+        """Options for every connection, the jump's included."""
+        known_hosts = ["-o", f"UserKnownHostsFile={self.known_hosts_file}"] if self.known_hosts_file else []
+        return known_hosts + [
+            "-o",
+            "StrictHostKeyChecking=yes",
             "-o",
             "BatchMode=yes",
             "-o",
@@ -90,25 +108,40 @@ class Ssh:
             "ServerAliveCountMax=3",
         ]
 
+    def _base(self) -> list[str]:
+        argv = self._config()
+        if self.reuse_connections_in:
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self.reuse_connections_in}/%C",
+                "-o",
+                "ControlPersist=120",
+            ]
+        return argv + self._options()
+
     def on_jumphost(self, command: str) -> list[str]:
         return self._base() + [f"{self.user}@{self.jumphost}", "--", command]
 
     def on_node(self, address: str, command: str) -> list[str]:
-        # Options on the command line apply to the node, not to the jump.
-        known_hosts = (
-            ["-o", f"UserKnownHostsFile={self.node_known_hosts}", "-o", "StrictHostKeyChecking=accept-new"]
-            if self.node_known_hosts
-            else []
-        )
-        return (
-            self._base() + known_hosts + ["-J", f"{self.user}@{self.jumphost}", f"{self.user}@{address}", "--", command]
-        )
+        # What `ssh -J` does, spelled out: options given with -J would reach
+        # the node's connection only, and the jump's must check keys as
+        # strictly as the node's.
+        jump = shlex.join([*self._config(), *self._options(), "-W", "%h:%p", f"{self.user}@{self.jumphost}"])
+        return self._base() + ["-o", f"ProxyCommand={jump}", f"{self.user}@{address}", "--", command]
 
     def run(
         self, argv: Sequence[str], host: str, timeout: float = 60, address: str | None = None
     ) -> subprocess.CompletedProcess:
         """Runs an ssh argv; `host` names the machine in messages, `address`
-        is where it is (the jumphost's when None)."""
+        is where it is (the jumphost's when None). With a verifier, the keys
+        of the jumphost and of the host are made known from their consoles
+        first."""
+        if self.verifier is not None:
+            self.verifier.verify(self.jumphost, f"the jumphost ({self.jumphost})")
+            if address and address != self.jumphost:
+                self.verifier.verify(address, host)
         if self.reuse_connections_in and "--" in argv:
             destination = list(argv[: list(argv).index("--")])
             if destination not in self._opened:
@@ -130,6 +163,12 @@ class Ssh:
         as they are (`host` is a label such as "kld-vm-1 (10.0.0.11)")."""
         # Through ProxyJump, a failure may be the jumphost's or the node's.
         address = address or self.jumphost
+        if self.verifier is not None and HOST_KEY_PROBLEM.search(stderr):
+            # The key was verified from the console before this login: the
+            # host answering is not the one that printed it.
+            from .hostkeys import refusal
+
+            return refusal(host, address, self.verifier) + (f"\n  ssh said: {stderr.strip().splitlines()[-1]}")
         for pattern, advice in SSH_PROBLEMS:
             if pattern.search(stderr):
                 return (
@@ -145,17 +184,16 @@ class Ssh:
 
     def login_command(self, address: str) -> str:
         """The ssh command a user runs to log in to this address by hand."""
-        argv = ["ssh"] + (["-F", self.config_file] if self.config_file else [])
+        argv = self._config()
+        if self.known_hosts_file:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts_file}"]
         if address != self.jumphost:
-            if self.node_known_hosts:
-                argv += ["-o", f"UserKnownHostsFile={self.node_known_hosts}"]
             argv += ["-J", f"{self.user}@{self.jumphost}"]
         return shlex.join(argv + [f"{self.user}@{address}"])
 
     def forget_command(self, address: str) -> str:
         """The command that removes the key known for this address."""
-        known_hosts = ["-f", self.node_known_hosts] if self.node_known_hosts and address != self.jumphost else []
-        return shlex.join(["ssh-keygen", *known_hosts, "-R", address])
+        return self.known_hosts.forget_command(address)
 
     def close(self) -> None:
         """Ends the connections kept open (reuse_connections_in)."""

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import pulumi
 import pulumi.dynamic
 
+from .hostkeys import HostKeyRefused, HostKeyVerifier, NovaConsoleLogs
 from .remote import STATUS_PROBE, RemoteError, Ssh
 from .rendering import KEEPALIVED_CONF_PATH, VRRP_STATE_PATH
 from .settings import NodeSettings
@@ -247,6 +248,10 @@ def wait_in_service(
             if probe.cloud_init == "error":
                 # cloud-init does not run again by itself: waiting longer changes nothing.
                 break
+        except HostKeyRefused as error:
+            # Not the host that printed the key: waiting changes nothing.
+            last = str(error)
+            break
         except RemoteError as error:
             last = str(error)
         if clock() + poll > deadline:
@@ -299,16 +304,21 @@ def drain_node(
 
 
 @contextlib.contextmanager
-def _access(props: dict[str, Any]) -> Iterator[SshAccess]:
-    # Every replaced node brings a new host key: keep the nodes' keys in a
-    # file of this step's own, not in the user's known_hosts. Connections
-    # stay open for the step: a drain's announce then follows its stop at once.
+def _access(props: dict[str, Any], recreated: Sequence[str] = ()) -> Iterator[SshAccess]:
+    """The nodes as the user reaches them, each host's key verified against
+    its console before the first login and kept in the user's known_hosts
+    (a later `ssh -J` by hand trusts the same keys). `recreated`: the
+    addresses whose instance this step has just created, where a key known
+    from an earlier instance gives way to the new one's. Connections stay
+    open for the step: a drain's announce then follows its stop at once."""
     with tempfile.TemporaryDirectory(prefix="kvip-") as scratch:
-        ssh = Ssh(
-            props["jumphost"],
-            user=props["sshUser"],
-            node_known_hosts=f"{scratch}/known_hosts",
-            reuse_connections_in=scratch,
+        ssh = Ssh(props["jumphost"], user=props["sshUser"], reuse_connections_in=scratch)
+        ssh.verifier = HostKeyVerifier(
+            ssh.known_hosts,
+            NovaConsoleLogs(),
+            ports=dict(props.get("nodePorts") or []),
+            floating=[props["jumphost"]],
+            recreated=recreated,
         )
         try:
             yield SshAccess(ssh)
@@ -324,7 +334,9 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
         if wait in ("node", "group") and props["check"] == "ssh":
             timeout = float(props["timeoutSeconds"])
             started = time.monotonic()
-            with _access(props) as access:
+            # This node's instance is new; on a first deployment, every one is.
+            recreated = [props["jumphost"], *(a for a, _ in props.get("nodePorts") or [])] if wait == "group" else []
+            with _access(props, [props["address"], *recreated]) as access:
                 wait_in_service(
                     access,
                     props["nodeName"],
@@ -374,6 +386,11 @@ class NodeInServiceArgs:
     address: pulumi.Input[str]
     # The other nodes' addresses: after a drain, the one holding the VIP announces it.
     peers: pulumi.Input[Sequence[pulumi.Input[str]]]
+    # [address, port id] of every node: the instance on the port shows the
+    # node's host key on its console before the first login. Ports, not
+    # instances: they outlive a rollout, and the next node's instance is
+    # declared after this gate.
+    node_ports: pulumi.Input[Sequence[pulumi.Input[Sequence[pulumi.Input[str]]]]]
     vip: str
     # None without a jumphost: then check is "fixed-wait".
     jumphost: pulumi.Input[str] | None
@@ -399,6 +416,7 @@ class NodeInService(pulumi.dynamic.Resource):
             "instanceId": args.instance_id,
             "address": args.address,
             "peers": args.peers,
+            "nodePorts": args.node_ports,
             "vip": args.vip,
             "jumphost": args.jumphost,
             "sshUser": args.ssh_user,

@@ -249,7 +249,21 @@ class LabRun:
             "vipAddress": self.spec.vip,
             "jumphostFloatingIp": self.spec.jumphost_address,
             "jumphostName": self.spec.jumphost_name,
-            "nodes": [{"name": n.name, "ipAddress": n.address, "priority": n.priority} for n in self.spec.nodes],
+            "nodes": [
+                {"name": n.name, "instanceId": n.name, "ipAddress": n.address, "priority": n.priority}
+                for n in self.spec.nodes
+            ],
+        }
+
+    def hosts_by_instance(self) -> dict[str, NodeHost]:
+        """The hosts by the instance ids of outputs() (the jumphost's by its
+        name): a replaced node's is its new host."""
+        return {self.spec.jumphost_name: self.topology.jumphost, **self.topology.nodes}
+
+    def instances_by_address(self) -> dict[str, str]:
+        return {
+            self.spec.jumphost_address: self.spec.jumphost_name,
+            **{node.address: node.name for node in self.spec.nodes},
         }
 
     def start_pinging(self) -> None:

@@ -59,6 +59,7 @@ def serve_ssh(host: NodeHost, address: str, public_key: str | None, track) -> st
     (host.run_dir / "sshd").mkdir(mode=0o755, exist_ok=True)
     if public_key is not None:
         _own_keys(host, user, public_key)
+        print_host_keys_on_console(host)
     install_systemctl(host)
     host.write_file(
         SSHD_CONFIG,
@@ -113,6 +114,15 @@ def _own_keys(host: NodeHost, user: str, public_key: str) -> None:
             f"{home}/.ssh/authorized_keys",
         ]
     )
+
+
+def print_host_keys_on_console(host: NodeHost) -> None:
+    """The host's public keys on its console between the lines cloud-init's
+    keys-to-console prints, as a cloud image shows them at first boot: the
+    source a user (and the check) verifies a new host's key against."""
+    keys = host.run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).stdout.strip()
+    with host.console.open("a") as console:
+        console.write(f"-----BEGIN SSH HOST KEY KEYS-----\n{keys}\n-----END SSH HOST KEY KEYS-----\n")
 
 
 def install_systemctl(host: NodeHost) -> None:

@@ -310,9 +310,13 @@ class LabVM:
     # --- what one can see of it -------------------------------------------
 
     def console_output(self, lines: int | None = None) -> str:
-        """cloud-init's output log (every boot's), or its last lines."""
+        """What a VM's serial console shows of its boots, or its last lines:
+        cloud-init's output log (every boot's), then what was written to
+        /dev/console itself (cloud-init's keys-to-console: the host keys)."""
         log = self.host.var_upper / CLOUD_INIT_OUTPUT.removeprefix("/var/")
         text = log.read_text(errors="replace") if log.exists() else ""
+        if self.host.console.exists():
+            text += self.host.console.read_text(errors="replace")
         if lines is None:
             return text
         return "\n".join(text.splitlines()[-lines:])
