@@ -46,13 +46,7 @@ class LocalUser:
         self.known_hosts = self.root / "known_hosts"
         self.ssh_config = self.root / "ssh_config"
         self.ssh_config.write_text(
-            "Host *\n"
-            f"  IdentityFile {self.key}\n"
-            "  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {self.known_hosts}\n"
-            # A new jumphost's key is taken on first contact, as a user who
-            # answers yes once does.
-            "  StrictHostKeyChecking accept-new\n"
+            f"Host *\n  IdentityFile {self.key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
         )
         # The user's ssh config reaches every ssh the program runs (the
         # rollout's, in the engine's dynamic provider): OpenSSH reads
@@ -85,6 +79,8 @@ class LocalUser:
         return subprocess.run(
             [sys.executable, "-m", "vip_stack.check", "--ssh-config", str(self.ssh_config), *args],
             input=outputs,
+            # The user's credentials: the check reads a new host's key from its console.
+            env={**os.environ, **self.env()},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -104,14 +100,6 @@ class LocalUser:
             pinger.stop()
             raise AssertionError(f"the jumphost's ping of the VIP {outputs['vipAddress']} never got a reply")
         return pinger
-
-    def forget_node_keys(self, outputs: dict) -> None:
-        """What the check says to do once nodes were re-created (a rollout):
-        their addresses stay, their host keys are new."""
-        for node in outputs["nodes"]:
-            subprocess.run(
-                ["ssh-keygen", "-R", node["ipAddress"], "-f", str(self.known_hosts)], capture_output=True, check=False
-            )
 
     def holders(self, outputs: dict) -> list[str]:
         """The nodes that have the VIP on an interface, asked over SSH."""

@@ -166,7 +166,6 @@ def test_a_rolling_update_replaces_one_node_at_a_time_while_the_vip_answers(jour
     assert_one_node_at_a_time(replaced_in_order(log), ["kld-vm-2", "kld-vm-1"])
     assert rollout.pings.longest_gap < 1.0, rollout.pings
     journey.outputs = stack.outputs()
-    journey.user.forget_node_keys(journey.outputs)
     # Exactly one: which one depends on whether kld-vm-1, back in service as
     # BACKUP, has already taken the VIP back by preemption.
     holders = journey.user.holders(journey.outputs)
@@ -196,7 +195,6 @@ def test_a_rollout_that_cannot_bring_a_node_into_service_stops_and_resumes_once_
     config_set(stack, "rolloutTimeoutSeconds", 300)
     stack.up(event_log=journey.user.root / "fixed.jsonl")
     journey.outputs = stack.outputs()
-    journey.user.forget_node_keys(journey.outputs)
     journey.instance_ids |= {n["instanceId"] for n in journey.outputs["nodes"]}
     result = journey.user.check(stack)
     assert result.returncode == 0, result.stdout + result.stderr
