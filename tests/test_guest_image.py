@@ -371,8 +371,9 @@ def booted_guest() -> Iterator[Guest]:
             # Nova's config drive on the pc machine: an IDE cdrom.
             "-drive", f"file={drive},media=cdrom,if=ide,format=raw,readonly=on",
             "-netdev", f"tap,id=port,ifname={net.tap},script=no,downscript=no",
-            # Slot 3, where libvirt puts the first NIC after its controllers.
-            "-device", f"virtio-net-pci,netdev=port,mac={mac},addr=3",
+            # The first free PCI slot, as libvirt gives it a guest without
+            # graphics: the guest names it ens2.
+            "-device", f"virtio-net-pci,netdev=port,mac={mac}",
         ]  # fmt: skip
         started = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(work / "qemu.stderr").open("w"))
