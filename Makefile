@@ -86,3 +86,26 @@ debian-packages:
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The local cloud's guest image (cloud/guest/build-image.sh), cached outside
+# the checkout, and what boots it: qemu, genisoimage for config drives,
+# apt-cacher-ng as the guests' mirror, and Debian's libvirt for Nova's libvirt
+# driver (libvirt-dev and pkg-config build its Python binding in the
+# services' virtualenv). Without recommends: libvirt's would bring its
+# autostarted default network. Package scripts start no daemon (policy-rc.d):
+# the cloud's supervisor starts them, there is no systemd.
+GUEST_DEBIAN_PACKAGES := mmdebstrap e2fsprogs qemu-system-x86 qemu-utils genisoimage apt-cacher-ng libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
+
+guest-image:
+	@if ! dpkg -s $(GUEST_DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+		policy=/usr/sbin/policy-rc.d; own=; \
+		if [ ! -e $$policy ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null && $(SUDO) chmod 755 $$policy && own=1; \
+		fi; \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends $(GUEST_DEBIAN_PACKAGES); \
+		rc=$$?; [ -z "$$own" ] || $(SUDO) rm -f $$policy; exit $$rc; \
+	fi
+	$(SUDO) bash cloud/guest/build-image.sh
+
+.PHONY: guest-image
