@@ -23,7 +23,7 @@ sweep: $(VENV)/.installed debian-packages
 
 # The gates first (lint, format, types), then every test, the real engine's
 # and the local cloud's tiers too (the tests bring the cloud up, last, and down).
-test: lint debian-packages engine cloud-prerequisites
+test: lint debian-packages engine cloud-prerequisites guest-image
 	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest
 
 # What needs neither root nor Debian's packages: settings, rendered text,
