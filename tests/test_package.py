@@ -28,6 +28,8 @@ CORE = (
     "check",
     "observe",
     "addressing",
+    "config_errors",
+    "config_sources",
     "jumphost",
     "preflight",
     "network",
@@ -39,6 +41,7 @@ CORE = (
     "settings",
     "component",
     "vip_port",
+    "vrrp",
 )
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
 # What the previous release declared for EXAMPLE_CONFIG plus these keys.
