@@ -18,6 +18,7 @@ from .jumphost import Jumphost, JumphostArgs
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
 from .preflight import CloudFacts, gather_cloud_facts
+from .rendering import VrrpGroup
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import (
     NAMESPACE,
@@ -238,7 +239,15 @@ class KeepalivedVip(pulumi.ComponentResource):
         self.nodes_component = KeepalivedNodes(
             f"{name}-nodes",
             KeepalivedNodesArgs(
-                settings=settings,
+                vrrp=VrrpGroup.of(settings),
+                vrrp_password=settings.vrrp_password,
+                flavor_name=settings.flavor_name,
+                key_pair_name=settings.key_pair_name,
+                server_group_policy=settings.server_group_policy,
+                rollout_uses_ssh=settings.rollout_uses_ssh,
+                rollout_timeout_seconds=settings.rollout_timeout_seconds,
+                rollout_fixed_wait_seconds=settings.rollout_fixed_wait_seconds,
+                ssh_user=settings.ssh_user,
                 network_id=network.network_id,
                 subnet_id=network.subnet_id,
                 subnet_cidr=network.subnet.cidr,

@@ -456,9 +456,6 @@ class Settings(_Strict):
         # keepalived has no PASS authentication under VRRP v3.
         return self.vrrp_version == 2
 
-    def master_down_interval(self, priority: int) -> float:
-        return master_down_interval(self.vrrp_version, self.advert_interval, priority)
-
     @property
     def rollout_uses_ssh(self) -> bool:
         """True: drain each node before it goes and wait over SSH until the new
