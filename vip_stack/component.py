@@ -120,9 +120,11 @@ class KeepalivedVipArgs:
 
     def looked_up(self) -> KeepalivedVipArgs:
         """With the cloud looked up now (raises InvalidConfig as the component would)."""
-        return (
-            self if self.cloud is not None else replace(self, cloud=gather_cloud_facts(self.settings, self.namespace))
-        )
+        return self if self.cloud is not None else replace(self, cloud=self.cloud_facts())
+
+    def cloud_facts(self) -> CloudFacts:
+        """What the cloud has for these settings: as looked up before, or now."""
+        return self.cloud if self.cloud is not None else gather_cloud_facts(self.settings, self.namespace)
 
 
 class KeepalivedVip(pulumi.ComponentResource):
@@ -145,9 +147,7 @@ class KeepalivedVip(pulumi.ComponentResource):
     def __init__(self, name: str, args: KeepalivedVipArgs, opts: pulumi.ResourceOptions | None = None):
         # Every look-up before the component or any child is declared: a VIP
         # the cloud would refuse declares nothing.
-        args = args.looked_up()
-        settings, cloud = args.settings, args.cloud
-        assert cloud is not None
+        settings, cloud = args.settings, args.cloud_facts()
         virtual_router_id = settings.virtual_router_id
         if args.network is not None and virtual_router_id in args.network.router_ids:
             # Before anything of this VIP is declared.
