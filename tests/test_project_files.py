@@ -69,7 +69,7 @@ def test_the_example_stack_sets_every_key_but_the_secret_and_the_health_check():
     )
 
 
-def test_the_schema_and_the_reference_are_made_from_the_model_s_fields():
+def test_the_schema_and_the_reference_are_generated_from_the_fields():
     # One source: a field's description, bounds, choices or default changed
     # without `make reference` leaves these files behind.
     assert PULUMI_YAML.read_text() == pulumi_yaml(PULUMI_YAML.read_text()), "run make reference"
