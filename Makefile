@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util
 CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test unit lint golden bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean
+.PHONY: lab test unit lint golden reference bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean
 
 lab: $(VENV)/.installed debian-packages
 	$(SUDO) $(PYTHON) -m vip_lab --config $(or $(CONFIG),Pulumi.dev.yaml) --plot lab-timeline.png
@@ -34,6 +34,11 @@ unit: $(VENV)/.installed
 # After an intended change to the rendering: rewrite tests/golden/rendered, then read the diff.
 golden: $(VENV)/.installed
 	$(PYTHON) -m tests.golden_files
+
+# After a change to the settings model's fields: rewrite Pulumi.yaml's config
+# schema and the reference in docs/configuration.md, then read the diff.
+reference: $(VENV)/.installed
+	$(PYTHON) -m tests.config_reference
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

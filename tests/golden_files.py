@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vip_stack.rendering import plan_keepalived, render_keepalived_conf, render_user_data
+from vip_stack.rendering import VrrpGroup, plan_keepalived, render_keepalived_conf, render_user_data
 from vip_stack.settings import parse_settings
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "rendered"
@@ -45,7 +45,9 @@ def rendered() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for combination, changes in COMBINATIONS.items():
         settings = parse_settings({**REQUIRED, **changes})
-        for config in plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value()):
+        for config in plan_keepalived(
+            VrrpGroup.of(settings), ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value()
+        ):
             files[Path(combination) / f"{config.router_id}.keepalived.conf"] = render_keepalived_conf(config)
             files[Path(combination) / f"{config.router_id}.user-data.yaml"] = render_user_data(config)
     return files

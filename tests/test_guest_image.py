@@ -31,7 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from vip_stack.rendering import KEEPALIVED_DROPIN_PATH, VRRP_INTERFACE_CONF_PATH, plan_keepalived, render_user_data
+from vip_stack.rendering import (
+    KEEPALIVED_DROPIN_PATH,
+    VRRP_INTERFACE_CONF_PATH,
+    VrrpGroup,
+    plan_keepalived,
+    render_user_data,
+)
 from vip_stack.settings import parse_settings
 
 from .conftest import CHECKOUT, _need
@@ -270,7 +276,9 @@ def node_user_data(net: GuestNetwork) -> str:
         }
     )
     addresses = {NODE: net.guest_address, PEER: net.peer_address}
-    configs = plan_keepalived(settings, addresses, str(net.subnet), settings.vrrp_password.get_secret_value())
+    configs = plan_keepalived(
+        VrrpGroup.of(settings), addresses, str(net.subnet), settings.vrrp_password.get_secret_value()
+    )
     return render_user_data(next(c for c in configs if c.router_id == NODE))
 
 

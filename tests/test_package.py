@@ -28,6 +28,8 @@ CORE = (
     "check",
     "observe",
     "addressing",
+    "config_errors",
+    "config_sources",
     "hostkeys",
     "jumphost",
     "preflight",
@@ -40,6 +42,7 @@ CORE = (
     "settings",
     "component",
     "vip_port",
+    "vrrp",
 )
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
 # What the previous release declared for EXAMPLE_CONFIG plus these keys.

@@ -7,6 +7,8 @@ import json
 import pytest
 import yaml
 
+from vip_lab.fake_openstack import OpenStackMocks
+from vip_stack.preflight import CloudUnavailable
 from vip_stack.rendering import KEEPALIVED_CONF_PATH, NOTIFY_SCRIPT_PATH
 from vip_stack.settings import InvalidConfig
 
@@ -281,6 +283,38 @@ def test_a_missing_network_fails_naming_the_key():
 def test_a_missing_external_network_fails_naming_the_key():
     failed = run_program({**EXAMPLE_CONFIG, "externalNetworkName": "public"}, expect_failure=True)
     assert isinstance(failed.error, InvalidConfig) and failed.error.keys == {"externalNetworkName"}
+    assert failed.resources == []
+
+
+def images_answer(monkeypatch, reason: str) -> None:
+    """Glance's look-ups fail as a failed invoke does under the engine: with the provider's words."""
+    answer = OpenStackMocks.call
+
+    def call(mocks, args):
+        if args.token == "openstack:images/getImage:getImage":
+            mocks.calls.append((args.token, dict(args.args)))
+            return {}, [("name", reason)]
+        return answer(mocks, args)
+
+    monkeypatch.setattr(OpenStackMocks, "call", call)
+
+
+def test_a_cloud_that_cannot_be_asked_is_said_so_not_blamed_on_the_key(monkeypatch):
+    refused_login = "Authentication failed: The request you have made requires authentication. (HTTP 401)"
+    images_answer(monkeypatch, refused_login)
+    failed = run_program(EXAMPLE_CONFIG, expect_failure=True)
+    assert isinstance(failed.error, CloudUnavailable), failed.error
+    assert not isinstance(failed.error, InvalidConfig)
+    assert "could not ask the cloud for the image named 'Ubuntu-22.04' (imageName)" in str(failed.error)
+    assert refused_login in str(failed.error)
+    assert failed.resources == []
+
+
+def test_a_name_the_cloud_holds_twice_is_refused_naming_the_key(monkeypatch):
+    images_answer(monkeypatch, "Your query returned more than one result. Please try a more specific search criteria")
+    failed = run_program(EXAMPLE_CONFIG, expect_failure=True)
+    assert isinstance(failed.error, InvalidConfig) and failed.error.keys == {"imageName"}
+    assert "more than one image named 'Ubuntu-22.04'" in str(failed.error)
     assert failed.resources == []
 
 

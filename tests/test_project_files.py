@@ -1,6 +1,7 @@
-"""Pulumi.yaml and Pulumi.dev.yaml agree with the program and with what the
-Pulumi CLI accepts (a project config declaration has only type, items,
-description, secret and default; types are string, integer, boolean, array)."""
+"""Pulumi.yaml, Pulumi.dev.yaml and the configuration reference agree with
+the program and with what the Pulumi CLI accepts (a project config
+declaration has only type, items, description, secret and default; types are
+string, integer, boolean, array)."""
 
 from pathlib import Path
 
@@ -8,8 +9,10 @@ import yaml
 
 from vip_stack.settings import ALL_KEYS, DEFAULTS, REQUIRED_KEYS, SECRET_KEYS, config_from_stack_file
 
+from .config_reference import CONFIGURATION_MD, PULUMI_YAML, configuration_md, pulumi_yaml
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The schema has no number or object type for these; the README documents them.
+# The schema has no number or object type for these; docs/configuration.md documents them.
 UNDECLARABLE = {"nodes", "advertInterval", "healthCheck", "servicePorts"}
 DECLARATION_FIELDS = {"type", "items", "description", "secret", "default"}
 PYTHON_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
@@ -66,8 +69,15 @@ def test_the_example_stack_sets_every_key_but_the_secret_and_the_health_check():
     )
 
 
+def test_the_schema_and_the_reference_are_generated_from_the_fields():
+    # One source: a field's description, bounds, choices or default changed
+    # without `make reference` leaves these files behind.
+    assert PULUMI_YAML.read_text() == pulumi_yaml(PULUMI_YAML.read_text()), "run make reference"
+    assert CONFIGURATION_MD.read_text() == configuration_md(CONFIGURATION_MD.read_text()), "run make reference"
+
+
 def test_the_configuration_reference_documents_every_key():
-    reference = (PROJECT_DIR / "docs" / "configuration.md").read_text()
+    reference = CONFIGURATION_MD.read_text()
     section = reference.split("## Configuration (namespace `keepalived-vip`)")[1].split("\n## ")[0]
     documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
     assert documented == set(ALL_KEYS)

@@ -25,6 +25,7 @@ from vip_stack.rendering import (
     VRRP_INTERFACE_SCRIPT_PATH,
     VRRP_STATE_PATH,
     KeepalivedConfig,
+    VrrpGroup,
     plan_keepalived,
     render_keepalived_conf,
     render_notify_script,
@@ -46,7 +47,9 @@ def configs(mode="unicast", nodes=TWO_NODES, advert="1", interface=""):
     settings = parse_settings(
         {**REQUIRED, "vrrpMode": mode, "nodes": nodes, "advertInterval": advert, "vrrpInterface": interface}
     )
-    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value())
+    return plan_keepalived(
+        VrrpGroup.of(settings), ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value()
+    )
 
 
 def by_name(rendered, name):
@@ -160,7 +163,9 @@ FEATURES = {
 
 def feature_configs(changes):
     settings = parse_settings({**REQUIRED, **changes})
-    return plan_keepalived(settings, ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value())
+    return plan_keepalived(
+        VrrpGroup.of(settings), ADDRESSES, "192.168.0.0/24", settings.vrrp_password.get_secret_value()
+    )
 
 
 def install_etc_keepalived(config, directory):

@@ -4,13 +4,14 @@ from .component import KeepalivedVip, KeepalivedVipArgs, SharedJumphost, SharedN
 from .jumphost import Jumphost, JumphostArgs
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
-from .preflight import CloudFacts, gather_cloud_facts
+from .preflight import CloudFacts, CloudUnavailable, gather_cloud_facts
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import InvalidConfig, Settings, parse_settings, settings_from_config
 from .vip_port import VipPort, VipPortArgs
 
 __all__ = [
     "CloudFacts",
+    "CloudUnavailable",
     "InvalidConfig",
     "Jumphost",
     "JumphostArgs",

@@ -32,8 +32,8 @@ from .remote import STATUS_PROBE, RemoteError, Ssh
 REQUIRED_OUTPUTS = ("vipAddress", "jumphostFloatingIp", "nodes")
 
 
-# The check's problems are the same kind as reaching a node's: said in the user's terms.
-CheckError = RemoteError
+class CheckError(Exception):
+    """The outputs the check was given are not a deployed stack's: said in the user's terms."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,6 @@ class NodeStatus:
     cloud_init: str
     keepalived: str
     holds_vip: bool
-
-    @property
-    def healthy(self) -> bool:
-        return self.cloud_init == "done" and self.keepalived == "active"
 
 
 NODE_PROBE = f"{STATUS_PROBE}; ip -o -4 addr show"
@@ -263,7 +259,7 @@ def main(argv=None) -> int:
         status(ssh, deployment, report)
         if args.failover and not report.failures:
             failover(ssh, deployment, report, timeout=args.timeout, interval=0.1)
-    except CheckError as error:
+    except (CheckError, RemoteError) as error:
         report.lines.append(f"FAIL {error}")
         report.failures.append(str(error))
     except OSError as error:

@@ -18,6 +18,7 @@ from .jumphost import Jumphost, JumphostArgs
 from .network import VipNetwork, VipNetworkArgs
 from .nodes import KeepalivedNodes, KeepalivedNodesArgs
 from .preflight import CloudFacts, gather_cloud_facts
+from .rendering import VrrpGroup
 from .security import VipSecurityGroups, VipSecurityGroupsArgs
 from .settings import (
     NAMESPACE,
@@ -119,9 +120,11 @@ class KeepalivedVipArgs:
 
     def looked_up(self) -> KeepalivedVipArgs:
         """With the cloud looked up now (raises InvalidConfig as the component would)."""
-        return (
-            self if self.cloud is not None else replace(self, cloud=gather_cloud_facts(self.settings, self.namespace))
-        )
+        return self if self.cloud is not None else replace(self, cloud=self.cloud_facts())
+
+    def cloud_facts(self) -> CloudFacts:
+        """What the cloud has for these settings: as looked up before, or now."""
+        return self.cloud if self.cloud is not None else gather_cloud_facts(self.settings, self.namespace)
 
 
 class KeepalivedVip(pulumi.ComponentResource):
@@ -144,9 +147,7 @@ class KeepalivedVip(pulumi.ComponentResource):
     def __init__(self, name: str, args: KeepalivedVipArgs, opts: pulumi.ResourceOptions | None = None):
         # Every look-up before the component or any child is declared: a VIP
         # the cloud would refuse declares nothing.
-        args = args.looked_up()
-        settings, cloud = args.settings, args.cloud
-        assert cloud is not None
+        settings, cloud = args.settings, args.cloud_facts()
         virtual_router_id = settings.virtual_router_id
         if args.network is not None and virtual_router_id in args.network.router_ids:
             # Before anything of this VIP is declared.
@@ -238,7 +239,16 @@ class KeepalivedVip(pulumi.ComponentResource):
         self.nodes_component = KeepalivedNodes(
             f"{name}-nodes",
             KeepalivedNodesArgs(
-                settings=settings,
+                vrrp=VrrpGroup.of(settings),
+                vrrp_password=settings.vrrp_password,
+                flavor_name=settings.flavor_name,
+                key_pair_name=settings.key_pair_name,
+                server_group_policy=settings.server_group_policy,
+                rollout_uses_ssh=settings.rollout_uses_ssh,
+                rollout_timeout_seconds=settings.rollout_timeout_seconds,
+                rollout_fixed_wait_seconds=settings.rollout_fixed_wait_seconds,
+                ssh_user=settings.ssh_user,
+                wait_for_service=settings.wait_for_service,
                 network_id=network.network_id,
                 subnet_id=network.subnet_id,
                 subnet_cidr=network.subnet.cidr,

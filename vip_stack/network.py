@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from .addressing import allocation_pools
-from .settings import SubnetFacts
+from .addressing import SubnetFacts, allocation_pools
 
 
 @dataclass

@@ -11,10 +11,11 @@ from typing import Any
 
 import pulumi
 import pulumi_openstack as openstack
+from pydantic import SecretStr
 
-from .rendering import KeepalivedConfig, plan_keepalived, render_keepalived_conf, render_user_data
+from .rendering import KeepalivedConfig, VrrpGroup, plan_keepalived, render_keepalived_conf, render_user_data
 from .rollout import NodeInService, NodeInServiceArgs, config_fingerprint, fixed_wait_warning, rollout_order
-from .settings import NodeSettings, Settings
+from .settings import NodeSettings
 from .vip_port import stack_tag
 
 # Every input whose change would otherwise rebuild or resize the instance in
@@ -42,7 +43,20 @@ def node_port_name(node_name: str) -> str:
 
 @dataclass
 class KeepalivedNodesArgs:
-    settings: Settings
+    # The nodes, the VIP, and how their keepalived runs VRRP.
+    vrrp: VrrpGroup
+    vrrp_password: SecretStr
+    flavor_name: str
+    key_pair_name: str | None
+    server_group_policy: str
+    # How a rollout learns that a replaced node is in service (Settings.rollout_uses_ssh):
+    # over SSH as ssh_user, or after a fixed wait.
+    rollout_uses_ssh: bool
+    rollout_timeout_seconds: int
+    rollout_fixed_wait_seconds: int
+    ssh_user: str
+    # A first deployment's gates wait for the VIP served (waitForService).
+    wait_for_service: bool
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     subnet_cidr: str
@@ -67,12 +81,12 @@ class KeepalivedNodes(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KeepalivedNodesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("keepalived-vip:openstack:KeepalivedNodes", name, None, opts)
-        settings = args.settings
+        vrrp = args.vrrp
         # Without a jumphost nothing reaches the nodes: the rollout waits a fixed time.
-        rollout_check = "ssh" if settings.rollout_uses_ssh and args.jumphost_address is not None else "fixed-wait"
+        rollout_check = "ssh" if args.rollout_uses_ssh and args.jumphost_address is not None else "fixed-wait"
         child = pulumi.ResourceOptions(parent=self)
         if rollout_check == "fixed-wait":
-            pulumi.log.warn(fixed_wait_warning(settings.rollout_fixed_wait_seconds), resource=self)
+            pulumi.log.warn(fixed_wait_warning(args.rollout_fixed_wait_seconds), resource=self)
 
         def named(key: str) -> tuple[str, pulumi.ResourceOptions]:
             """A child's logical name: this component's name and a stable key.
@@ -83,11 +97,11 @@ class KeepalivedNodes(pulumi.ComponentResource):
         # One hypervisor failure must not take every node, or the VIP has
         # nowhere to go.
         self.server_group = openstack.compute.ServerGroup(
-            f"{name}-server-group", name=name, policies=settings.server_group_policy, opts=child
+            f"{name}-server-group", name=name, policies=args.server_group_policy, opts=child
         )
 
         self.node_ports = {}
-        for node in settings.nodes:
+        for node in vrrp.nodes:
             port_name, port_opts = named(node_port_name(node.name))
             self.node_ports[node.name] = openstack.networking.Port(
                 port_name,
@@ -101,30 +115,26 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 tags=[stack_tag()],
                 # Exactly the VIP, not the procedure's /24: IP source guard
                 # must keep a node from speaking for the whole subnet.
-                allowed_address_pairs=[
-                    openstack.networking.PortAllowedAddressPairArgs(ip_address=settings.vip_address)
-                ],
+                allowed_address_pairs=[openstack.networking.PortAllowedAddressPairArgs(ip_address=vrrp.vip_address)],
                 opts=port_opts,
             )
         self.node_addresses: dict[str, pulumi.Output[str]] = {
             node_name: port.all_fixed_ips.apply(lambda ips: ips[0]) for node_name, port in self.node_ports.items()
         }
 
-        names = [node.name for node in settings.nodes]
+        names = [node.name for node in vrrp.nodes]
         addresses = pulumi.Output.all(*(self.node_addresses[n] for n in names))
         node_ports = [pulumi.Output.all(self.node_addresses[n], self.node_ports[n].id) for n in names]
-        password = pulumi.Output.secret(settings.vrrp_password.get_secret_value())
+        password = pulumi.Output.secret(args.vrrp_password.get_secret_value())
         keepalived_configs = pulumi.Output.all(addresses, password).apply(
-            lambda pair: dict(
-                zip(names, plan_keepalived(settings, dict(zip(names, pair[0])), args.subnet_cidr, pair[1]))
-            )
+            lambda pair: dict(zip(names, plan_keepalived(vrrp, dict(zip(names, pair[0])), args.subnet_cidr, pair[1])))
         )
         self.user_data = {}
         self.instances = {}
         self.in_service = {}
         rolling = bool(args.serving_nodes)
         previous: NodeInService | None = None
-        for node in rollout_order(settings.nodes):
+        for node in rollout_order(vrrp.nodes):
             config = keepalived_configs.apply(functools.partial(_config_of, node.name))
             # Output.secret again, though the password already makes it one:
             # the user data must stay secret even if its inputs change.
@@ -134,8 +144,8 @@ class KeepalivedNodes(pulumi.ComponentResource):
                 instance_name,
                 name=node.name,
                 image_id=args.image_id,
-                flavor_name=settings.flavor_name,
-                key_pair=settings.key_pair_name,
+                flavor_name=args.flavor_name,
+                key_pair=args.key_pair_name,
                 networks=[openstack.compute.InstanceNetworkArgs(port=self.node_ports[node.name].id)],
                 scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=self.server_group.id)],
                 user_data=self.user_data[node.name],
@@ -163,14 +173,14 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     address=self.node_addresses[node.name],
                     peers=peers,
                     node_ports=node_ports,
-                    vip=settings.vip_address,
+                    vip=vrrp.vip_address,
                     jumphost=args.jumphost_address,
-                    ssh_user=settings.ssh_user,
+                    ssh_user=args.ssh_user,
                     check=rollout_check,
-                    timeout_seconds=settings.rollout_timeout_seconds,
-                    fixed_wait_seconds=settings.rollout_fixed_wait_seconds,
-                    wait="node" if rolling else "group" if settings.wait_for_service else "none",
-                    settle_seconds=round(settings.master_down_interval(node.priority), 3),
+                    timeout_seconds=args.rollout_timeout_seconds,
+                    fixed_wait_seconds=args.rollout_fixed_wait_seconds,
+                    wait="node" if rolling else "group" if args.wait_for_service else "none",
+                    settle_seconds=round(vrrp.master_down_interval(node.priority), 3),
                     config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
                 ),
                 opts=gate_opts,
@@ -183,7 +193,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     port_id=self.node_ports[node.name].id,
                     ip_address=self.node_addresses[node.name],
                 ).apply(functools.partial(_node_output, node))
-                for node in settings.nodes
+                for node in vrrp.nodes
             )
         )
         self.register_outputs({"nodes": self.nodes_output})

@@ -1,6 +1,8 @@
-"""What the lab watches while the drills run: which node holds the VIP, and
-whether the jumphost's pings to the VIP come back. Both keep timestamps on
-one clock (time.monotonic) so a drill can line them up."""
+"""Watching a VIP: which node holds it, and whether the jumphost's pings to
+it come back, each through commands the caller gives (over SSH for the check
+against a deployment, in the nodes' namespaces for the lab's drills). Both
+keep timestamps on one clock (time.monotonic), so a failover is measured by
+lining them up."""
 
 from __future__ import annotations
 

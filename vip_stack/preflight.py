@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 import pulumi_openstack as openstack
+from pulumi.errors import RunError
 
 from .nodes import node_port_name
 from .settings import (
@@ -40,11 +41,33 @@ class CloudFacts:
     serving_nodes: tuple[str, ...] = ()
 
 
+class CloudUnavailable(RunError):
+    """The cloud could not be asked (credentials refused, no answer, a
+    timeout): nothing is known to be wrong with the configuration. Raised
+    before any resource is declared, like InvalidConfig."""
+
+
+# What the OpenStack provider says when a look-up by name finds none, or
+# several: the name is wrong, not the cloud.
+NOT_FOUND = "your query returned no results"
+AMBIGUOUS = "your query returned more than one result"
+
+
 def _lookup(key: str, what: str, lookup):
+    """`lookup()`, or InvalidConfig naming `key` when the cloud has no `what`
+    (or several); any other failure is the cloud's, said with its error."""
     try:
         return lookup()
-    except Exception as error:  # the provider raises plain exceptions for "not found"
-        raise InvalidConfig([ConfigProblem(key, f"{what}: {error}")]) from error
+    except Exception as error:  # the provider raises plain exceptions, told apart by their text
+        said = str(error)
+        if NOT_FOUND in said.lower():
+            raise InvalidConfig([ConfigProblem(key, f"no {what}")]) from None
+        if AMBIGUOUS in said.lower():
+            raise InvalidConfig([ConfigProblem(key, f"more than one {what}: name one alone")]) from None
+        raise CloudUnavailable(
+            f"could not ask the cloud for the {what} ({key}): {said}\n"
+            "Check the credentials (OS_CLOUD and clouds.yaml, or a sourced openrc) and that the cloud answers."
+        ) from error
 
 
 # The device owners of a router's interface on a subnet (legacy, DVR, HA).
@@ -55,19 +78,15 @@ ROUTER_INTERFACE_OWNERS = (
 )
 
 
-def find_existing_subnet(settings: Settings) -> SubnetFacts:
-    return _find_existing(settings)[1]
-
-
 def _find_existing(settings: Settings):
     network = _lookup(
         "networkName",
-        f"no usable network named {settings.network_name!r}",
+        f"network named {settings.network_name!r}",
         lambda: openstack.networking.get_network(name=settings.network_name),
     )
     subnet = _lookup(
         "subnetName",
-        f"no subnet named {settings.subnet_name!r} in network {settings.network_name!r}",
+        f"subnet named {settings.subnet_name!r} in network {settings.network_name!r}",
         lambda: openstack.networking.get_subnet(name=settings.subnet_name, network_id=network.id),
     )
     if subnet.ip_version != 4:
@@ -179,7 +198,7 @@ def find_external_network_id(settings: Settings) -> str:
     name = settings.external_network_name
     network = _lookup(
         "externalNetworkName",
-        f"no external network named {name!r}",
+        f"external network named {name!r}",
         lambda: openstack.networking.get_network(name=name, external=True),
     )
     return network.id
@@ -188,7 +207,7 @@ def find_external_network_id(settings: Settings) -> str:
 def find_image_id(settings: Settings) -> str:
     image = _lookup(
         "imageName",
-        f"no image named {settings.image_name!r}",
+        f"image named {settings.image_name!r}",
         lambda: openstack.images.get_image(name=settings.image_name, most_recent=True),
     )
     return image.id

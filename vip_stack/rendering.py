@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from .settings import HealthCheck, NodeSettings, Settings
+from .vrrp import master_down_interval, version_for
 
 
 def _template_dir() -> Path:
@@ -77,6 +78,64 @@ _environment = jinja2.Environment(
 )
 _environment.filters["shell_quote"] = shlex.quote
 _environment.filters["dirname"] = lambda path: str(PurePosixPath(path).parent)
+# What is the same on every node, for every template: where the files go, who
+# runs the scripts, and the ARP timing. A template gets its node's values as
+# one object (`node`, a KeepalivedConfig).
+_environment.globals.update(
+    keepalived_conf_path=KEEPALIVED_CONF_PATH,
+    interface_conf_path=VRRP_INTERFACE_CONF_PATH,
+    detect_script_path=VRRP_INTERFACE_SCRIPT_PATH,
+    health_check_name=HEALTH_CHECK_NAME,
+    health_check_path=HEALTH_CHECK_PATH,
+    notify_script_path=NOTIFY_SCRIPT_PATH,
+    notify_log_path=NOTIFY_LOG_PATH,
+    vrrp_state_path=VRRP_STATE_PATH,
+    unprivileged_user=SCRIPT_USER,
+    garp=GARP,
+)
+
+
+@dataclass(frozen=True)
+class VrrpGroup:
+    """What every node's keepalived shares, decided by the settings before
+    any address is known: the nodes, the VIP, and how they run VRRP."""
+
+    nodes: tuple[NodeSettings, ...]
+    vip_address: str
+    virtual_router_id: int
+    advert_interval: float
+    unicast: bool
+    # None: detected at boot from the default route.
+    interface: str | None
+    preempt: bool
+    health_check: HealthCheck | None
+    notify_command: str | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> VrrpGroup:
+        return cls(
+            nodes=settings.nodes,
+            vip_address=settings.vip_address,
+            virtual_router_id=settings.virtual_router_id,
+            advert_interval=settings.advert_interval,
+            unicast=settings.vrrp_mode == "unicast",
+            interface=settings.vrrp_interface,
+            preempt=settings.preempt,
+            health_check=settings.health_check,
+            notify_command=settings.notify_command,
+        )
+
+    @property
+    def vrrp_version(self) -> int:
+        return version_for(self.advert_interval)
+
+    @property
+    def uses_authentication(self) -> bool:
+        # keepalived has no PASS authentication under VRRP v3.
+        return self.vrrp_version == 2
+
+    def master_down_interval(self, priority: int) -> float:
+        return master_down_interval(self.vrrp_version, self.advert_interval, priority)
 
 
 @dataclass(frozen=True)
@@ -105,6 +164,19 @@ class KeepalivedConfig:
     def uses_scripts(self) -> bool:
         return self.health_check is not None or self.notify_command is not None
 
+    @property
+    def script_user(self) -> str | None:
+        """Who runs the scripts that have no user of their own; None without scripts."""
+        return SCRIPT_USER if self.uses_scripts else None
+
+    @property
+    def interface_ref(self) -> str:
+        return self.interface or VRRP_INTERFACE_VARIABLE
+
+    @property
+    def advert_int(self) -> str:
+        return format_advert_int(self.advert_interval)
+
 
 @dataclass(frozen=True)
 class WrittenFile:
@@ -121,35 +193,34 @@ def initial_state(node: NodeSettings, nodes: Sequence[NodeSettings], preempt: bo
 
 
 def plan_keepalived(
-    settings: Settings,
+    group: VrrpGroup,
     node_addresses: Mapping[str, str],
     subnet_cidr: str,
     password: str | None,
 ) -> list[KeepalivedConfig]:
-    """Decides every node's keepalived instance from the settings and the
-    addresses Neutron gave the node ports."""
+    """Decides every node's keepalived instance from the group's settings and
+    the addresses Neutron gave the node ports."""
     prefix = ipaddress.IPv4Network(subnet_cidr).prefixlen
-    unicast = settings.vrrp_mode == "unicast"
     configs = []
-    for node in settings.nodes:
+    for node in group.nodes:
         own = node_addresses[node.name]
-        peers = tuple(node_addresses[other.name] for other in settings.nodes if other.name != node.name)
+        peers = tuple(node_addresses[other.name] for other in group.nodes if other.name != node.name)
         configs.append(
             KeepalivedConfig(
                 router_id=node.name,
-                state=initial_state(node, settings.nodes, settings.preempt),
+                state=initial_state(node, group.nodes, group.preempt),
                 priority=node.priority,
-                interface=settings.vrrp_interface,
-                virtual_router_id=settings.virtual_router_id,
-                advert_interval=settings.advert_interval,
-                vrrp_version=settings.vrrp_version,
-                auth_pass=password if settings.uses_authentication else None,
-                vip_cidr=f"{settings.vip_address}/{prefix}",
-                unicast_src_ip=own if unicast else None,
-                unicast_peers=peers if unicast else (),
-                preempt=settings.preempt,
-                health_check=settings.health_check,
-                notify_command=settings.notify_command,
+                interface=group.interface,
+                virtual_router_id=group.virtual_router_id,
+                advert_interval=group.advert_interval,
+                vrrp_version=group.vrrp_version,
+                auth_pass=password if group.uses_authentication else None,
+                vip_cidr=f"{group.vip_address}/{prefix}",
+                unicast_src_ip=own if group.unicast else None,
+                unicast_peers=peers if group.unicast else (),
+                preempt=group.preempt,
+                health_check=group.health_check,
+                notify_command=group.notify_command,
             )
         )
     return configs
@@ -160,42 +231,15 @@ def format_advert_int(seconds: float) -> str:
 
 
 def render_keepalived_conf(config: KeepalivedConfig) -> str:
-    return _environment.get_template("keepalived.conf.j2").render(
-        router_id=config.router_id,
-        state=config.state,
-        priority=config.priority,
-        interface=config.interface,
-        interface_ref=config.interface or VRRP_INTERFACE_VARIABLE,
-        interface_conf_path=VRRP_INTERFACE_CONF_PATH,
-        detect_script_path=VRRP_INTERFACE_SCRIPT_PATH,
-        virtual_router_id=config.virtual_router_id,
-        advert_int=format_advert_int(config.advert_interval),
-        vrrp_version=config.vrrp_version,
-        auth_pass=config.auth_pass,
-        vip_cidr=config.vip_cidr,
-        unicast_src_ip=config.unicast_src_ip,
-        unicast_peers=config.unicast_peers,
-        preempt=config.preempt,
-        garp=GARP,
-        health_check=config.health_check,
-        health_check_name=HEALTH_CHECK_NAME,
-        health_check_path=HEALTH_CHECK_PATH,
-        notify_script_path=NOTIFY_SCRIPT_PATH,
-        notify_command=config.notify_command,
-        script_user=SCRIPT_USER if config.uses_scripts else None,
-    )
+    return _environment.get_template("keepalived.conf.j2").render(node=config)
 
 
 def render_health_check_script(check: HealthCheck) -> str:
-    return _environment.get_template("health-check.sh.j2").render(
-        command=check.command, interval=check.interval, fall=check.fall, rise=check.rise, script_user=SCRIPT_USER
-    )
+    return _environment.get_template("health-check.sh.j2").render(check=check)
 
 
 def render_notify_script(command: str | None) -> str:
-    return _environment.get_template("notify.sh.j2").render(
-        command=command, log_path=NOTIFY_LOG_PATH, state_path=VRRP_STATE_PATH
-    )
+    return _environment.get_template("notify.sh.j2").render(command=command)
 
 
 def vrrp_interface_script() -> str:
@@ -221,8 +265,5 @@ def render_user_data(config: KeepalivedConfig) -> str:
         extra_files.append(WrittenFile(HEALTH_CHECK_PATH, "0755", render_health_check_script(config.health_check)))
     extra_files.append(WrittenFile(NOTIFY_SCRIPT_PATH, "0755", render_notify_script(config.notify_command)))
     return _environment.get_template("user-data.yaml.j2").render(
-        keepalived_conf_path=KEEPALIVED_CONF_PATH,
-        keepalived_conf=render_keepalived_conf(config),
-        extra_files=extra_files,
-        script_user=SCRIPT_USER if config.uses_scripts else None,
+        node=config, keepalived_conf=render_keepalived_conf(config), extra_files=extra_files
     )

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets as random
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from secrets import token_hex
 
 from . import config, infra, seed
 from .cleanup import MARKER
@@ -41,10 +41,10 @@ def load_secrets(dirs: CloudDirs) -> Secrets:
     if dirs.secrets.exists():
         return Secrets(**json.loads(dirs.secrets.read_text()))
     made = Secrets(
-        admin_password=random.token_hex(16),
-        demo_password=random.token_hex(16),
-        service_password=random.token_hex(16),
-        database_password=random.token_hex(16),
+        admin_password=token_hex(16),
+        demo_password=token_hex(16),
+        service_password=token_hex(16),
+        database_password=token_hex(16),
     )
     dirs.secrets.touch(mode=0o600)
     dirs.secrets.write_text(json.dumps(made.__dict__))
