@@ -1,4 +1,4 @@
-"""Lab VMs (vip_lab.vm) booted as the cloud's compute driver boots them, on an
+"""Lab VMs (vip_hosts.vm) booted as the cloud's compute driver boots them, on an
 Open vSwitch of the test's own: the outer end of each VM's NIC is a port of a
 userspace (netdev) bridge, as on the cloud's br-int, and an SSH client sits
 in a namespace of the test on the same bridge.
@@ -23,11 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from vip_lab.boot import BootFailed
-from vip_lab.netns import add_namespace, alive, delete_namespace, list_namespaces, run
-from vip_lab.vm import CloudInitFailed, LabVM, VMSpec
+from vip_hosts.boot import BootFailed
+from vip_hosts.netns import add_namespace, alive, delete_namespace, list_namespaces, run
+from vip_hosts.vm import CloudInitFailed, LabVM, VMSpec
 
 from .conftest import _need
+
+pytestmark = pytest.mark.system
 
 SUBNET = "10.77.0"
 CLIENT_ADDRESS = f"{SUBNET}.1"  # the VMs' gateway too
