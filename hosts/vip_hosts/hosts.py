@@ -97,8 +97,6 @@ class _AdoptedHolder:
     """The holder of a host another process started: what NodeHost uses of
     a Popen, for a process that is not this one's child."""
 
-    stderr = None
-
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: int | None = None
