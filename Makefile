@@ -53,34 +53,39 @@ engine:
 	bash engine/build.sh
 
 # A real all-in-one OpenStack on this machine whose instances are lab hosts
-# (docs/cloud.md); OS_CLOUD=local with .cloud/clouds.yaml. Idempotent.
+# (docs/cloud.md); OS_CLOUD=local with .cloud/clouds.yaml. Idempotent. It runs
+# from .cloud-venv: this checkout's vip_cloud and vip_hosts over the services'
+# cached virtualenv (cloud/checkout-venv.sh).
 cloud: debian-packages cloud-prerequisites
-	venv=$$(bash cloud/install.sh) && $(SUDO) env PYTHONPATH=cloud:lab $$venv/bin/python -m vip_cloud --venv $$venv up
+	services=$$(bash cloud/install.sh) && cloud=$$(bash cloud/checkout-venv.sh) && \
+		$(SUDO) $$cloud/bin/python -m vip_cloud --venv $$services up
 
 # Stops every process and removes every namespace, device and file of the cloud.
 cloud-down:
-	$(SUDO) env PYTHONPATH=cloud:lab python3 -m vip_cloud down
+	cloud=$$(bash cloud/checkout-venv.sh) && $(SUDO) $$cloud/bin/python -m vip_cloud down
 
-# Debian's packages and the services' virtualenv (cached outside the checkout).
+# Debian's packages, the services' virtualenv (cached outside the checkout)
+# and this checkout's over it.
 cloud-prerequisites:
 	@if ! dpkg -s $(CLOUD_DEBIAN_PACKAGES) >/dev/null 2>&1; then \
 		$(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(CLOUD_DEBIAN_PACKAGES); \
 	fi
-	bash cloud/install.sh >/dev/null
+	bash cloud/checkout-venv.sh >/dev/null
 
 plan: $(VENV)/.installed
 	$(PYTHON) -m vip_lab.plan --config $(or $(CONFIG),Pulumi.dev.yaml)
 
-$(VENV)/.installed: requirements.txt pyproject.toml lab/pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml hosts/pyproject.toml lab/pyproject.toml cloud/pyproject.toml
 	@command -v python3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3 python3-venv; }
 	python3 -m venv $(VENV) || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && python3 -m venv $(VENV); }
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	# The package itself, editable, with the tools' extras (tests, the lab's plots).
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
-	# The lab's own distribution, beside the product.
-	$(PYTHON) -m pip install --quiet -e lab
+	# The tools' own distributions, beside the product: the hosts, the lab and
+	# the cloud (its control side: its services run from their own virtualenv).
+	$(PYTHON) -m pip install --quiet -e hosts -e lab -e cloud
 	touch $@
 
 debian-packages:
@@ -90,7 +95,7 @@ debian-packages:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .cloud-venv .pytest_cache
 
 # The local cloud's guest image (cloud/guest/build-image.sh), cached outside
 # the checkout, and what boots it: qemu, genisoimage for config drives,

@@ -53,14 +53,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import openstack
 from tabulate import tabulate
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(CHECKOUT / "cloud"), str(CHECKOUT / "lab")]
+from vip_cloud.cleanup import cloud_namespaces, cloud_processes
+from vip_cloud.layout import CloudDirs, cloud_dirs
+from vip_cloud.status import is_ready, read_status, supervisor_pid
 
-from vip_cloud.__main__ import is_ready, read_status, supervisor_pid  # noqa: E402
-from vip_cloud.cleanup import cloud_namespaces, cloud_processes  # noqa: E402
-from vip_cloud.layout import CloudDirs, cloud_dirs  # noqa: E402
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 USER_DATA = """\
 #cloud-config
@@ -73,37 +73,35 @@ runcmd:
 BOOT_TIMEOUT = 300
 
 
-def install(env: dict[str, str] | None = None) -> Path:
+def made(script: str, env: dict[str, str] | None = None) -> Path:
+    """The virtualenv cloud/<script> makes (if it is not made yet) and prints:
+    install.sh the services', checkout-venv.sh this checkout's over them."""
     result = subprocess.run(
-        ["bash", str(CHECKOUT / "cloud" / "install.sh")], env=env, capture_output=True, text=True, check=False
+        ["bash", str(CHECKOUT / "cloud" / script)], env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise SystemExit(f"cloud/install.sh failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"cloud/{script} failed:\n{result.stderr[-3000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def vip_cloud(venv: Path, *args: str) -> float:
+def vip_cloud(env: dict[str, str] | None, *args: str) -> float:
     """`python -m vip_cloud ...` as make cloud runs it; returns its seconds."""
+    python = made("checkout-venv.sh", env) / "bin" / "python"
     started = time.monotonic()
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "vip_cloud", *args],
-        cwd=CHECKOUT,
-        env={**os.environ, "PYTHONPATH": f"{CHECKOUT / 'cloud'}:{CHECKOUT / 'lab'}"},
-        capture_output=True,
-        text=True,
-        check=False,
+        [str(python), "-m", "vip_cloud", *args], cwd=CHECKOUT, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise SystemExit(f"python -m vip_cloud {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-3000:]}")
     return time.monotonic() - started
 
 
-def down(venv: Path) -> float:
-    return vip_cloud(venv, "down")
+def down(env: dict[str, str] | None = None) -> float:
+    return vip_cloud(env, "down")
 
 
-def up(venv: Path) -> float:
-    return vip_cloud(venv, "--venv", str(venv), "up")
+def up(env: dict[str, str] | None = None) -> float:
+    return vip_cloud(env, "--venv", str(made("install.sh", env)), "up")
 
 
 # --- memory -------------------------------------------------------------------
@@ -186,17 +184,6 @@ def memory(dirs: CloudDirs) -> tuple[int, int, int, dict[str, int]]:
 # --- server create to cloud-init done -------------------------------------------
 
 
-def _openstack(venv: Path) -> Any:
-    """openstacksdk from the services' virtualenv (the checkout's venv has none),
-    its site-packages last on sys.path."""
-    for site_packages in sorted((venv / "lib").glob("python3*/site-packages")):
-        if str(site_packages) not in sys.path:
-            sys.path.append(str(site_packages))
-    import openstack
-
-    return openstack
-
-
 def _done_at(dirs: CloudDirs, server_id: str) -> float | None:
     """When cloud-init finished on the instance without errors (wall clock), if it has."""
     for result in (dirs.instances / server_id).glob("run.*/cloud-init/result.json"):
@@ -207,7 +194,6 @@ def _done_at(dirs: CloudDirs, server_id: str) -> float | None:
 
 
 def server_create(venv: Path, dirs: CloudDirs, boots: int) -> list[dict[str, float]]:
-    openstack = _openstack(venv)
     config = openstack.config.OpenStackConfig(config_files=[str(dirs.clouds_yaml)])
     demo = openstack.connection.Connection(config=config.get_one(cloud="local"))
     run = f"t18-bench-{uuid.uuid4().hex[:6]}"
@@ -296,21 +282,27 @@ def main(argv: list[str] | None = None) -> int:
         print("the local cloud needs root", file=sys.stderr)
         return 2
     dirs = cloud_dirs()
-    venv = Path(os.environ["KVIP_CLOUD_VENV"]) if os.environ.get("KVIP_CLOUD_VENV") else install()
+    venv = made("install.sh")
     figures: dict[str, Any] = {"cores": os.cpu_count()}
     if args.cold or args.warm:
-        figures["down_s"] = down(venv)
+        figures["down_s"] = down()
         if args.cold:
             cache = Path(tempfile.mkdtemp(prefix="kvip-cloud-cold-"))
+            cold = {
+                **os.environ,
+                "KVIP_CLOUD_CACHE": str(cache),
+                "KVIP_CLOUD_CHECKOUT_VENV": str(cache / "checkout-venv"),
+                "PIP_NO_CACHE_DIR": "1",
+            }
             try:
                 started = time.monotonic()
-                cold_venv = install({**os.environ, "KVIP_CLOUD_CACHE": str(cache), "PIP_NO_CACHE_DIR": "1"})
+                made("checkout-venv.sh", cold)
                 figures["cold_install_s"] = time.monotonic() - started
-                figures["cold_up_s"] = up(cold_venv)
-                down(cold_venv)
+                figures["cold_up_s"] = up(cold)
+                down(cold)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
-        figures["warm_s"] = up(venv)
+        figures["warm_s"] = up()
     elif not is_ready(dirs):
         print(f"the local cloud is not up ({dirs.root}): make cloud, or --warm/--cold", file=sys.stderr)
         return 1

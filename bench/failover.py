@@ -28,15 +28,13 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
-from vip_lab.faults import Stress  # noqa: E402
-from vip_lab.plan import stack_config  # noqa: E402
-from vip_lab.report import plot_timeline  # noqa: E402
-from vip_lab.results import DrillResult, SteadyResult, StressResult, TakeoverResult  # noqa: E402
-from vip_lab.runner import run_drills  # noqa: E402
-from vip_lab.scenario import reference_spec, stack_spec  # noqa: E402
+from vip_lab.evaluate import EXAMPLE_STACK_FILE
+from vip_lab.faults import Stress
+from vip_lab.plan import stack_config
+from vip_lab.report import plot_timeline
+from vip_lab.results import DrillResult, SteadyResult, StressResult, TakeoverResult
+from vip_lab.runner import run_drills
+from vip_lab.scenario import reference_spec, stack_spec
 
 # The benchmark's own progress on stderr; the drills' step by step stays quiet.
 log = logging.getLogger("bench")

@@ -2,7 +2,9 @@
 rolling update (new priorities and a notify command) while the jumphost
 pings the VIP every 20 ms, and `pulumi destroy`.
 
-    sudo venv/bin/python bench/lifecycle.py [--json]
+    sudo venv/bin/python -m bench.lifecycle [--json]
+
+(from the checkout: it runs as the tests' user does, with their helpers)
 
 It needs the real engine (make engine) and the local cloud up (make cloud),
 and runs as the tests' user does (tests/local_stack.py): a copy of the
@@ -20,13 +22,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-sys.path.insert(0, str(PROJECT_DIR / "cloud"))
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed
+from tests.real_engine import OPENSTACK_VERSION, install_provider
+from vip_cloud.layout import cloud_dirs
 
-from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed  # noqa: E402
-from tests.real_engine import OPENSTACK_VERSION, install_provider  # noqa: E402
-from vip_cloud.layout import cloud_dirs  # noqa: E402
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def connector(clouds_yaml: Path):

@@ -28,13 +28,13 @@ from pathlib import Path
 from tabulate import tabulate
 
 from vip_lab import drills as lab_drills
-from vip_lab.cluster import LabRun
+from vip_lab.cluster import Cluster
 from vip_lab.evaluate import EXAMPLE_STACK_FILE
 from vip_lab.faults import Stress
-from vip_lab.hosts import Lab
 from vip_lab.plan import stack_config
 from vip_lab.results import StressResult
 from vip_lab.scenario import stack_spec
+from vip_lab.topology import Lab
 
 log = logging.getLogger("bench")
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     spec = stack_spec({**config, "advertInterval": args.advert_interval}, label=args.config.name)
     rows = []
     with Lab() as lab:
-        run = LabRun(spec, lab)
+        run = Cluster(spec, lab)
         try:
             run.boot()
             lab_drills.convergence(run)

@@ -25,17 +25,15 @@ from typing import Any
 
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vip_lab import drills as lab_drills  # noqa: E402
-from vip_lab.cluster import LabRun  # noqa: E402
-from vip_lab.evaluate import EXAMPLE_STACK_FILE  # noqa: E402
-from vip_lab.faults import Stress  # noqa: E402
-from vip_lab.hosts import Lab  # noqa: E402
-from vip_lab.plan import stack_config  # noqa: E402
-from vip_lab.results import DrillResult, StressResult, TakeoverResult  # noqa: E402
-from vip_lab.runner import run_drills  # noqa: E402
-from vip_lab.scenario import stack_spec  # noqa: E402
+from vip_lab import drills as lab_drills
+from vip_lab.cluster import Cluster
+from vip_lab.evaluate import EXAMPLE_STACK_FILE
+from vip_lab.faults import Stress
+from vip_lab.plan import stack_config
+from vip_lab.results import DrillResult, StressResult, TakeoverResult
+from vip_lab.runner import run_drills
+from vip_lab.scenario import stack_spec
+from vip_lab.topology import Lab
 
 # The benchmark's own progress on stderr; the drills' step by step stays quiet.
 log = logging.getLogger("bench")
@@ -67,7 +65,7 @@ def measure(config: dict, label: str, stress_seconds: float) -> dict:
         "stress": {},
     }
     with Lab() as lab:
-        run = LabRun(spec, lab)
+        run = Cluster(spec, lab)
         try:
             run.boot()
             lab_drills.convergence(run)

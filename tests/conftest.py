@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,30 +30,32 @@ def _need(*programs: str, root: bool = False) -> None:
     pytest.skip(reason)
 
 
-# Tests that use one of these need the machine itself: root, namespaces,
-# Debian's packages. They are the "system" tier; the rest run anywhere.
-SYSTEM_FIXTURES = {"root_namespaces", "lab_ready", "cloud_init_schema", "shellcheck", "deployment"}
-
-
-# Tests that use this run the real Pulumi CLI of make engine: the "engine" tier.
-ENGINE_FIXTURES = {"pulumi_engine"}
-
-
-# Tests that use this run against the local OpenStack of make cloud: the
-# "cloud" tier. They run last, so that the lab's timing-sensitive tests never
-# share the machine's two cores with a running cloud.
-CLOUD_FIXTURES = {"local_cloud"}
+# Each test says its tier with a marker (pytest.ini), on the test or on its
+# module (pytestmark); a test without one is a unit test. The fixtures below
+# need a tier's machine, so a test that uses one (directly or through another
+# fixture) and does not say that tier fails at collection: the markers cannot
+# drift from what the tests really need.
+TIER_FIXTURES = {
+    # Root, namespaces, Debian's packages (keepalived, cloud-init, shellcheck).
+    "system": {"root_namespaces", "lab_ready", "cloud_init_schema", "shellcheck", "deployment"},
+    # The real Pulumi CLI of make engine.
+    "engine": {"pulumi_engine"},
+    # The local OpenStack of make cloud. These run last, so that the lab's
+    # timing-sensitive tests never share the machine's two cores with a
+    # running cloud.
+    "cloud": {"local_cloud"},
+}
 
 
 def pytest_collection_modifyitems(config, items):
+    unmarked = []
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if SYSTEM_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.system)
-        if ENGINE_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.engine)
-        if CLOUD_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.cloud)
+        for tier, needs in TIER_FIXTURES.items():
+            if needs & fixtures and item.get_closest_marker(tier) is None:
+                unmarked.append(f"{item.nodeid} uses {', '.join(sorted(needs & fixtures))} but is not marked {tier}")
+    if unmarked:
+        raise pytest.UsageError("tests without their tier's marker:\n" + "\n".join(unmarked))
     # A stable partition: each tier keeps its order, the cloud's comes last.
     items[:] = [i for i in items if i.get_closest_marker("cloud") is None] + [
         i for i in items if i.get_closest_marker("cloud") is not None
@@ -100,10 +101,9 @@ def root_namespaces():
     prefix = f"kvt{uuid.uuid4().hex[:6]}"
     names = (f"{prefix}{i}" for i in range(100))
     yield names
-    from vip_lab.netns import delete_namespace, list_namespaces
+    from vip_hosts.netns import delete_namespaces
 
-    for leftover in [n for n in list_namespaces() if n.startswith(prefix)]:
-        delete_namespace(leftover)
+    for leftover in delete_namespaces([prefix]):
         pytest.fail(f"namespace {leftover} was left behind")
 
 
@@ -116,19 +116,13 @@ def cloud_init_schema():
 # --- the local cloud (make cloud) --------------------------------------------
 
 
-def _cloud_modules() -> None:
-    """vip_cloud (cloud/) and vip_lab (lab/) importable, as make cloud has them."""
-    for source in (CHECKOUT / "cloud", CHECKOUT / "lab"):
-        if str(source) not in sys.path:
-            sys.path.append(str(source))
-
-
 @dataclass
 class LocalCloud:
     """The running local cloud: OS_CLOUD=local (the demo project's member) or
     local-admin with clouds_yaml, and openstacksdk connections to either."""
 
     clouds_yaml: Path
+    # The services' virtualenv (cloud/install.sh): the openstack CLI.
     venv: Path
     # vip_cloud.layout.CloudDirs: where its state, logs and instances are.
     dirs: Any
@@ -160,16 +154,18 @@ def _cloud_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _vip_cloud(venv: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """`python -m vip_cloud ...` with the services' python, as make cloud runs it."""
-    env = {**os.environ, "PYTHONPATH": f"{CHECKOUT / 'cloud'}:{CHECKOUT / 'lab'}"}
+def _script(name: str) -> Path:
+    """What cloud/<name> prints: a virtualenv's path."""
+    made = subprocess.run(["bash", str(CHECKOUT / "cloud" / name)], capture_output=True, text=True, timeout=3600)
+    if made.returncode != 0:
+        _cloud_unavailable(f"cloud/{name} failed:\n{_tail(made)}")
+    return Path(made.stdout.strip().splitlines()[-1])
+
+
+def _vip_cloud(python: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`python -m vip_cloud ...` with the checkout's cloud interpreter, as make cloud runs it."""
     return subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "vip_cloud", *args],
-        cwd=CHECKOUT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [str(python), "-m", "vip_cloud", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -185,46 +181,38 @@ def local_cloud() -> Iterator[LocalCloud]:
     instances, no process carrying its directory in its environment or
     holding a file of it, and no directory."""
     _need("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "mariadbd", "cloud-init", "sshd", "ssh", root=True)
-    venv_setting = os.environ.get("KVIP_CLOUD_VENV")
-    if venv_setting:
-        venv = Path(venv_setting)
-    else:
-        install = subprocess.run(
-            ["bash", str(CHECKOUT / "cloud" / "install.sh")], capture_output=True, text=True, timeout=3600
-        )
-        if install.returncode != 0:
-            _cloud_unavailable(f"the services' virtualenv could not be installed (cloud/install.sh):\n{_tail(install)}")
-        venv = Path(install.stdout.strip().splitlines()[-1])
+    venv = Path(os.environ.get("KVIP_CLOUD_VENV") or _script("install.sh"))
     if not (venv / "bin" / "python").exists():
         _cloud_unavailable(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
-    _cloud_modules()
-    from vip_cloud.__main__ import supervisor_pid
+    # This checkout's vip_cloud over the services, as make cloud runs it.
+    python = _script("checkout-venv.sh") / "bin" / "python"
     from vip_cloud.cleanup import cloud_namespaces, cloud_processes
     from vip_cloud.layout import cloud_dirs
+    from vip_cloud.status import supervisor_pid
 
     dirs = cloud_dirs()
-    owned = _vip_cloud(venv, "status", timeout=60).returncode != 0
+    owned = _vip_cloud(python, "status", timeout=60).returncode != 0
     if owned and supervisor_pid(dirs) is not None:
         # Someone else's make cloud is under way: wait for it, never take it over.
         deadline = time.monotonic() + 900
         while supervisor_pid(dirs) is not None and time.monotonic() < deadline:
-            if _vip_cloud(venv, "status", timeout=60).returncode == 0:
+            if _vip_cloud(python, "status", timeout=60).returncode == 0:
                 owned = False
                 break
             time.sleep(5)
         else:
             _cloud_unavailable(f"a local cloud is running in {dirs.root} but did not become ready")
     if owned:
-        started = _vip_cloud(venv, "--venv", str(venv), "up")
+        started = _vip_cloud(python, "--venv", str(venv), "up")
         if started.returncode != 0:
             if "nothing done" not in started.stderr:
                 # Whatever this failed bring-up left goes before the skip (or failure).
-                _vip_cloud(venv, "down", timeout=600)
+                _vip_cloud(python, "down", timeout=600)
             _cloud_unavailable(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
     yield LocalCloud(clouds_yaml=dirs.clouds_yaml, venv=venv, dirs=dirs, owned=owned)
     if not owned:
         return
-    stopped = _vip_cloud(venv, "down", timeout=600)
+    stopped = _vip_cloud(python, "down", timeout=600)
     assert stopped.returncode == 0, f"python -m vip_cloud down failed:\n{_tail(stopped)}"
     left = {
         "namespaces": [n for n in cloud_namespaces() if n.startswith(("qrouter-", "labvm-"))],

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from vip_lab import drills
-from vip_lab.cluster import LabRun
+from vip_lab.cluster import Cluster
 from vip_lab.consoles import LabConsoles
-from vip_lab.hosts import Lab, leftovers, new_run_prefix
 from vip_lab.results import RolloutResult
 from vip_lab.scenario import rollout_spec, stack_spec
+from vip_lab.topology import Lab, leftovers, new_run_prefix
 from vip_stack.check import CheckError, parse_outputs
 from vip_stack.hostkeys import HostKeyVerifier, KnownHosts
 from vip_stack.remote import RemoteError, Ssh
@@ -56,7 +56,7 @@ def deployment(tmp_path_factory):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     spec = stack_spec(EXAMPLE_CONFIG)
     with Lab() as lab:
-        run = LabRun(spec, lab)
+        run = Cluster(spec, lab)
         run.boot()
         user = run.enable_ssh((tmp / "id_ed25519.pub").read_text())
         for node in spec.nodes:
@@ -112,12 +112,14 @@ def check(deployment, *extra, outputs=None):
     return result.returncode, json.loads(result.stdout), result
 
 
+@pytest.mark.system
 def test_the_check_reports_a_healthy_deployment(deployment):
     code, report, raw = check(deployment)
     assert code == 0, raw.stdout + raw.stderr
     assert report["passed"] and report["holders"] == ["kld-vm-1"]
 
 
+@pytest.mark.system
 def test_the_failover_drill_runs_over_ssh(deployment):
     code, report, raw = check(deployment, "--failover")
     assert code == 0, raw.stdout + raw.stderr
@@ -128,6 +130,7 @@ def test_the_failover_drill_runs_over_ssh(deployment):
     assert report["final_holder"] == ["kld-vm-1"], f"the master takes the VIP back; the check saw {raw.stdout}"
 
 
+@pytest.mark.system
 def test_a_changed_host_key_is_explained(deployment):
     hostile = deployment["tmp"] / "wrong_known_hosts"
     other = deployment["tmp"] / "other_key"
@@ -144,6 +147,7 @@ def test_a_changed_host_key_is_explained(deployment):
     assert f"`ssh-keygen -f {hostile} -R {jumphost}`" in refused
 
 
+@pytest.mark.system
 def test_an_unreachable_jumphost_is_explained(deployment):
     outputs = json.loads(deployment["outputs"].read_text())
     outputs["jumphostFloatingIp"] = "192.168.0.200"  # inside the lab's subnet, held by nobody
@@ -163,6 +167,7 @@ class RouterSsh(Ssh):
         return ["ip", "netns", "exec", self.namespace, *super()._base()]
 
 
+@pytest.mark.system
 def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_does(tmp_path):
     """The gate's own SSH path: OpenSSH through the jumphost with the user's
     ssh config, checking keys strictly. Every host's key is trusted from its
@@ -178,7 +183,7 @@ def test_a_rollout_drains_and_waits_over_ssh_through_the_jumphost_as_pulumi_up_d
     target = rollout_spec(EXAMPLE_CONFIG, {"virtualRouterId": 17}, spec)
     prefix = new_run_prefix()
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, rollout_to=target)
+        run = Cluster(spec, lab, rollout_to=target)
         run.boot()
         user = run.enable_ssh((tmp_path / "id_ed25519.pub").read_text())
         assert drills.convergence(run).passed

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vip_lab import drills as drills_module
-from vip_lab.boot import (
+from vip_hosts.boot import (
     BootFailed,
     KeepalivedService,
     expand_command,
@@ -24,9 +23,9 @@ from vip_lab.boot import (
     parse_unit,
     write_by_hand,
 )
+from vip_hosts.netns import delete_namespace, list_namespaces
+from vip_lab import drills as drills_module
 from vip_lab.faults import Stress
-from vip_lab.hosts import Lab, leftovers, new_run_prefix
-from vip_lab.netns import delete_namespace, list_namespaces
 from vip_lab.report import format_table, label_lanes, plot_timeline
 from vip_lab.results import (
     CascadeResult,
@@ -45,6 +44,7 @@ from vip_lab.results import (
 )
 from vip_lab.runner import run_drills
 from vip_lab.scenario import reference_spec, rollout_spec, stack_spec
+from vip_lab.topology import Lab, leftovers, new_run_prefix
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR
 
@@ -111,6 +111,7 @@ def one_node_lab(lab: Lab):
     )
 
 
+@pytest.mark.system
 def test_a_rebooted_node_keeps_its_disk_and_nothing_else(lab_ready):
     with Lab(prefix=lab_ready) as lab:
         topology = one_node_lab(lab)
@@ -130,6 +131,7 @@ def test_a_rebooted_node_keeps_its_disk_and_nothing_else(lab_ready):
         topology.jumphost.run(["ping", "-c", "1", "-W", "2", "192.168.0.11"])
 
 
+@pytest.mark.system
 def test_a_replaced_node_is_a_new_host_on_the_same_port(lab_ready):
     with Lab(prefix=lab_ready) as lab:
         topology = one_node_lab(lab)
@@ -145,6 +147,7 @@ def test_a_replaced_node_is_a_new_host_on_the_same_port(lab_ready):
         topology.jumphost.run(["ping", "-c", "1", "-W", "2", "192.168.0.11"])
 
 
+@pytest.mark.system
 def test_keepalived_that_will_not_start_says_why_and_a_reboot_clears_stale_pid_files(lab_ready):
     """What made CI flaky: after a crash, keepalived found its old pid file
     naming a live process and exited 0 with "daemon is already running"."""
@@ -177,6 +180,7 @@ def assert_rolled_out_one_at_a_time(rollout: RolloutResult, spec):
     assert rollout.pings.longest_gap_s <= spec.skew(90) + spec.advert_interval < spec.master_down_interval(90)
 
 
+@pytest.mark.system
 def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     spec = stack_spec(EXAMPLE_CONFIG)
     # A change old and new nodes agree on: the VRRP group stays one throughout.
@@ -222,6 +226,7 @@ def test_a_stopped_master_hands_over_the_vip_and_takes_it_back(lab_ready):
     assert report.ping.received > 0
 
 
+@pytest.mark.system
 def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "vrrpMode": "multicast", "nodes": THREE_NODES})
     assert spec.mode == "multicast"
@@ -235,6 +240,7 @@ def test_multicast_with_three_nodes_the_next_priority_wins(lab_ready):
     assert report.drill("next priority wins", CascadeResult).order == ["kld-vm-1", "kld-vm-2", "kld-vm-3"]
 
 
+@pytest.mark.system
 def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
     spec = reference_spec("kld-pass")
     report = run_drills(spec, drills=["graceful"], prefix=lab_ready)
@@ -242,6 +248,7 @@ def test_the_reference_procedures_own_configs_run_in_the_lab(lab_ready):
     assert report.drill("graceful failover", TakeoverResult).successor == "kld-vm-2"
 
 
+@pytest.mark.system
 def test_nothing_is_left_behind_after_a_failing_drill(lab_ready, monkeypatch):
     def broken_drill(run):
         assert run.services["kld-vm-1"].running
@@ -268,6 +275,7 @@ FAST = {
 }
 
 
+@pytest.mark.system
 def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     spec = stack_spec(FAST)
     assert spec.vrrp_version == 3 and spec.notify
@@ -306,6 +314,7 @@ def test_sub_second_adverts_fail_over_fast_track_health_and_notify(lab_ready):
     assert hook.master_runs == hook.vip_gains >= 1
 
 
+@pytest.mark.system
 def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_ready):
     spec = stack_spec({**EXAMPLE_CONFIG, "preempt": False})
     assert not spec.preempt
@@ -319,6 +328,7 @@ def test_without_preemption_a_returning_master_does_not_take_the_vip_back(lab_re
     assert restart.pings is not None and restart.pings.longest_gap_s < spec.advert_interval, "no second interruption"
 
 
+@pytest.mark.system
 def test_ctrl_c_removes_everything(lab_ready):
     """The lab as a user runs it, interrupted half-way."""
     before = set(list_namespaces())

@@ -1,4 +1,4 @@
-"""Lab VMs (vip_lab.vm) booted as the cloud's compute driver boots them, on an
+"""Lab VMs (vip_hosts.vm) booted as the cloud's compute driver boots them, on an
 Open vSwitch of the test's own: the outer end of each VM's NIC is a port of a
 userspace (netdev) bridge, as on the cloud's br-int, and an SSH client sits
 in a namespace of the test on the same bridge.
@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,11 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from vip_lab.boot import BootFailed
-from vip_lab.netns import add_namespace, alive, delete_namespace, list_namespaces, run
-from vip_lab.vm import CloudInitFailed, LabVM, VMSpec
+from vip_hosts.boot import BootFailed
+from vip_hosts.netns import add_namespace, alive, delete_namespace, list_namespaces, run
+from vip_hosts.supervisor import Service, Supervisor, unix_socket_open
+from vip_hosts.vm import CloudInitFailed, LabVM, VMSpec
 
 from .conftest import _need
+
+pytestmark = pytest.mark.system
 
 SUBNET = "10.77.0"
 CLIENT_ADDRESS = f"{SUBNET}.1"  # the VMs' gateway too
@@ -78,7 +80,7 @@ class Switch:
         self.namespace, self.bridge, self.client_namespace = namespace, bridge, client_namespace
         self.dir = Path(tempfile.mkdtemp(prefix="kvt-ovs-"))
         self.env = {**os.environ, "OVS_RUNDIR": str(self.dir), "OVS_DBDIR": str(self.dir), "OVS_LOGDIR": str(self.dir)}
-        self.daemons: list[subprocess.Popen] = []
+        self.daemons = Supervisor()
 
     def vsctl(self, *args: str) -> str:
         result = subprocess.run(
@@ -91,27 +93,31 @@ class Switch:
         database = self.dir / "conf.db"
         run(["ovsdb-tool", "create", str(database), "/usr/share/openvswitch/vswitch.ovsschema"])
         add_namespace(self.namespace)
-        in_namespace = ["ip", "netns", "exec", self.namespace]
-        for argv in (
-            ["ovsdb-server", str(database), f"--remote=punix:{self.dir}/db.sock", "--pidfile", "--log-file"],
-            [*in_namespace, "ovs-vswitchd", "--disable-system", "--pidfile", "--log-file", f"unix:{self.dir}/db.sock"],
-        ):
-            self.daemons.append(
-                subprocess.Popen(
-                    argv,
-                    env=self.env,
-                    cwd=self.dir,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+        socket = self.dir / "db.sock"
+        self.daemons.start(
+            Service(
+                name="ovsdb-server",
+                argv=["ovsdb-server", str(database), f"--remote=punix:{socket}", "--pidfile", "--log-file"],
+                env=self.env,
+                cwd=self.dir,
+                log=self.dir / "ovsdb-server.out",
+                ready=lambda: unix_socket_open(socket),
+                ready_timeout=10,
             )
-            deadline = time.monotonic() + 10
-            while not (self.dir / "db.sock").exists():
-                assert time.monotonic() < deadline, "ovsdb-server did not come up"
-                time.sleep(0.02)
-            if argv[0] == "ovsdb-server":
-                self.vsctl("--no-wait", "init")
+        )
+        self.vsctl("--no-wait", "init")
+        self.daemons.start(
+            Service(
+                name="ovs-vswitchd",
+                argv=["ip", "netns", "exec", self.namespace, "ovs-vswitchd", "--disable-system", "--pidfile"]
+                + ["--log-file", f"unix:{socket}"],
+                env=self.env,
+                cwd=self.dir,
+                log=self.dir / "ovs-vswitchd.out",
+                ready=lambda: (self.dir / "ovs-vswitchd.pid").exists(),
+                ready_timeout=10,
+            )
+        )
         self.vsctl("add-br", self.bridge, "--", "set", "bridge", self.bridge, "datapath_type=netdev")
         # The client: its own namespace, its NIC's outer end a port as a VM's.
         add_namespace(self.client_namespace)
@@ -150,14 +156,7 @@ class Switch:
         for namespace in (self.client_namespace, self.namespace):
             if namespace in list_namespaces():
                 delete_namespace(namespace)
-        for daemon in reversed(self.daemons):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait(timeout=10)
+        self.daemons.stop_all()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -17,6 +17,9 @@ from tests.local_stack import PASSWORD, STACK, STACK_FILE, THIS_MACHINE, LocalUs
 from tests.real_engine import PROJECT_DIR, Pulumi, steps
 from tests.test_program import OUTPUT_KEYS
 
+# The real engine (make engine) against the local cloud (make cloud).
+pytestmark = [pytest.mark.engine, pytest.mark.cloud]
+
 # The outputs README.md documents; vipFloatingIp is null without a public
 # VIP, and the engine keeps no null output.
 OUTPUTS = OUTPUT_KEYS - {"vipFloatingIp"}

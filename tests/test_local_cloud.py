@@ -33,6 +33,8 @@ import pytest
 
 from .conftest import LocalCloud
 
+pytestmark = pytest.mark.cloud
+
 RUN = f"t18-{uuid.uuid4().hex[:6]}"
 SUBNET_CIDR = "10.18.0.0/24"
 GATEWAY = "10.18.0.1"
@@ -569,7 +571,7 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
 
 # Last: it deletes B, which the tests above use.
 def test_a_deleted_server_leaves_no_lab_host_behind(lab):
-    from vip_cloud.infra import ovs_env
+    from vip_cloud.services.openvswitch import ovs_env
 
     b = lab.b
     namespace = f"labvm-{b.server_id}"

@@ -56,14 +56,31 @@ URN_CONFIG = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
+# The rooms, each a package of its own distribution, and which of the others
+# each may import: the product none (what `pulumi up` and a library user
+# import, nothing else); the hosts none (and nothing but the standard
+# library: the systemctl stand-in is the package copied onto each host); the
+# lab the product and the hosts; the cloud the hosts.
+ROOMS = {
+    "vip_stack": (PROJECT_DIR / "vip_stack", set()),
+    "vip_hosts": (PROJECT_DIR / "hosts" / "vip_hosts", set()),
+    "vip_lab": (PROJECT_DIR / "lab" / "vip_lab", {"vip_stack", "vip_hosts"}),
+    "vip_cloud": (PROJECT_DIR / "cloud" / "vip_cloud", {"vip_hosts"}),
+}
+OURS = {*ROOMS, "tests", "bench"}
+
+
+def imported_modules(path: Path, package_root: Path, package: str) -> set[str]:
+    """Every module path's imports name, relative imports made absolute."""
+    here = [package, *path.parent.relative_to(package_root).parts]
     tree = ast.parse(path.read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative to vip_stack
-                found |= {f"vip_stack.{base}".rstrip(".")} if base else {f"vip_stack.{a.name}" for a in node.names}
+            if node.level:
+                parent = ".".join(here[: len(here) - node.level + 1])
+                found |= {f"{parent}.{base}"} if base else {f"{parent}.{a.name}" for a in node.names}
             else:
                 found.add(base)
         elif isinstance(node, ast.Import):
@@ -77,14 +94,28 @@ def test_the_product_package_holds_the_product_alone():
     assert not [p for p in (PROJECT_DIR / "vip_stack").iterdir() if p.is_dir() and p.name != "__pycache__"]
 
 
-def test_the_product_imports_no_lab_mock_or_test_code():
-    for module in CORE:
-        imported = imported_modules(PROJECT_DIR / "vip_stack" / f"{module}.py")
-        tools = {name for name in imported if name.split(".")[0] in ("vip_lab", "tests", "bench")}
-        assert not tools, f"vip_stack/{module}.py imports the tools {tools}"
+@pytest.mark.parametrize("room", ROOMS)
+def test_each_room_imports_none_of_the_others_but_those_beneath_it(room):
+    root, allowed = ROOMS[room]
+    modules = sorted(root.rglob("*.py"))
+    assert modules, f"no module in {root}"
+    for path in modules:
+        ours = {name.split(".")[0] for name in imported_modules(path, root, room)} & OURS
+        assert ours <= {room, *allowed}, f"{path.relative_to(PROJECT_DIR)} imports {sorted(ours - {room, *allowed})}"
 
 
-def test_importing_every_product_module_loads_no_lab_code():
+def test_the_hosts_need_nothing_but_the_standard_library():
+    root = ROOMS["vip_hosts"][0]
+    for path in root.rglob("*.py"):
+        outside = {
+            top
+            for name in imported_modules(path, root, "vip_hosts")
+            if (top := name.split(".")[0]) not in sys.stdlib_module_names and top != "vip_hosts"
+        }
+        assert not outside, f"{path.relative_to(PROJECT_DIR)} imports {sorted(outside)}, not copied onto the hosts"
+
+
+def test_importing_every_product_module_loads_no_tool_code():
     modules = ", ".join(f"vip_stack.{m}" for m in CORE if m != "__init__")
     loaded = subprocess.run(
         [sys.executable, "-c", f"import json, sys, {modules}; print(json.dumps(sorted(sys.modules)))"],
@@ -93,7 +124,7 @@ def test_importing_every_product_module_loads_no_lab_code():
         text=True,
         check=True,
     ).stdout
-    tools = [m for m in json.loads(loaded) if m.split(".")[0] in ("vip_lab", "tests", "bench")]
+    tools = [m for m in json.loads(loaded) if m.split(".")[0] in OURS - {"vip_stack"}]
     assert tools == []
 
 

@@ -38,10 +38,12 @@ def ordering(pulumi_engine, tmp_path) -> Pulumi:
     return pulumi
 
 
+@pytest.mark.engine
 def test_the_cli_is_the_pinned_release(pulumi_engine, tmp_path):
     assert pulumi_engine(tmp_path).run("version").strip() == f"v{PULUMI_VERSION}"
 
 
+@pytest.mark.engine
 def test_the_language_host_is_the_pinned_release(pulumi_engine):
     printed = subprocess.run(
         [ENGINE_BIN / "pulumi-language-python", "-version"], capture_output=True, text=True, check=True
@@ -68,6 +70,7 @@ def sdk_plugin() -> dict:
     return json.loads((Path(pulumi_openstack.__file__).parent / "pulumi-plugin.json").read_text())
 
 
+@pytest.mark.engine
 def test_the_engine_finds_the_openstack_provider_the_sdk_asks_for(pulumi_engine, tmp_path):
     asked = sdk_plugin()
     assert asked["resource"] is True and asked["name"] == "openstack"
@@ -80,6 +83,7 @@ def test_the_engine_finds_the_openstack_provider_the_sdk_asks_for(pulumi_engine,
     assert printed.strip() == asked["version"]
 
 
+@pytest.mark.engine
 def test_the_provider_serves_every_token_the_sdk_sends(pulumi_engine, tmp_path):
     import pulumi_openstack
 
@@ -97,6 +101,7 @@ def test_the_provider_serves_every_token_the_sdk_sends(pulumi_engine, tmp_path):
     assert {"networkId", "fixedIps", "allowedAddressPairs", "securityGroupIds", "portSecurityEnabled"} <= set(port)
 
 
+@pytest.mark.engine
 def test_the_provider_plans_the_stacks_kinds_of_resources_without_a_cloud(pulumi_engine, tmp_path):
     pulumi = pulumi_engine(copy_project(OPENSTACK_PREVIEW, tmp_path / "preview"))
     pulumi.run("stack", "init", "dev")
@@ -120,6 +125,7 @@ def test_the_provider_plans_the_stacks_kinds_of_resources_without_a_cloud(pulumi
     assert "default_" + OPENSTACK_VERSION.replace(".", "_") in previewed
 
 
+@pytest.mark.engine
 def test_an_ordinary_preview_prints_no_warning(pulumi_engine, tmp_path):
     # A newcomer's PATH has .engine/bin first, as the README says: no
     # provider may be found there ("using pulumi-resource-openstack from $PATH").
@@ -132,6 +138,7 @@ def test_an_ordinary_preview_prints_no_warning(pulumi_engine, tmp_path):
     assert "warning" not in printed.lower(), printed
 
 
+@pytest.mark.engine
 def test_a_program_comes_up_stays_unchanged_and_goes_away(ordering):
     ordering.up()
     outputs = ordering.outputs(show_secrets=True)
@@ -149,6 +156,7 @@ def test_a_program_comes_up_stays_unchanged_and_goes_away(ordering):
     ordering.run("stack", "rm", "--yes")
 
 
+@pytest.mark.engine
 def test_a_secret_config_value_is_never_in_clear_at_rest(ordering):
     ordering.up()
     state = json.dumps(ordering.stack_export())
@@ -162,6 +170,7 @@ def test_a_secret_config_value_is_never_in_clear_at_rest(ordering):
     ordering.run("destroy", "--yes", "--skip-preview")
 
 
+@pytest.mark.engine
 def test_a_replaced_server_takes_its_dependent_gate_down_first_and_up_last(ordering, tmp_path):
     """The order the rollout relies on: the gate (drain) is deleted before the
     server it watches, and created (the wait for service) after the new one."""
@@ -188,6 +197,7 @@ def test_a_replaced_server_takes_its_dependent_gate_down_first_and_up_last(order
     ordering.run("destroy", "--yes", "--skip-preview")
 
 
+@pytest.mark.engine
 def test_a_change_of_an_in_place_input_updates_without_replacing(ordering, tmp_path):
     ordering.up()
     server_id = ordering.outputs()["serverId"]
@@ -254,6 +264,7 @@ def our_project(pulumi_engine, tmp_path) -> Pulumi:
     return pulumi
 
 
+@pytest.mark.engine
 def test_every_documented_key_is_accepted_by_the_real_cli_and_listed(our_project):
     set_every_key_as_the_readme_says(our_project)
     config = our_project.config()
@@ -288,6 +299,7 @@ def set_the_required_keys(pulumi: Pulumi) -> None:
     pulumi.run("config", "set", "--path", "sshAllowedCidrs[0]", "203.0.113.0/24")
 
 
+@pytest.mark.engine
 def test_the_real_cli_refuses_to_run_with_the_password_in_clear(our_project):
     set_the_required_keys(our_project)
     # `config set` takes it; every run refuses it before the program starts.
@@ -296,6 +308,7 @@ def test_the_real_cli_refuses_to_run_with_the_password_in_clear(our_project):
     assert "configuration key 'vrrpPassword' must be encrypted as it's secret" in refused, refused
 
 
+@pytest.mark.engine
 def test_the_real_cli_refuses_to_run_with_a_value_of_the_wrong_declared_type(our_project):
     set_the_required_keys(our_project)
     our_project.run("config", "set", "--secret", "vrrpPassword", "k33pal1v")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vip_lab.netns import ProbeHost
+from vip_hosts.netns import ProbeHost
 from vip_stack.rendering import (
     HEALTH_CHECK_NAME,
     HEALTH_CHECK_PATH,
@@ -238,6 +238,7 @@ def keepalived_config_test(config, host, tmp_path):
     )
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("mode,nodes,advert,interface", MATRIX, ids=MATRIX_IDS)
 def test_every_rendered_config_passes_keepalived_config_test(mode, nodes, advert, interface, root_namespaces, tmp_path):
     for config in configs(mode, nodes, advert, interface):
@@ -248,6 +249,7 @@ def test_every_rendered_config_passes_keepalived_config_test(mode, nodes, advert
         assert "WARNING" not in checked.stderr, checked.stderr
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("feature", FEATURES)
 def test_every_feature_passes_keepalived_config_test(feature, root_namespaces, tmp_path):
     config = feature_configs(FEATURES[feature])[0]
@@ -257,6 +259,7 @@ def test_every_feature_passes_keepalived_config_test(feature, root_namespaces, t
     assert "WARNING" not in checked.stderr and "Unable" not in checked.stderr, checked.stderr
 
 
+@pytest.mark.system
 def test_the_check_catches_a_missing_script_user(root_namespaces, tmp_path, monkeypatch):
     # The same check as above, on a machine where cloud-init did not create the user.
     monkeypatch.setattr(sys.modules[__name__], "script_user_binds", lambda tmp_path: {})
@@ -267,6 +270,7 @@ def test_the_check_catches_a_missing_script_user(root_namespaces, tmp_path, monk
     assert "Unable to set default user" in checked.stderr
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("feature", FEATURES)
 def test_every_feature_passes_cloud_init_schema(feature, cloud_init_schema, tmp_path):
     path = tmp_path / "user-data.yaml"
@@ -352,6 +356,7 @@ def test_gratuitous_arp_is_repeated_and_refreshed():
         assert f"    {line}\n" in text
 
 
+@pytest.mark.system
 def test_keepalived_config_test_catches_a_missing_interface(root_namespaces, tmp_path):
     # Proves the check above can fail: the same config on a host whose NIC has another name.
     (tmp_path / "keepalived.conf").write_text(render_keepalived_conf(configs(interface="ens3")[0]))
@@ -360,6 +365,7 @@ def test_keepalived_config_test_catches_a_missing_interface(root_namespaces, tmp
     assert checked.returncode != 0
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("mode,nodes,advert,interface", MATRIX, ids=MATRIX_IDS)
 def test_every_user_data_passes_cloud_init_schema(mode, nodes, advert, interface, cloud_init_schema, tmp_path):
     for config in configs(mode, nodes, advert, interface):
@@ -370,6 +376,7 @@ def test_every_user_data_passes_cloud_init_schema(mode, nodes, advert, interface
         assert "Valid cloud-config" in checked.stdout
 
 
+@pytest.mark.system
 def test_cloud_init_schema_catches_a_broken_user_data(cloud_init_schema, tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text(render_user_data(configs()[0]).replace('permissions: "0600"', "permissions: 600"))
@@ -377,6 +384,7 @@ def test_cloud_init_schema_catches_a_broken_user_data(cloud_init_schema, tmp_pat
     assert checked.returncode != 0
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("nic", ["ens3", "eth7"])
 def test_the_boot_time_detection_finds_the_default_route_interface(nic, root_namespaces, tmp_path):
     with ProbeHost(next(root_namespaces), interface=nic, address="192.168.0.11/24") as host:
@@ -388,6 +396,7 @@ def test_the_boot_time_detection_finds_the_default_route_interface(nic, root_nam
     assert (tmp_path / "vrrp-interface.conf").read_text() == f"$VRRP_INTERFACE={nic}\n"
 
 
+@pytest.mark.system
 def test_the_boot_time_detection_gives_up_without_a_default_route(root_namespaces, tmp_path):
     with ProbeHost(next(root_namespaces), address="192.168.0.11/24", gateway=None) as host:
         (tmp_path / "vrrp-interface.sh").write_text(vrrp_interface_script())
@@ -411,12 +420,14 @@ def test_every_rendered_file_matches_its_golden_file_in_full():
         assert (golden_files.GOLDEN_DIR / relative).read_text() == text, f"{relative} differs: run `make golden`"
 
 
+@pytest.mark.system
 def test_the_golden_user_data_passes_cloud_init_schema(cloud_init_schema):
     for path in sorted(golden_files.GOLDEN_DIR.rglob("*.user-data.yaml")):
         checked = subprocess.run([cloud_init_schema, "schema", "-c", str(path)], capture_output=True, text=True)
         assert checked.returncode == 0, f"{path}: {checked.stdout}{checked.stderr}"
 
 
+@pytest.mark.system
 def test_every_shell_script_passes_shellcheck(shellcheck, tmp_path):
     """The scripts the nodes run, as rendered for every combination, and the
     interface detection as shipped."""
@@ -432,6 +443,7 @@ def test_every_shell_script_passes_shellcheck(shellcheck, tmp_path):
     assert len(scripts) > len(golden_files.COMBINATIONS), "every combination's scripts were checked"
 
 
+@pytest.mark.system
 def test_the_repositorys_own_scripts_pass_shellcheck(shellcheck):
     scripts = [PROJECT_DIR / ".ci" / "run", *sorted((PROJECT_DIR / "engine").rglob("*.sh"))]
     checked = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -21,38 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from .cleanup import MARKER, kill_processes, remove_everything, remove_namespaces, remove_ovs_taps
-from .layout import CloudDirs, cloud_dirs
-from .processes import ServiceFailed, Supervisor
+from vip_hosts.supervisor import ServiceFailed, Supervisor, spawn
+
+from .cleanup import remove_everything, remove_leftovers
+from .layout import MARKER, CloudDirs, cloud_dirs
+from .status import is_ready, read_status, record, supervisor_pid
 
 LOCK = Path("/run/lock/keepalived-vip-cloud.lock")
 log = logging.getLogger("vip_cloud")
-
-
-def supervisor_pid(dirs: CloudDirs) -> int | None:
-    try:
-        pid = int(dirs.supervisor_pid.read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def read_status(dirs: CloudDirs) -> list[dict]:
-    try:
-        return [json.loads(line) for line in dirs.status.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError):
-        return []
-
-
-def is_ready(dirs: CloudDirs) -> bool:
-    events = read_status(dirs)
-    return supervisor_pid(dirs) is not None and bool(events) and "ready" in events[-1]
-
-
-def record(dirs: CloudDirs, event: dict) -> None:
-    with open(dirs.status, "a") as out:
-        out.write(json.dumps(event) + "\n")
 
 
 class Stop(Exception):
@@ -94,9 +69,7 @@ def supervise(dirs: CloudDirs, venv: Path) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         supervisor.stop_all()
-        kill_processes(dirs)
-        remove_namespaces()
-        remove_ovs_taps()
+        remove_leftovers(dirs)
         with contextlib.suppress(OSError):
             dirs.supervisor_pid.unlink()
     return code
@@ -123,16 +96,11 @@ def up(dirs: CloudDirs, venv: Path) -> int:
 
 
 def _follow(dirs: CloudDirs, venv: Path) -> int:
-    env = {**os.environ, MARKER: str(dirs.root)}
-    with open(dirs.logs / "supervisor.log", "ab") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "vip_cloud", "--venv", str(venv), "supervise"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    daemon = spawn(
+        [sys.executable, "-m", "vip_cloud", "--venv", str(venv), "supervise"],
+        dirs.logs / "supervisor.log",
+        env={**os.environ, MARKER: str(dirs.root)},
+    )
     started = time.monotonic()
     seen = 0
     try:
@@ -162,8 +130,7 @@ def _follow(dirs: CloudDirs, venv: Path) -> int:
             daemon.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             daemon.wait(timeout=180)
-        kill_processes(dirs)
-        remove_namespaces()
+        remove_leftovers(dirs)
         return 130
 
 
@@ -177,7 +144,7 @@ def down(dirs: CloudDirs) -> int:
     removed = remove_everything(dirs)
     print(
         f"the local cloud is down: {len(removed['processes'])} processes stopped by the sweep, "
-        f"namespaces removed: {', '.join(removed['namespaces']) or 'none left'}, {dirs.root} removed"
+        f"namespaces and devices removed: {', '.join(removed['outside']) or 'none left'}, {dirs.root} removed"
     )
     return 0
 
@@ -193,7 +160,7 @@ def status(dirs: CloudDirs) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vip_cloud", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--venv", type=Path, default=Path(sys.prefix), help="the services' virtualenv")
+    parser.add_argument("--venv", type=Path, help="the services' virtualenv (cloud/install.sh), for up and supervise")
     parser.add_argument("command", choices=["up", "down", "status", "supervise"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -201,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print("the local cloud needs root (namespaces, Open vSwitch, addresses on br-ex)", file=sys.stderr)
         return 1
     dirs = cloud_dirs()
+    if args.command in ("up", "supervise") and args.venv is None:
+        parser.error(f"{args.command} needs --venv, the services' virtualenv (cloud/install.sh)")
     if args.command == "up":
         return up(dirs, args.venv)
     if args.command == "down":

@@ -1,7 +1,8 @@
 """Finding and removing what the cloud left on the machine: its processes
 (each carries the cloud's directory in its environment or holds a file of
-it open), the network
-namespaces its agents and its compute driver made, and its directory."""
+it open), what each service leaves outside the cloud's directory (the
+namespaces of Neutron's routers and of Nova's instances, Open vSwitch's
+devices), and its directory."""
 
 from __future__ import annotations
 
@@ -9,18 +10,12 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 
-from .layout import CloudDirs
+from vip_hosts.netns import list_namespaces
 
-MARKER = "KVIP_CLOUD_DIR"
-# Namespaces Neutron's L3 and DHCP agents name after their routers and
-# networks, and the compute driver's instances.
-NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-", "labvm-")
-# The TAP devices of the userspace datapath: Open vSwitch makes them
-# persistent, so they outlive a switch that was killed.
-OVS_TAP_DEVICES = ("ovs-netdev", "br-int", "br-ex")
+from .layout import MARKER, CloudDirs
+from .services import SERVICES, neutron, nova
 
 
 def _ancestors() -> set[int]:
@@ -72,9 +67,8 @@ def cloud_processes(dirs: CloudDirs) -> list[int]:
 
 
 def cloud_namespaces() -> list[str]:
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    names = [line.split()[0] for line in listing.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(NAMESPACE_PREFIXES)]
+    prefixes = (*neutron.NAMESPACE_PREFIXES, *nova.NAMESPACE_PREFIXES)
+    return [name for name in list_namespaces() if name.startswith(prefixes)]
 
 
 def kill_processes(dirs: CloudDirs, timeout: float = 15) -> list[int]:
@@ -91,41 +85,20 @@ def kill_processes(dirs: CloudDirs, timeout: float = 15) -> list[int]:
     return pids
 
 
-def remove_namespaces() -> list[str]:
-    removed = []
-    for name in cloud_namespaces():
-        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        removed.append(name)
-    return removed
-
-
-def remove_ovs_taps() -> list[str]:
-    removed = []
-    for name in OVS_TAP_DEVICES:
-        details = subprocess.run(["ip", "-d", "link", "show", "dev", name], capture_output=True, text=True)
-        # Only a TAP device of that name: never a device someone else made.
-        if details.returncode == 0 and " tun " in details.stdout:
-            subprocess.run(["ip", "link", "delete", name], capture_output=True)
-            removed.append(name)
-    return removed
+def remove_leftovers(dirs: CloudDirs) -> dict[str, list]:
+    """Every process of the cloud, and what each service leaves outside its
+    directory (the last started first)."""
+    processes = kill_processes(dirs)
+    outside = [left for service in reversed(SERVICES) for left in service.cleanup(dirs)]
+    return {"processes": processes, "outside": outside}
 
 
 def remove_everything(dirs: CloudDirs) -> dict[str, list]:
     """What `make cloud-down` does after the supervisor has stopped: whatever
     is still there goes, even after a crash that left no supervisor."""
-    processes = kill_processes(dirs)
-    namespaces = remove_namespaces()
-    devices = remove_ovs_taps()
+    removed = remove_leftovers(dirs)
     existed = dirs.root.exists()
     # Mounts the lab hosts made live in their own mount namespaces, gone
     # with their processes; nothing is mounted under the directory itself.
     shutil.rmtree(dirs.root, ignore_errors=True)
-    return {
-        "processes": processes,
-        "namespaces": namespaces,
-        "devices": devices,
-        "directory": [str(dirs.root)] if existed else [],
-    }
+    return {**removed, "directory": [str(dirs.root)] if existed else []}

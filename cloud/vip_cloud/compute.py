@@ -1,5 +1,5 @@
 """Nova's compute driver for the local cloud: every instance is a lab VM
-(vip_lab.vm) on this machine, booted from its user data by real cloud-init,
+(vip_hosts.vm) on this machine, booted from its user data by real cloud-init,
 its port an Open vSwitch port on the integration bridge that Neutron's OVS
 agent wires.
 
@@ -36,14 +36,16 @@ from nova.virt import driver, fake, hardware
 from oslo_log import log as logging
 from oslo_utils import excutils
 
-from vip_lab.vm import CloudInitFailed, LabVM, VMSpec
+from vip_hosts.netns import delete_namespace
+from vip_hosts.vm import CloudInitFailed, LabVM, VMSpec
+
+from .layout import INSTANCE_NAMESPACE_PREFIX
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 # The NIC as an Ubuntu VM on OpenStack names it (virtio, first PCI slot).
 NIC = "ens3"
-NAMESPACE_PREFIX = "labvm-"
 # As much of the console log as the libvirt driver returns.
 MAX_CONSOLE_BYTES = 100 * 1024
 OVS_VSCTL_TIMEOUT = 120
@@ -281,7 +283,7 @@ class LabHostDriver(fake.FakeDriverWithoutFakeNodes):
         spec = VMSpec(
             name=instance.hostname or f"host-{instance.uuid[:8]}",
             instance_id=instance.uuid,
-            namespace=NAMESPACE_PREFIX + instance.uuid,
+            namespace=INSTANCE_NAMESPACE_PREFIX + instance.uuid,
             nic=NIC,
             outer=tap_name(vif),
             mac=vif["address"],
@@ -339,7 +341,7 @@ class LabHostDriver(fake.FakeDriverWithoutFakeNodes):
             # What a failed create may have left without its JSON.
             for tap in taps:
                 subprocess.run(["ip", "link", "del", tap], capture_output=True)
-            subprocess.run(["ip", "netns", "del", NAMESPACE_PREFIX + uuid], capture_output=True)
+            delete_namespace(INSTANCE_NAMESPACE_PREFIX + uuid)
         self._vms.pop(uuid, None)
 
     def destroy(

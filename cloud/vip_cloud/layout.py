@@ -1,6 +1,6 @@
-"""Where the local cloud keeps everything: one directory (`.cloud/` in the
-checkout), so that `make cloud-down` can remove all of it, and the fixed
-addresses of its services."""
+"""Where the local cloud keeps everything: one directory (`.cloud/` where
+make cloud runs, the checkout), so that `make cloud-down` can remove all of
+it, and the fixed addresses of its services."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-LAB_SOURCE = CHECKOUT / "lab"
-CLOUD_SOURCE = CHECKOUT / "cloud"
-
+# Every process of the cloud carries its directory in this variable, by which
+# cleanup finds it (cleanup.py); it names the directory too.
+MARKER = "KVIP_CLOUD_DIR"
 # Everything listens on loopback, nowhere else.
 HOST = "127.0.0.1"
 KEYSTONE_PORT = 5000
@@ -29,6 +28,10 @@ EXTERNAL_CIDR = os.environ.get("KVIP_CLOUD_EXTERNAL_CIDR", "172.24.4.0/24")
 PHYSNET = "public"
 EXTERNAL_BRIDGE = "br-ex"
 INTEGRATION_BRIDGE = "br-int"
+# Each instance (a lab VM) has network namespaces named after it.
+INSTANCE_NAMESPACE_PREFIX = "labvm-"
+# sun_path holds 108 bytes.
+UNIX_SOCKET_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,17 @@ class CloudDirs:
     def secrets(self) -> Path:
         return self.root / "secrets.json"
 
+    @property
+    def mysql_socket(self) -> Path:
+        return self.run / "mysqld.sock"
+
+    @property
+    def ovsdb_socket(self) -> Path:
+        return self.run / "ovs" / "db.sock"
+
+    def sockets_too_long(self) -> list[Path]:
+        return [path for path in (self.mysql_socket, self.ovsdb_socket) if len(str(path)) > UNIX_SOCKET_MAX]
+
     def make(self) -> None:
         for directory in (self.etc, self.logs, self.run, self.data, self.instances):
             directory.mkdir(parents=True, exist_ok=True)
@@ -78,4 +92,6 @@ class CloudDirs:
 
 
 def cloud_dirs() -> CloudDirs:
-    return CloudDirs(Path(os.environ.get("KVIP_CLOUD_DIR", CHECKOUT / ".cloud")).resolve())
+    """KVIP_CLOUD_DIR, or .cloud in the current directory: vip_cloud is
+    installed (checkout-venv.sh), not run from the checkout's files."""
+    return CloudDirs(Path(os.environ.get(MARKER) or Path.cwd() / ".cloud").resolve())

@@ -1,7 +1,8 @@
 """What DevStack's create_* functions and stack.sh's tail make, through
-openstacksdk as the cloud's admin: the service users and the catalog, a demo
-project and member, and what our stack looks up (ext-net, the image, a
-flavor), with quotas for two stacks side by side."""
+openstacksdk as the cloud's admin: the service project and roles, a demo
+project and member, each service's user and catalog entry (its module
+registers it), and what our stack looks up (ext-net, the image, a flavor),
+with quotas for two stacks side by side."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import time
 import openstack
 import yaml
 
-from .config import SERVICE_USERS, Secrets, endpoints, keystone_url
+from vip_hosts.supervisor import ServiceFailed
+
+from .config import Secrets, keystone_url
 from .layout import PHYSNET, REGION, CloudDirs
-from .processes import ServiceFailed
 
 log = logging.getLogger(__name__)
 
@@ -74,35 +76,39 @@ def _ensure_role(conn, name: str):
 
 
 def identity(conn, secrets: Secrets) -> None:
+    """The service project and the roles, the region, and the demo project with its member."""
     domain = conn.identity.find_domain("Default")
-    service_project = conn.identity.find_project("service", domain_id=domain.id) or conn.identity.create_project(
-        name="service", domain_id=domain.id
-    )
-    admin_role = _ensure_role(conn, "admin")
-    service_role = _ensure_role(conn, "service")
-    member_role = _ensure_role(conn, "member")
-    # Service users hold admin and service in the service project, as in
-    # DevStack: binding ports and Neutron's network-vif-plugged events need it.
-    for name in SERVICE_USERS:
-        user = conn.identity.find_user(name, domain_id=domain.id) or conn.identity.create_user(
-            name=name, password=secrets.service_password, domain_id=domain.id
-        )
-        for role in (admin_role, service_role):
-            conn.identity.assign_project_role_to_user(service_project, user, role)
-    region = conn.identity.find_region(REGION) or conn.identity.create_region(id=REGION)
-    for name, (kind, url) in endpoints().items():
-        service = conn.identity.find_service(name) or conn.identity.create_service(name=name, type=kind)
-        existing = {e.interface for e in conn.identity.endpoints(service_id=service.id)}
-        for interface in ("public", "internal", "admin"):
-            if interface not in existing:
-                conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=region.id)
+    if not conn.identity.find_project("service", domain_id=domain.id):
+        conn.identity.create_project(name="service", domain_id=domain.id)
+    for role in ("admin", "service", "member"):
+        _ensure_role(conn, role)
+    if not conn.identity.find_region(REGION):
+        conn.identity.create_region(id=REGION)
     demo = conn.identity.find_project(DEMO_PROJECT, domain_id=domain.id) or conn.identity.create_project(
         name=DEMO_PROJECT, domain_id=domain.id
     )
     demo_user = conn.identity.find_user(DEMO_USER, domain_id=domain.id) or conn.identity.create_user(
         name=DEMO_USER, password=secrets.demo_password, domain_id=domain.id, default_project_id=demo.id
     )
-    conn.identity.assign_project_role_to_user(demo, demo_user, member_role)
+    conn.identity.assign_project_role_to_user(demo, demo_user, _ensure_role(conn, "member"))
+
+
+def service_account(conn, secrets: Secrets, name: str, kind: str, url: str) -> None:
+    """A service's user and its catalog entry (DevStack's create_<service>_accounts).
+    Service users hold admin and service in the service project, as in
+    DevStack: binding ports and Neutron's network-vif-plugged events need it."""
+    domain = conn.identity.find_domain("Default")
+    project = conn.identity.find_project("service", domain_id=domain.id)
+    user = conn.identity.find_user(name, domain_id=domain.id) or conn.identity.create_user(
+        name=name, password=secrets.service_password, domain_id=domain.id
+    )
+    for role in ("admin", "service"):
+        conn.identity.assign_project_role_to_user(project, user, _ensure_role(conn, role))
+    service = conn.identity.find_service(name) or conn.identity.create_service(name=name, type=kind)
+    existing = {e.interface for e in conn.identity.endpoints(service_id=service.id)}
+    for interface in ("public", "internal", "admin"):
+        if interface not in existing:
+            conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
 
 
 def _wait(what: str, condition, timeout: float, interval: float = 2):

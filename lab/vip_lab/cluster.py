@@ -13,16 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vip_hosts.boot import KeepalivedService, apply_user_data, write_by_hand
+from vip_hosts.hosts import NodeHost
+from vip_hosts.netns import run as run_command
+from vip_hosts.sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 from vip_stack.observe import Pinger, VipWatcher
 from vip_stack.rollout import NodeAccess
 
-from .boot import KeepalivedService, apply_user_data, write_by_hand
 from .faults import Stress
-from .hosts import Lab, NodeHost, Topology
-from .netns import run as run_command
 from .results import DrillResult, PingFigures
 from .scenario import LabSpec
-from .sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
+from .topology import Lab, Topology
 from .watch import ping_from, watch_replaced_node, watch_vip
 
 # A run's progress, as it goes: the lab's command shows it on stderr.
@@ -64,8 +65,9 @@ class LabAccess:
         return f"the node's logs in {self.host(address).log_dir}"
 
 
-class LabRun:
-    """One lab run: boots the spec's hosts, keeps the observers, runs drills."""
+class Cluster:
+    """The spec's cluster for one lab run: boots its hosts, starts and stops
+    keepalived on them, keeps the observers; the drills act on it."""
 
     def __init__(
         self,

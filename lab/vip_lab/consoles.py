@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .hosts import NodeHost
+from vip_hosts.hosts import NodeHost
 
 
 class LabConsoles:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from vip_stack.rendering import GARP
 from vip_stack.rollout import NodeAccess, NodeNotInService, drain_node, wait_in_service
 
-from .cluster import LabAccess, LabRun
+from .cluster import Cluster, LabAccess
 from .faults import busy_cores, packet_loss
 from .results import (
     CascadeResult,
@@ -33,7 +33,7 @@ from .results import (
 from .scenario import LabSpec
 
 
-def convergence(run: LabRun) -> DrillResult:
+def convergence(run: Cluster) -> DrillResult:
     top = run.spec.by_priority()[0].name
     lowest = run.spec.by_priority()[-1]
     bound = run.spec.master_down_interval(lowest.priority) + run.spec.advert_interval
@@ -72,7 +72,7 @@ def _one_holder_to_start_from(drill: str, holders: list[str]) -> DrillResult:
     )
 
 
-def _takeover(run: LabRun, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
+def _takeover(run: Cluster, drill: str, action: Callable[[str], float], verb: str, past: str) -> DrillResult:
     """The drill's result, not yet recorded: the crash drill adds the recovery first."""
     run.restore()
     holders = run.live_holders()
@@ -116,11 +116,11 @@ def _takeover(run: LabRun, drill: str, action: Callable[[str], float], verb: str
     return result
 
 
-def graceful(run: LabRun) -> DrillResult:
+def graceful(run: Cluster) -> DrillResult:
     return run.record(_takeover(run, "graceful failover", run.stop, "stopping keepalived on", "stopped"))
 
 
-def crash(run: LabRun) -> DrillResult:
+def crash(run: Cluster) -> DrillResult:
     result = _takeover(run, "crash failover", run.crash, "crashing", "crashed")
     if isinstance(result, TakeoverResult):
         run.say(f"crash failover: {result.victim} boots again")
@@ -134,7 +134,7 @@ def crash(run: LabRun) -> DrillResult:
     return run.record(result)
 
 
-def restart(run: LabRun) -> DrillResult:
+def restart(run: Cluster) -> DrillResult:
     """The procedure's last step: the stopped master starts again and takes the VIP back."""
     stopped = [n.name for n in run.spec.by_priority() if not run.services[n.name].running]
     if not stopped:
@@ -173,7 +173,7 @@ def restart(run: LabRun) -> DrillResult:
     return run.record(result)
 
 
-def partition(run: LabRun) -> DrillResult:
+def partition(run: Cluster) -> DrillResult:
     """The nodes stop hearing each other (links up, jumphost still reaching
     each): every one may claim the VIP; once healed, exactly one holds it."""
     run.restore()
@@ -227,7 +227,7 @@ def partition(run: LabRun) -> DrillResult:
     return run.record(result)
 
 
-def cascade(run: LabRun) -> DrillResult:
+def cascade(run: Cluster) -> DrillResult:
     """Three or more nodes: stop the top two, the next priority wins; start them, the top wins."""
     run.restore()
     order = run.running_by_priority()
@@ -264,7 +264,7 @@ def cascade(run: LabRun) -> DrillResult:
     )
 
 
-def health(run: LabRun) -> DrillResult:
+def health(run: Cluster) -> DrillResult:
     """The service on the holder stops answering: its health check fails
     `fall` times, the node leaves the election and a backup takes the VIP.
     The service comes back: after `rise` successes the node is eligible
@@ -325,7 +325,7 @@ def health(run: LabRun) -> DrillResult:
     return run.record(result)
 
 
-def rollout(run: LabRun) -> DrillResult:
+def rollout(run: Cluster) -> DrillResult:
     """`pulumi up` after a config change, step by step as the engine runs
     the program's chain: for each node, lowest priority first, its gate
     is deleted (the node is drained), the instance replaced, and the gate
@@ -420,7 +420,7 @@ def rollout(run: LabRun) -> DrillResult:
     return run.record(result)
 
 
-def _overlap(run: LabRun, start: float, end: float) -> float:
+def _overlap(run: Cluster, start: float, end: float) -> float:
     """How long more than one node held the VIP between start and end."""
     holding: dict[str, bool] = {}
     total, since = 0.0, None
@@ -434,7 +434,7 @@ def _overlap(run: LabRun, start: float, end: float) -> float:
     return total + (end - since if since is not None else 0.0)
 
 
-def stress(run: LabRun) -> DrillResult:
+def stress(run: Cluster) -> DrillResult:
     """A bad day with nothing wrong: both cores busy, a share of every
     node's incoming packets lost, and the holder frozen (every keepalived
     process stopped, as a hypervisor stall freezes a VM) for stall_ms every
@@ -514,7 +514,7 @@ def stress(run: LabRun) -> DrillResult:
     )
 
 
-def steady(run: LabRun, seconds: float | None = None) -> DrillResult:
+def steady(run: Cluster, seconds: float | None = None) -> DrillResult:
     """Nothing happens but load: both cores busy, and no holder may change."""
     seconds = seconds if seconds is not None else run.steady_seconds
     run.restore()
@@ -543,7 +543,7 @@ def steady(run: LabRun, seconds: float | None = None) -> DrillResult:
     )
 
 
-def notify(run: LabRun) -> DrillResult:
+def notify(run: Cluster) -> DrillResult:
     """The notify hook ran on every change: each time a node took the VIP
     its log has a MASTER line, and every run of the command succeeded."""
     nodes: dict[str, NotifyHookRuns] = {}

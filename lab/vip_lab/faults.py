@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .netns import run as run_command
+from vip_hosts.netns import run as run_command
 
 if TYPE_CHECKING:
-    from .cluster import LabRun
+    from .cluster import Cluster
 
 
 # What the scheduler may add to a silence on a machine whose cores are all
@@ -56,7 +56,7 @@ class Stress:
 
 
 @contextlib.contextmanager
-def busy_cores(run: LabRun, seconds: float) -> Iterator[int]:
+def busy_cores(run: Cluster, seconds: float) -> Iterator[int]:
     """Every core kept busy while the block runs; yields how many."""
     cores = os.cpu_count() or 1
     # Each burner stops by itself after the drill even if nobody kills it.
@@ -87,7 +87,7 @@ def busy_cores(run: LabRun, seconds: float) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def packet_loss(run: LabRun, percent: float, advert_loss: str = "spaced") -> Iterator[None]:
+def packet_loss(run: Cluster, percent: float, advert_loss: str = "spaced") -> Iterator[None]:
     """Drops `percent` of every node's incoming packets (nftables: this
     kernel has no netem), VRRP adverts included: spaced (one in every
     100/percent, counted per node) or at random, as Stress.advert_loss says."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .cluster import LabRun
+from .cluster import Cluster
 from .drills import DEFAULT_DRILLS, DRILLS, applicable
 from .faults import Stress
-from .hosts import Lab
 from .results import LabReport, Timeline, VrrpFigures
 from .scenario import LabSpec
+from .topology import Lab
 
 
 def run_drills(
@@ -31,7 +31,7 @@ def run_drills(
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = LabRun(spec, lab, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
+        run = Cluster(spec, lab, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
         try:
             run.boot()
             for name in wanted:

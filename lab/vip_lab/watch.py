@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from vip_hosts.hosts import NodeHost
 from vip_stack.observe import Pinger, VipWatcher
-
-from .hosts import NodeHost
 
 
 def address_sources(node: NodeHost) -> tuple[list[str], list[str]]:

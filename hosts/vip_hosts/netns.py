@@ -1,7 +1,10 @@
-"""Network namespaces as hosts: created by us, used by us, always removed.
+"""Network namespaces: created by us, used by us, always removed, with every
+process still inside them (the one teardown of the lab, the local cloud and
+the tests).
 
-Every name starts with a per-run prefix, so cleanup removes exactly what this
-run made and nothing else on the machine.
+Every name starts with a prefix of its maker's (a lab run's, the cloud's
+agents' and instances'), so cleanup removes exactly what it made and nothing
+else on the machine.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -38,18 +42,32 @@ def add_namespace(name: str) -> None:
     run(["ip", "-n", name, "link", "set", "lo", "up"])
 
 
-def delete_namespace(name: str) -> None:
-    # Processes still inside would keep the namespace's links alive.
+def kill_namespace_processes(name: str, timeout: float = 5) -> list[str]:
+    """SIGKILL to every process in the network namespace; returns once they
+    are dead (gone, or zombies waiting for their parent) or after timeout."""
     pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), 9)
-    # Wait until they are dead (gone, or zombies waiting for their parent).
-    deadline = time.monotonic() + 5
+            os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + timeout
     for pid in pids:
         while time.monotonic() < deadline and alive(pid):
             time.sleep(0.01)
+    return pids
+
+
+def delete_namespace(name: str) -> None:
+    # Processes still inside would keep the namespace's links alive.
+    kill_namespace_processes(name)
     run(["ip", "netns", "del", name], check=False)
+
+
+def delete_namespaces(prefixes: Sequence[str]) -> list[str]:
+    """Every namespace whose name starts with one of the prefixes, removed; returns their names."""
+    names = [name for name in list_namespaces() if name.startswith(tuple(prefixes))]
+    for name in names:
+        delete_namespace(name)
+    return names
 
 
 def alive(pid) -> bool:

@@ -1,7 +1,9 @@
-"""Starting, watching and stopping the cloud's daemons: no systemd runs here,
-so this is what the units would do. Each daemon runs in a session of its own
-with its output in a log file; a daemon that dies is started again, a few
-times, before the cloud is declared broken."""
+"""Starting, watching and stopping daemons where no systemd runs: what the
+units would do, for the lab's hosts, the local cloud's services and the
+tests' own switches. Each daemon runs in a session of its own (a process
+group: stopping it reaches its children too) with its output appended to a
+log file; a supervised daemon that dies is started again, a few times,
+before it is declared broken."""
 
 from __future__ import annotations
 
@@ -12,11 +14,72 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+def spawn(
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    header: str | None = None,
+) -> subprocess.Popen:
+    """Starts a daemon: a session of its own, no stdin, its output appended
+    to log_path (after the header line, if any)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        if header is not None:
+            out.write(f"\n{header}\n".encode())
+            out.flush()
+        return subprocess.Popen(
+            list(argv),
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+class Daemon(Protocol):
+    """A started daemon: a Popen, or a process another one started (vip_hosts.hosts)."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop(process: Daemon, timeout: float = 15) -> None:
+    """SIGTERM to the daemon's whole session, as systemd's default
+    KillMode=control-group sends it to every process of a unit, then SIGKILL
+    to what is left after timeout seconds: its children too (an agent's
+    privsep helpers, a server's workers, keepalived's VRRP process)."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    kill(process)
+
+
+def kill(process: Daemon) -> None:
+    """SIGKILL to the daemon's whole session at once, even if its leader is
+    gone (children may outlive it): a crash, nothing cleaned up."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
 
 
 class ServiceFailed(RuntimeError):
@@ -73,6 +136,32 @@ def unix_socket_open(path: Path) -> bool:
     return False
 
 
+def http_answers(host: str, port: int, path: str = "/") -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer: the application loaded
+        except OSError:
+            return False
+
+    return probe
+
+
+def stays_up(seconds: float) -> Callable[[], bool]:
+    """For daemons with nothing to probe: up once they have lived a while
+    (a wrong option or a missing module kills them within a second)."""
+    started: list[float] = []
+
+    def probe() -> bool:
+        if not started:
+            started.append(time.monotonic())
+        return time.monotonic() - started[0] >= seconds
+
+    return probe
+
+
 @dataclass
 class Service:
     """A daemon as its unit file would describe it."""
@@ -88,19 +177,7 @@ class Service:
     restarts: list[float] = field(default_factory=list, repr=False)
 
     def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            out.write(f"\n--- start: {' '.join(self.argv)}\n".encode())
-            out.flush()
-            self.process = subprocess.Popen(
-                list(self.argv),
-                env=dict(self.env),
-                cwd=self.cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.process = spawn(self.argv, self.log, self.env, self.cwd, header=f"--- start: {' '.join(self.argv)}")
 
     def wait_ready(self) -> float:
         started = time.monotonic()
@@ -119,20 +196,8 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 15) -> None:
-        """SIGTERM to its whole session, then SIGKILL: its children too (an
-        agent's privsep helpers, a server's workers)."""
-        if self.process is None:
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process is not None:
+            stop(self.process, timeout)
 
 
 class Supervisor:

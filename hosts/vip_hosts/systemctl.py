@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .boot import DROPIN_DIR, UNIT_PATHS, BootFailed, plan_start
 from .netns import alive
+from .supervisor import spawn
 
 PID_FILE = Path("/run/keepalived.pid")
 LOG_FILE = Path("/var/log/keepalived-lab.log")
@@ -58,10 +59,7 @@ def start() -> int:
         if subprocess.run(argv).returncode != 0 and not ignore_failure:
             print(f"keepalived.service: ExecStartPre {' '.join(argv)} failed", file=sys.stderr)
             return 1
-    with open(LOG_FILE, "ab") as log:
-        subprocess.Popen(
-            plan.start, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    spawn(plan.start, LOG_FILE)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if running_pid():

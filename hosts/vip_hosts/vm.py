@@ -1,4 +1,4 @@
-"""A lab VM: a lab host booted the way a cloud instance boots, for the cloud's
+"""A lab VM: a host booted the way a cloud instance boots, for the cloud's
 compute driver (cloud/vip_cloud/compute.py) and the lab.
 
 The VM is a sealed NodeHost (hosts.py): its disk is its directory, nothing
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .boot import BootFailed
 from .hosts import NodeHost, process_start_time
-from .netns import add_namespace, alive, delete_namespace, list_namespaces, run
+from .netns import add_namespace, alive, delete_namespace, kill_namespace_processes, list_namespaces, run
 from .sshd import ENABLED_UNIT_LINK, LAB_PATH, install_systemctl, serve_ssh
 
 STATE_FILE = "vm.json"
@@ -371,9 +371,7 @@ class LabVM:
         """Whatever is left in the VM's network namespace once its holder is
         gone (a holder killed alone leaves its mount namespace to the rest)."""
         if self.spec.namespace in list_namespaces():
-            for pid in run(["ip", "netns", "pids", self.spec.namespace], check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+            kill_namespace_processes(self.spec.namespace)
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)

@@ -1,5 +1,4 @@
-"""The lab's hosts: a switch, the keepalived nodes and the jumphost, each in
-namespaces this run made.
+"""Hosts made of namespaces: a switch, and hosts plugged into it.
 
 A node host is what a VM is to the stack: its own network namespace (one NIC
 named as the VM would see it, its address, a default route), and its own mount
@@ -26,26 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .netns import add_namespace, alive, delete_namespace, list_namespaces, run
+from .netns import add_namespace, alive, run
+from .supervisor import kill, log_tail, spawn
 
 BRIDGE = "br0"
 # Overlaid on a sealed host besides /etc, /var and /home (when the machine has them).
 SEALED_OVERLAYS = ("/usr/local", "/opt", "/srv")
-
-
-def new_run_prefix() -> str:
-    # Short: interface names stay under 15 characters with a suffix added.
-    return f"vl{uuid.uuid4().hex[:5]}"
 
 
 class Switch:
@@ -105,8 +96,6 @@ class Switch:
 class _AdoptedHolder:
     """The holder of a host another process started: what NodeHost uses of
     a Popen, for a process that is not this one's child."""
-
-    stderr = None
 
     def __init__(self, pid: int):
         self.pid = pid
@@ -222,32 +211,15 @@ class NodeHost:
         hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
         self.write_file("/etc/hosts", hosts + f"127.0.1.1 {self.name}\n")
         mounts = " && ".join([*self._mount_commands(), f"hostname {self.name}", "exec sleep infinity"])
-        holder = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.namespace,
-                "unshare",
-                "--mount",
-                "--uts",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                mounts,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        holder_log = self.log_dir / "holder.log"
+        unshare = ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", mounts]
+        holder = spawn(["ip", "netns", "exec", self.namespace, *unshare], holder_log, header=f"--- boot {self.boots}")
         self._holder = holder
         # The holder is ready once the hostname inside has changed.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if holder.poll() is not None:
-                error = holder.stderr.read().decode() if holder.stderr else ""
-                raise RuntimeError(f"{self.name}: host did not start: {error}")
+                raise RuntimeError(f"{self.name}: host did not start: {log_tail(holder_log, 5)}")
             probe = subprocess.run(self.enter(["hostname"]), capture_output=True, text=True)
             if probe.returncode == 0 and probe.stdout.strip() == self.name:
                 return
@@ -322,10 +294,7 @@ class NodeHost:
 
     def popen(self, argv: Sequence[str], log_name: str) -> subprocess.Popen:
         """Starts argv on the host; it is on the host (a reboot ends it) by the time this returns."""
-        with open(self.log_dir / log_name, "ab") as log:
-            process = subprocess.Popen(
-                self.enter(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        process = spawn(self.enter(argv), self.log_dir / log_name)
         host_mounts = _mount_namespace(self.holder_pid)
         deadline = time.monotonic() + 5
         while _mount_namespace(process.pid) != host_mounts and process.poll() is None:
@@ -370,9 +339,7 @@ class NodeHost:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self._holder is not None and self._holder.poll() is None:
-            os.killpg(self._holder.pid, signal.SIGKILL)
-        if self._holder is not None:
-            self._holder.wait(timeout=10)
+            kill(self._holder)
         # The overlays cannot be mounted again while an old process keeps the
         # old mount namespace alive.
         deadline = time.monotonic() + 10
@@ -395,124 +362,3 @@ def _mount_namespace(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
-
-
-@dataclass
-class Topology:
-    switch: Switch
-    nodes: dict[str, NodeHost]
-    # A VM like the nodes, only without keepalived.
-    jumphost: NodeHost
-    ports: dict[str, str]  # host name -> its port on the switch
-
-
-class Lab:
-    """Creates the hosts and removes every namespace, process and directory of
-    this run on close, whatever happened before."""
-
-    def __init__(self, prefix: str | None = None):
-        self.prefix = prefix or new_run_prefix()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        self.processes: list[subprocess.Popen] = []
-        self._node_hosts: list[NodeHost] = []
-        self._replacements = 0
-
-    def namespace(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
-
-    def build(
-        self,
-        gateway_cidr: str,
-        prefix_length: int,
-        gateway: str,
-        nodes: Sequence[tuple[str, str]],
-        jumphost: tuple[str, str],
-        nic: str,
-    ) -> Topology:
-        """nodes and jumphost: (name, address); every host's NIC is named nic."""
-        switch = Switch(self.namespace("sw"), gateway_cidr)
-        switch.create()
-        ports: dict[str, str] = {}
-        hosts: dict[str, NodeHost] = {}
-        for index, (name, address) in enumerate(nodes, start=1):
-            host = NodeHost(name, self.namespace(f"n{index}"), nic, self.workdir / name)
-            host.create()
-            self._node_hosts.append(host)
-            ports[name] = f"p{index}"
-            switch.plug(ports[name], host, f"{address}/{prefix_length}", gateway)
-            host.start()
-            hosts[name] = host
-        jump_name, jump_address = jumphost
-        jump = NodeHost(jump_name, self.namespace("j"), nic, self.workdir / jump_name)
-        jump.create()
-        self._node_hosts.append(jump)
-        ports[jump_name] = "pj"
-        switch.plug(ports[jump_name], jump, f"{jump_address}/{prefix_length}", gateway)
-        jump.start()
-        return Topology(switch=switch, nodes=hosts, jumphost=jump, ports=ports)
-
-    def replace(self, topology: Topology, name: str) -> NodeHost:
-        """A node's instance is replaced: the old host goes with all it had,
-        a new one is plugged into the same switch port with the same address
-        and MAC (the node's Neutron port stays), and booted empty."""
-        old = topology.nodes[name]
-        mac, address_cidr, gateway = old.mac(), old.address_cidr, old.gateway
-        old.stop()
-        topology.switch.unplug(topology.ports[name])
-        delete_namespace(old.namespace)
-        shutil.rmtree(old.root, ignore_errors=True)
-        self._node_hosts.remove(old)
-        self._replacements += 1
-        new = NodeHost(name, old.namespace, old.nic, self.workdir / f"{name}.{self._replacements}")
-        new.create()
-        self._node_hosts.append(new)
-        if address_cidr is None or gateway is None:
-            raise RuntimeError(f"{name} was never plugged into the switch")
-        topology.switch.plug(topology.ports[name], new, address_cidr, gateway, mac=mac)
-        new.start()
-        topology.nodes[name] = new
-        return new
-
-    def track(self, process: subprocess.Popen) -> subprocess.Popen:
-        self.processes.append(process)
-        return process
-
-    def close(self) -> None:
-        for process in self.processes:
-            # The whole group, even if its leader is gone: children may outlive it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-        for host in self._node_hosts:
-            host.stop()
-        for namespace in list_namespaces():
-            if namespace.startswith(f"{self.prefix}-"):
-                delete_namespace(namespace)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Lab:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def leftovers(prefix: str) -> dict[str, list[str]]:
-    """What of one run is still on the machine: its namespaces, and every
-    live process it started (in those namespaces, or holding a file of its
-    directory open, as each of its keepalived, sshd and service processes
-    holds its log). Nothing else on the machine is counted."""
-    namespaces = [n for n in list_namespaces() if n.startswith(f"{prefix}-")]
-    processes: set[str] = set()
-    for namespace in namespaces:
-        processes |= set(run(["ip", "netns", "pids", namespace], check=False).stdout.split())
-    workdir = f"{tempfile.gettempdir()}/{prefix}-"
-    for pid in (entry for entry in os.listdir("/proc") if entry.isdigit()):
-        try:
-            opened = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if alive(pid) and any(path.startswith(workdir) for path in opened):
-            processes.add(pid)
-    return {"namespaces": namespaces, "processes": sorted(processes)}

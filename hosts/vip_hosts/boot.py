@@ -1,4 +1,4 @@
-"""Boots a lab node from its user data with Debian's real cloud-init, then runs
+"""Boots a node host from its user data with Debian's real cloud-init, then runs
 keepalived the way its systemd unit would.
 
 What a VM's boot does and the lab does not: installing the keepalived package
@@ -9,16 +9,14 @@ ExecStartPre and ExecStart lines).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import supervisor
 from .hosts import NodeHost
 
 UNIT_PATHS = ("/lib/systemd/system/keepalived.service", "/etc/systemd/system/keepalived.service")
@@ -227,16 +225,9 @@ class KeepalivedService:
         """`systemctl stop`: SIGTERM, so keepalived hands over (priority 0) and removes the VIP."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        supervisor.stop(self.process, timeout)
 
     def kill(self) -> None:
         """A crash: every keepalived process of the node dies at once, nothing is cleaned up."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        if self.process is not None:
+            supervisor.kill(self.process)

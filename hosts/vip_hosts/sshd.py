@@ -18,10 +18,10 @@ from .hosts import NodeHost
 
 LAB_BIN = "/etc/keepalived-vip-lab/bin"
 SSHD_CONFIG = "/etc/keepalived-vip-lab/sshd_config"
-# The stand-in's own modules (stdlib only), copied onto each host: a lab VM
-# sees neither a checkout under /tmp (its /tmp is its own) nor a virtualenv.
-STANDIN_SOURCE = Path(__file__).resolve().parent
-STANDIN_MODULES = ("__init__.py", "systemctl.py", "boot.py", "hosts.py", "netns.py")
+# The stand-in is this package (standard library only), copied whole onto each
+# host: a lab VM sees neither a checkout under /tmp (its /tmp is its own) nor
+# a virtualenv.
+STANDIN_PACKAGE = Path(__file__).resolve().parent
 STANDIN_PYTHONPATH = "/etc/keepalived-vip-lab/python"
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -164,11 +164,11 @@ def install_systemctl(host: NodeHost) -> None:
             "    fi",
             '    set -- "$verb" "$@" ;;',
             "esac",
-            f'PYTHONPATH={STANDIN_PYTHONPATH} exec {shlex.quote(python)} -m vip_lab.systemctl "$@"',
+            f'PYTHONPATH={STANDIN_PYTHONPATH} exec {shlex.quote(python)} -m {STANDIN_PACKAGE.name}.systemctl "$@"',
             "",
         ]
     )
-    for module in STANDIN_MODULES:
-        host.write_file(f"{STANDIN_PYTHONPATH}/vip_lab/{module}", (STANDIN_SOURCE / module).read_text())
+    for module in STANDIN_PACKAGE.glob("*.py"):
+        host.write_file(f"{STANDIN_PYTHONPATH}/{STANDIN_PACKAGE.name}/{module.name}", module.read_text())
     host.write_file(f"{LAB_BIN}/systemctl", systemctl, 0o755)
     host.write_file("/etc/sudoers.d/keepalived-vip-lab", f'Defaults secure_path="{LAB_PATH}"\n', 0o440)

@@ -1,0 +1,172 @@
+"""Neutron (DevStack's lib/neutron): ML2 with Open vSwitch, the API, the RPC
+server, the periodic workers, the Open vSwitch agent with the native
+firewall and the L3 agent; br-ex with this machine's address is the
+external network's uplink."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from vip_hosts.netns import delete_namespaces
+
+from ..config import auth_section, authtoken, common, database, service_etc, transport_url, write_ini
+from ..layout import EXTERNAL_BRIDGE, EXTERNAL_CIDR, HOST, INTEGRATION_BRIDGE, NEUTRON_PORT, PHYSNET, CloudDirs
+from . import mariadb, openvswitch
+from .common import Cloud, api, daemon
+
+NAME = "Neutron"
+# What the agents run: NAT and its connection tracking.
+PROGRAMS = ("iptables", "conntrack")
+# The L3 agent's (and a DHCP agent's) namespaces, named after routers and networks.
+NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-")
+OVS_AGENT_CONF = Path("plugins") / "ml2" / "openvswitch_agent.ini"
+L3_AGENT_CONF = Path("l3_agent.ini")
+
+
+def conf(dirs: CloudDirs) -> Path:
+    return dirs.etc / "neutron" / "neutron.conf"
+
+
+def ml2_conf(dirs: CloudDirs) -> Path:
+    return dirs.etc / "neutron" / "plugins" / "ml2" / "ml2_conf.ini"
+
+
+def server_files(dirs: CloudDirs) -> list[str]:
+    return ["--config-file", str(conf(dirs)), "--config-file", str(ml2_conf(dirs))]
+
+
+def configure(cloud: Cloud) -> None:
+    dirs = cloud.dirs
+    etc = service_etc(dirs, cloud.venv, "neutron", "api-paste.ini")
+    state = dirs.data / "neutron"
+    ovsdb = f"unix:{dirs.ovsdb_socket}"
+    write_ini(
+        conf(dirs),
+        {
+            "DEFAULT": {
+                **common(dirs, "neutron"),
+                "core_plugin": "ml2",
+                # Routers with real NAT through the L3 agent; nothing else.
+                "service_plugins": "router",
+                "auth_strategy": "keystone",
+                "transport_url": transport_url(),
+                "api_paste_config": str(etc / "api-paste.ini"),
+                "notify_nova_on_port_status_changes": "True",
+                "notify_nova_on_port_data_changes": "True",
+                "allow_overlapping_ips": "True",
+                "api_workers": "1",
+                "rpc_workers": "1",
+                "rpc_state_report_workers": "1",
+                # The instances get their addresses from the compute driver,
+                # as a config drive would give them: no DHCP agent.
+                "dhcp_agent_notification": "False",
+            },
+            "database": {"connection": database(dirs, cloud.secrets, "neutron")},
+            "keystone_authtoken": authtoken(cloud.secrets, "neutron"),
+            "nova": auth_section(cloud.secrets, "nova"),
+            "oslo_concurrency": {"lock_path": str(state / "lock")},
+            # Every daemon runs as root already, so no sudo (which would
+            # also drop the virtualenv from PATH) and no rootwrap: `env` runs
+            # commands and privsep helpers as they are, found on PATH. (An
+            # empty root_helper would leave oslo.privsep's sudo in place.)
+            "agent": {"root_helper": "env", "report_interval": "10"},
+        },
+    )
+    write_ini(
+        ml2_conf(dirs),
+        {
+            "ml2": {
+                # One host: tenant networks never leave br-int ('local'); the
+                # external network is flat on br-ex. DevStack uses VXLAN
+                # between hosts, which one host does not need.
+                "type_drivers": "local,flat",
+                "tenant_network_types": "local",
+                "mechanism_drivers": "openvswitch",
+                "extension_drivers": "port_security",
+            },
+            "ml2_type_flat": {"flat_networks": PHYSNET},
+            "securitygroup": {"enable_security_group": "True", "firewall_driver": "openvswitch"},
+        },
+    )
+    agent_ovs = {
+        "integration_bridge": INTEGRATION_BRIDGE,
+        "ovsdb_connection": ovsdb,
+        # No kernel module: OVS's userspace datapath (DevStack's OVS_DATAPATH_TYPE=netdev).
+        "datapath_type": "netdev",
+        "bridge_mappings": f"{PHYSNET}:{EXTERNAL_BRIDGE}",
+        "of_listen_address": HOST,
+    }
+    write_ini(
+        etc / OVS_AGENT_CONF,
+        {
+            "ovs": agent_ovs,
+            "agent": {"tunnel_types": "", "l2_population": "False"},
+            "securitygroup": {"enable_security_group": "True", "firewall_driver": "openvswitch"},
+        },
+    )
+    write_ini(
+        etc / L3_AGENT_CONF,
+        {
+            "DEFAULT": {
+                "interface_driver": "openvswitch",
+                # veth pairs, not OVS internal ports, into the routers'
+                # namespaces: an internal port of the userspace datapath is
+                # a TAP device that the switch process holds open.
+                "ovs_use_veth": "True",
+                "enable_metadata_proxy": "False",
+                "agent_mode": "legacy",
+            },
+            "ovs": {"integration_bridge": INTEGRATION_BRIDGE, "ovsdb_connection": ovsdb},
+        },
+    )
+
+
+def init(cloud: Cloud) -> None:
+    mariadb.create(cloud, "neutron")
+    manage = [cloud.program("neutron-db-manage"), *server_files(cloud.dirs)]
+    cloud.step("neutron-db-manage", [*manage, "upgrade", "heads"], cloud.env, "neutron-db-manage")
+    cloud.register("neutron", "network", NEUTRON_PORT)
+    external_bridge(cloud)
+
+
+def external_bridge(cloud: Cloud) -> None:
+    """br-ex on the userspace datapath, with this machine's address (the
+    external network's gateway) on its internal port, a TAP device."""
+    network, prefix = EXTERNAL_CIDR.split("/")
+    gateway = f"{network.rsplit('.', 1)[0]}.1/{prefix}"
+    openvswitch.vsctl(
+        cloud.dirs,
+        cloud.env,
+        "--may-exist",
+        "add-br",
+        EXTERNAL_BRIDGE,
+        "--",
+        "set",
+        "Bridge",
+        EXTERNAL_BRIDGE,
+        "datapath_type=netdev",
+        "fail_mode=standalone",
+    )
+    subprocess.run(["ip", "address", "replace", gateway, "dev", EXTERNAL_BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", EXTERNAL_BRIDGE, "up"], check=True)
+
+
+def start(cloud: Cloud) -> None:
+    dirs = cloud.dirs
+    api_env = {
+        **cloud.env,
+        "OS_NEUTRON_CONFIG_DIR": str(conf(dirs).parent),
+        "OS_NEUTRON_CONFIG_FILES": f"{conf(dirs).name};{ml2_conf(dirs).relative_to(conf(dirs).parent)}",
+    }
+    cloud.supervisor.start(api(cloud, "neutron-api", "neutron.wsgi.api:application", NEUTRON_PORT, api_env))
+    for name in ("neutron-rpc-server", "neutron-periodic-workers"):
+        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *server_files(dirs)]))
+    for name, agent_conf in (("neutron-openvswitch-agent", OVS_AGENT_CONF), ("neutron-l3-agent", L3_AGENT_CONF)):
+        files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / agent_conf)]
+        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
+
+
+def cleanup(dirs: CloudDirs) -> list[str]:
+    """The routers' namespaces."""
+    return delete_namespaces(NAMESPACE_PREFIXES)

@@ -1,0 +1,104 @@
+"""Nova (DevStack's lib/nova): the API, one conductor, the scheduler, and
+nova-compute with our driver (compute.py), whose instances are lab VMs;
+cell0 and cell1 as DevStack maps them."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+from vip_hosts.netns import delete_namespaces
+
+from .. import seed
+from ..config import auth_section, authtoken, common, database, service_etc, transport_url, write_ini
+from ..layout import HOST, INSTANCE_NAMESPACE_PREFIX, INTEGRATION_BRIDGE, NOVA_PORT, REGION, CloudDirs
+from . import mariadb
+from .common import Cloud, api, daemon
+
+NAME = "Nova"
+# What the compute driver runs on each instance's NIC.
+PROGRAMS = ("ethtool", "ip")
+NAMESPACE_PREFIXES = (INSTANCE_NAMESPACE_PREFIX,)
+DATABASES = ("nova_api", "nova_cell0", "nova_cell1")
+
+
+def conf(dirs: CloudDirs) -> Path:
+    return dirs.etc / "nova" / "nova.conf"
+
+
+def env(cloud: Cloud) -> dict[str, str]:
+    return {**cloud.env, "OS_NOVA_CONFIG_DIR": str(conf(cloud.dirs).parent)}
+
+
+def configure(cloud: Cloud) -> None:
+    dirs = cloud.dirs
+    etc = service_etc(dirs, cloud.venv, "nova", "api-paste.ini")
+    state = dirs.data / "nova"
+    write_ini(
+        conf(dirs),
+        {
+            "DEFAULT": {
+                **common(dirs, "nova"),
+                "transport_url": transport_url(),
+                "host": socket.gethostname(),
+                "my_ip": HOST,
+                # Our driver, registered as nova.virt.labhost by vip_cloud.nova_compute.
+                "compute_driver": "labhost.LabHostDriver",
+                "instances_path": str(dirs.instances),
+                "osapi_compute_workers": "1",
+                "osapi_compute_listen": HOST,
+                "vif_plugging_timeout": "120",
+                "vif_plugging_is_fatal": "True",
+                # Nothing to reclaim from a fake disk; keep startup short.
+                "update_resources_interval": "60",
+            },
+            "wsgi": {"api_paste_config": str(etc / "api-paste.ini")},
+            "api": {"auth_strategy": "keystone"},
+            "api_database": {"connection": database(dirs, cloud.secrets, "nova_api")},
+            "database": {"connection": database(dirs, cloud.secrets, "nova_cell1")},
+            "keystone_authtoken": authtoken(cloud.secrets, "nova"),
+            "placement": auth_section(cloud.secrets, "placement"),
+            "neutron": {**auth_section(cloud.secrets, "neutron"), "ovs_bridge": INTEGRATION_BRIDGE},
+            "glance": {"region_name": REGION},
+            "service_user": {**auth_section(cloud.secrets, "nova"), "send_service_user_token": "True"},
+            "conductor": {"workers": "1"},
+            "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "-1"},
+            "oslo_concurrency": {"lock_path": str(state / "lock")},
+            "oslo_messaging_notifications": {"driver": "noop"},
+            "vnc": {"enabled": "False"},
+        },
+    )
+
+
+def init(cloud: Cloud) -> None:
+    mariadb.create(cloud, *DATABASES)
+    manage = [cloud.program("nova-manage"), "--config-file", str(conf(cloud.dirs))]
+    cell0 = database(cloud.dirs, cloud.secrets, "nova_cell0")
+    for args in (
+        ["api_db", "sync"],
+        ["cell_v2", "map_cell0", "--database_connection", cell0],
+        ["cell_v2", "create_cell", "--name", "cell1"],
+        ["db", "sync"],
+    ):
+        cloud.step(f"nova-manage {' '.join(args[:2])}", [*manage, *args], env(cloud), "nova-manage")
+    cloud.register("nova", "compute", NOVA_PORT, "/v2.1")
+
+
+def start(cloud: Cloud) -> None:
+    files = ["--config-file", str(conf(cloud.dirs))]
+    cloud.supervisor.start(api(cloud, "nova-api", "nova.wsgi.osapi_compute:application", NOVA_PORT, env(cloud)))
+    for name in ("nova-conductor", "nova-scheduler"):
+        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
+    # Our driver registered first (nova_compute.py): this interpreter has
+    # vip_cloud and vip_hosts beside the services (checkout-venv.sh).
+    compute = [sys.executable, "-m", "vip_cloud.nova_compute", *files]
+    cloud.supervisor.start(daemon(cloud, "nova-compute", compute))
+    seed.wait_for_compute(cloud.admin(), timeout=120)
+    manage = [cloud.program("nova-manage"), "--config-file", str(conf(cloud.dirs))]
+    cloud.step("nova-manage cell_v2 discover_hosts", [*manage, "cell_v2", "discover_hosts"], env(cloud), "nova-manage")
+
+
+def cleanup(dirs: CloudDirs) -> list[str]:
+    """The instances' namespaces (their processes, NICs and mounts go with them)."""
+    return delete_namespaces(NAMESPACE_PREFIXES)
