@@ -76,6 +76,7 @@ class NovaConsoleLogs:
     def _ask(self, what: str, call):
         # openstacksdk is imported only when the cloud is asked: importing
         # vip_stack stays cheap for the program and the library.
+        import keystoneauth1.exceptions
         import openstack
         import openstack.exceptions
 
@@ -83,7 +84,7 @@ class NovaConsoleLogs:
             if self._connection is None:
                 self._connection = openstack.connect()
             return call(self._connection)
-        except openstack.exceptions.SDKException as error:
+        except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException) as error:
             raise RemoteError(
                 f"could not read {what} from the cloud to verify a host key ({type(error).__name__}: {error}); "
                 "are OS_CLOUD or an openrc's OS_* variables set?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Ssh:
     reuse_connections_in: str | None = None
     _opened: list[list[str]] = field(default_factory=list, repr=False)
     _known_hosts: KnownHosts | None = field(default=None, repr=False)
+    _reached: set[str] = field(default_factory=set, repr=False)
 
     @property
     def known_hosts(self) -> KnownHosts:
@@ -139,6 +141,8 @@ class Ssh:
         of the jumphost and of the host are made known from their consoles
         first."""
         if self.verifier is not None:
+            # A jumphost nobody can reach says so before its key is looked for.
+            self._reachable(f"the jumphost ({self.jumphost})")
             self.verifier.verify(self.jumphost, f"the jumphost ({self.jumphost})")
             if address and address != self.jumphost:
                 self.verifier.verify(address, host)
@@ -181,6 +185,15 @@ class Ssh:
                     + f"\n  ssh said: {stderr.strip().splitlines()[-1]}"
                 )
         return f"ssh to {host} failed: {stderr.strip() or 'no message'}"
+
+    def _reachable(self, host: str) -> None:
+        if self.jumphost in self._reached:
+            return
+        try:
+            socket.create_connection((self.jumphost, 22), timeout=self.connect_timeout).close()
+        except OSError as error:
+            raise RemoteError(self.explain(f"{error}: Connection timed out", host)) from error
+        self._reached.add(self.jumphost)
 
     def login_command(self, address: str) -> str:
         """The ssh command a user runs to log in to this address by hand."""
