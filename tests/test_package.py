@@ -45,8 +45,13 @@ CORE = (
     "vrrp",
 )
 LIBRARY_EXAMPLE = PROJECT_DIR / "examples" / "library"
-# What the previous release declared for EXAMPLE_CONFIG plus these keys.
-URNS_BEFORE = PROJECT_DIR / "tests" / "golden" / "urns-before-components-as-library.txt"
+# What earlier releases declared for EXAMPLE_CONFIG plus these keys: the one
+# before the components became a library, and the one before the rollout's
+# gates had a type of their own. Stacks made by either must keep every resource.
+URNS_BEFORE = [
+    PROJECT_DIR / "tests" / "golden" / "urns-before-components-as-library.txt",
+    PROJECT_DIR / "tests" / "golden" / "urns-before-gate-type.txt",
+]
 URN_CONFIG = {
     **EXAMPLE_CONFIG,
     "servicePorts": [{"protocol": "tcp", "port": 443}],
@@ -128,16 +133,33 @@ def test_importing_every_product_module_loads_no_tool_code():
     assert tools == []
 
 
-def test_an_existing_stack_keeps_every_resource_by_its_urn_or_an_alias():
-    before = URNS_BEFORE.read_text().split()
+def parents_and_type(urn: str) -> tuple[str, str]:
+    """A URN's stack, project and parents' types, and its own type."""
+    qualified_type = urn.rsplit("::", 1)[0]
+    parents, _, type_ = qualified_type.rpartition("$")
+    return parents, type_
+
+
+def aliases(resource) -> set[tuple[str, str]]:
+    """The (name, type) pairs a resource was once known by, as the engine reads
+    its alias specs: what a spec leaves out is the resource's own."""
+    return {(name or resource.name, type_ or resource.type) for name, type_ in resource.aliases}
+
+
+@pytest.mark.parametrize("release", URNS_BEFORE, ids=lambda path: path.stem)
+def test_an_existing_stack_keeps_every_resource_by_its_urn_or_an_alias(release):
+    before = release.read_text().split()
     deployment = run_program(URN_CONFIG)
     now = {r.urn for r in deployment.resources}
     for urn in before:
         if urn in now:
             continue
-        qualified_type, old_name = urn.rsplit("::", 1)
+        parents, old_type = parents_and_type(urn)
+        old_name = urn.rsplit("::", 1)[1]
         heirs = [
-            r for r in deployment.resources if r.urn.rsplit("::", 1)[0] == qualified_type and old_name in r.alias_names
+            r
+            for r in deployment.resources
+            if parents_and_type(r.urn)[0] == parents and (old_name, old_type) in aliases(r)
         ]
         assert len(heirs) == 1, f"{urn} is neither declared again nor aliased by exactly one resource"
 

@@ -23,10 +23,12 @@ from tests.real_engine import (
     copy_project,
     steps,
 )
+from vip_stack.rollout import GENERIC_DYNAMIC_TYPE, NODE_IN_SERVICE_TYPE
 from vip_stack.settings import ALL_KEYS, config_from_stack_file, parse_settings
 
 ORDERING = PROJECT_DIR / "tests" / "engine_programs" / "ordering"
 OPENSTACK_PREVIEW = PROJECT_DIR / "tests" / "engine_programs" / "openstack_preview"
+GATE_TYPE = PROJECT_DIR / "tests" / "engine_programs" / "gate_type"
 TOKEN = "t0ken-never-in-clear"
 
 
@@ -208,6 +210,48 @@ def test_a_change_of_an_in_place_input_updates_without_replacing(ordering, tmp_p
     assert ("update", "server") in ops and not any(op.endswith("replaced") for op, _ in ops), ops
     assert ordering.outputs()["serverId"] == server_id
     ordering.run("destroy", "--yes", "--skip-preview")
+
+
+def the_gate(pulumi: Pulumi) -> dict:
+    """The gate in the stack's state (the program declares one)."""
+    resources = pulumi.stack_export()["deployment"]["resources"]
+    (gate,) = [r for r in resources if r["urn"].endswith("-in-service")]
+    return gate
+
+
+@pytest.mark.parametrize("release", ["before-components-as-library", "before-gate-type"])
+def test_a_stack_made_before_the_gate_had_its_own_type_keeps_its_gate(pulumi_engine, tmp_path, release):
+    """The gate's new type is the same resource to the engine, by its alias:
+    no delete (that would drain the node) and no create (a wait for service)."""
+    pulumi = pulumi_engine(copy_project(GATE_TYPE, tmp_path / "gate-type"))
+    pulumi.run("stack", "init", "dev")
+    pulumi.run("config", "set", "release", release)
+    pulumi.up()
+    before = the_gate(pulumi)
+    assert before["type"] == GENERIC_DYNAMIC_TYPE
+
+    pulumi.run("config", "set", "release", "now")
+    previewed = pulumi.run("preview", "--json")
+    plan = json.loads(previewed[previewed.index("{") :])
+    # The preview lists the steps that change something (none for a same).
+    planned = [s for s in plan["steps"] if s["urn"].endswith("-in-service")]
+    assert {s["op"] for s in planned} <= {"same", "update"}, planned
+    assert set(plan["changeSummary"]) <= {"same", "update"}, plan["changeSummary"]
+    log = tmp_path / "events.jsonl"
+    pulumi.up(event_log=log)
+    done = {s.op for s in steps(log) if s.phase == "done" and s.name.endswith("-in-service")}
+    assert done and done <= {"same", "update"}, done
+
+    after = the_gate(pulumi)
+    assert after["type"] == NODE_IN_SERVICE_TYPE
+    assert after["urn"].endswith(
+        f"::keepalived-vip:openstack:KeepalivedNodes${NODE_IN_SERVICE_TYPE}::keepalived-vip-nodes-kld-vm-1-in-service"
+    )
+    assert (after["id"], after.get("created")) == (before["id"], before.get("created")), "the very same gate"
+    pulumi.run("preview", "--expect-no-changes")
+    # A delete unpickles the provider the state names: vip_stack's, still there.
+    pulumi.run("destroy", "--yes", "--skip-preview")
+    assert pulumi.stack_export()["deployment"].get("resources") in (None, [])
 
 
 # Our own project file, as the real CLI reads it.

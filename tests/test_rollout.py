@@ -3,6 +3,9 @@ lowest priority first, each drained before it goes and seen back in service
 before the next is touched. The program's side under mocks, the gate's logic
 against a stand-in node; the lab's rollout drill runs it on real keepalived."""
 
+import base64
+import pickle
+import pickletools
 import subprocess
 from typing import Any
 
@@ -103,6 +106,34 @@ def test_the_gate_knows_the_new_configuration_only_as_a_secret():
         assert sorted(gate.input("nodePorts")) == sorted(
             [unwrap(port.outputs["allFixedIps"])[0], port.id] for port in ports.values()
         )
+
+
+# What the SDK's dill pickle of the provider is today: 61 bytes, 84 in base64.
+# A class pickled by value (its code) is thousands; this bound leaves room for
+# a longer module path, never for code or data.
+PICKLED_PROVIDER_BOUND = 256
+
+
+def test_every_gate_names_its_provider_by_reference_and_holds_no_secret_in_it():
+    """What each gate keeps in the state as `__provider`, the SDK's pickle of
+    NodeInServiceProvider: a reference to the class, which the engine's
+    provider process imports (vip_stack.rollout must keep it, by that name),
+    no code and nothing of the stack's settings."""
+    password = "Pw5-XyZq"
+    deployment = run_program({**SSH_CONFIG, "vrrpPassword": password}, rerun_cloud())
+    for name, gate in gates(deployment).items():
+        serialized = gate.input("__provider")
+        assert gate.is_secret("__provider"), "the SDK keeps it as a secret whatever it holds"
+        assert len(serialized) <= PICKLED_PROVIDER_BOUND, f"{name}: {len(serialized)} characters"
+        pickled = base64.b64decode(serialized)
+        opcodes = [(op.name, arg) for op, arg, _ in pickletools.genops(pickled)]
+        texts = [arg for op, arg in opcodes if "UNICODE" in op]
+        assert texts == ["vip_stack.rollout", "NodeInServiceProvider"], f"{name} pickles more than a reference: {texts}"
+        assert ("STACK_GLOBAL", None) in opcodes
+        assert not [op for op, _ in opcodes if op in ("BUILD", "REDUCE")], "no state, no call beyond the class"
+        assert password.encode() not in pickled
+        assert gate.input("configSha256").encode() not in pickled
+        assert type(pickle.loads(pickled)) is NodeInServiceProvider
 
 
 def test_image_and_flavor_changes_are_replacements_never_rebuilds_in_place():

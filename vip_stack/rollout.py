@@ -32,6 +32,7 @@ the lab's rollout drill runs the very code `pulumi up` runs.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import subprocess
 import sys
@@ -327,7 +328,19 @@ def _access(props: dict[str, Any], recreated: Sequence[str] = ()) -> Iterator[Ss
 
 
 class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
-    """The engine's hooks into the rollout (see the module's docstring)."""
+    """The engine's hooks into the rollout (see the module's docstring).
+
+    Do not move this class out of vip_stack.rollout nor rename it. The SDK
+    pickles a dynamic resource's provider into the resource's inputs and
+    outputs (`__provider`), and a class of an importable module by reference:
+    every stack's state names `vip_stack.rollout.NodeInServiceProvider`. A
+    delete unpickles the provider its gate was created or last updated with,
+    from the state, whatever the program declares now: a gate whose state
+    names a class that is no longer there cannot be deleted, so its node
+    cannot be drained, replaced or destroyed. Keep the class free of
+    attributes too: the pickle would carry them, secrets included
+    (tests/test_rollout.py checks what it holds).
+    """
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         wait = props.get("wait")
@@ -407,8 +420,32 @@ class NodeInServiceArgs:
     config_sha256: pulumi.Input[str]
 
 
-class NodeInService(pulumi.dynamic.Resource):
-    """A node is in service: its gate in the rollout (see the module's docstring)."""
+# What the gates were registered as before they had a type of their own: the
+# SDK's one type for every dynamic resource. Stacks made then hold them so.
+GENERIC_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+# Theirs now: the SDK makes it of the class's `module` and `name`.
+NODE_IN_SERVICE_TYPE = "pulumi-python:dynamic/keepalived-vip:NodeInService"
+
+
+def _under_the_generic_type(aliases: Sequence[Any] | None) -> list[pulumi.Alias]:
+    """The gate's own names, current and aliased, under the generic type:
+    an alias changes only what it names, so an old name needs its old type
+    said again."""
+    renamed = [alias for alias in aliases or () if isinstance(alias, pulumi.Alias)]
+    retyped = []
+    for alias in renamed:
+        copied = copy.copy(alias)
+        copied.type_ = GENERIC_DYNAMIC_TYPE
+        retyped.append(copied)
+    return [pulumi.Alias(type_=GENERIC_DYNAMIC_TYPE), *retyped]
+
+
+class NodeInService(pulumi.dynamic.Resource, module="keepalived-vip", name="NodeInService"):
+    """A node is in service: its gate in the rollout (see the module's docstring).
+
+    Its type (NODE_IN_SERVICE_TYPE) says what it is in `pulumi preview` and
+    in the state; its package must stay `pulumi-python`, which names the
+    engine's provider of dynamic resources."""
 
     def __init__(self, name: str, args: NodeInServiceArgs, opts: pulumi.ResourceOptions | None = None):
         props = {
@@ -433,6 +470,9 @@ class NodeInService(pulumi.dynamic.Resource):
                 additional_secret_outputs=["configSha256"],
                 # Long enough for any node to boot, whatever the rollout's own bound.
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{args.timeout_seconds + 600}s"),
+                # Stacks made before the gate had its own type keep their
+                # gates: the same resource, not a delete (a drain) and a create.
+                aliases=_under_the_generic_type(opts.aliases if opts else None),
             ),
         )
         super().__init__(NodeInServiceProvider(), name, props, opts)

@@ -25,6 +25,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
+from vip_stack.rollout import NODE_IN_SERVICE_TYPE
 from vip_stack.settings import NAMESPACE
 
 from .fake_openstack import FakeCloud, OpenStackMocks, unwrap
@@ -51,6 +52,8 @@ class DeclaredResource:
     additional_secret_outputs: tuple[str, ...] = ()
     # The names this resource had before (aliases that keep only a new name).
     alias_names: tuple[str, ...] = ()
+    # Each alias spec as (name, type), "" where it keeps the current one.
+    aliases: tuple[tuple[str, str], ...] = ()
 
     def input(self, key: str, default: Any = None) -> Any:
         return unwrap(self.inputs.get(key, default))
@@ -115,11 +118,7 @@ class MockedRun:
 
     def gates(self) -> dict[str, DeclaredResource]:
         """Node name -> its NodeInService gate in the rollout."""
-        return {
-            r.input("nodeName"): r
-            for r in self.resources
-            if r.type == "pulumi-python:dynamic:Resource" and r.input("nodeName")
-        }
+        return {r.input("nodeName"): r for r in self.resources if r.type == NODE_IN_SERVICE_TYPE}
 
     def named(self, name: str, short_type: str | None = None) -> DeclaredResource:
         """The resource of that name; with short_type ("Instance", "Port"...) when a component shares it."""
@@ -246,6 +245,11 @@ def run_program(
                 replace_on_changes=tuple(request.replaceOnChanges),
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 alias_names=tuple(_alias_names(request)),
+                aliases=tuple(
+                    (alias.spec.name, alias.spec.type)
+                    for alias in request.aliases
+                    if alias.WhichOneof("alias") == "spec"
+                ),
             )
         )
     return MockedRun(
