@@ -9,7 +9,7 @@
 
 The gate is the product's own, provider included (the engine's provider
 process unpickles vip_stack.rollout.NodeInServiceProvider); it neither waits
-nor drains (check fixed-wait, wait false), so it needs no cloud."""
+nor drains (check fixed-wait, wait none), so it needs no cloud."""
 
 import pulumi
 import pulumi.dynamic
@@ -24,13 +24,14 @@ ARGS = NodeInServiceArgs(
     instance_id="i-1",
     address="192.168.0.11",
     peers=["192.168.0.22"],
+    node_ports=[["192.168.0.11", "port-1"], ["192.168.0.22", "port-2"]],
     vip="192.168.0.254",
     jumphost=None,
     ssh_user="ubuntu",
     check="fixed-wait",
     timeout_seconds=900,
     fixed_wait_seconds=0,
-    wait=False,
+    wait="none",
     settle_seconds=3.53,
     config_sha256="0" * 64,
 )
@@ -52,7 +53,8 @@ class GenericGate(pulumi.dynamic.Resource):
             "check": args.check,
             "timeoutSeconds": args.timeout_seconds,
             "fixedWaitSeconds": args.fixed_wait_seconds,
-            "wait": args.wait,
+            # As those releases had it: a boolean, and no nodePorts.
+            "wait": False,
             "settleSeconds": args.settle_seconds,
             "configSha256": pulumi.Output.secret(args.config_sha256),
         }
