@@ -219,6 +219,7 @@ def the_gate(pulumi: Pulumi) -> dict:
     return gate
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("release", ["before-components-as-library", "before-gate-type"])
 def test_a_stack_made_before_the_gate_had_its_own_type_keeps_its_gate(pulumi_engine, tmp_path, release):
     """The gate's new type is the same resource to the engine, by its alias:
