@@ -1,7 +1,8 @@
 """A newcomer follows the README's local-cloud section as written, with what
-a new user has: a fresh home (root's, since OpenSSH finds ~ from the account,
-not $HOME), a key of their own loaded into an agent, no ssh config, no
-Pulumi state, and the default environment. `pulumi up` must end with the VIP
+a new user has: a fresh ~/.ssh (root's: OpenSSH finds ~ from the account,
+not $HOME) holding only a key of their own, loaded into an agent, so no ssh
+config and no known host; a fresh ~/.pulumi, so no login, stack or plugin;
+and this machine's environment otherwise. `pulumi up` must end with the VIP
 served, the check with --failover must pass at once with no manual `ssh`,
 nothing may warn, and the clean-up must leave the checkout as it was."""
 
@@ -51,8 +52,11 @@ def test_a_newcomer_follows_the_readme_and_the_vip_survives_the_failover_check(l
     transcript = tmp_path / "newcomer.log"
     # What the newcomer has before the README: a key, and an agent (empty).
     prologue = [
-        "mount -t tmpfs -o mode=0700 newcomer-home /root",
-        "mkdir -m 0700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519",
+        # Over the account's own, in this process's mount namespace only.
+        "mkdir -p /root/.ssh /root/.pulumi",
+        "mount -t tmpfs -o mode=0700 newcomer-ssh /root/.ssh",
+        "mount -t tmpfs -o mode=0700 newcomer-pulumi /root/.pulumi",
+        "ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519",
         'eval "$(ssh-agent -s)" >/dev/null',
         "trap 'ssh-agent -k >/dev/null' EXIT",
         "set -x",
@@ -63,13 +67,19 @@ def test_a_newcomer_follows_the_readme_and_the_vip_survives_the_failover_check(l
         "USER": "root",
         "LOGNAME": "root",
         "LANG": "C.UTF-8",
-        "PATH": "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        # This machine's own, with nothing of the checkout's: the README's
+        # export puts the engine first.
+        "PATH": ":".join(
+            entry
+            for entry in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":")
+            if entry and not Path(entry).resolve().is_relative_to(CHECKOUT)
+        ),
         # Each command as the reader sees it, before what it prints.
         "PS4": "\n$ ",
     }
     try:
         with transcript.open("w") as log:
-            # A mount namespace of its own: the tmpfs home is the newcomer's alone.
+            # A mount namespace of its own: the fresh ~/.ssh and ~/.pulumi are the newcomer's alone.
             result = subprocess.run(
                 ["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
                 cwd=CHECKOUT,
