@@ -82,13 +82,16 @@ def config_fingerprint(keepalived_conf: str) -> str:
     return hashlib.sha256(keepalived_conf.encode()).hexdigest()
 
 
+def _has_vip(vip: str) -> str:
+    """A shell test that the node has the VIP on an interface."""
+    return f"ip -o -4 addr show | grep -q ' inet {vip}/'"
+
+
 def announce_command(vip: str) -> str:
     """Makes a node that holds the VIP announce it again (keepalived sends
     gratuitous ARP when it reloads as master), so that neighbours never keep
     pointing at a node that has just released it."""
-    return (
-        f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then sudo -n systemctl reload keepalived; echo announced; fi"
-    )
+    return f"if {_has_vip(vip)}; then sudo -n systemctl reload keepalived; echo announced; fi"
 
 
 class NodeAccess(Protocol):
@@ -181,7 +184,7 @@ WAIT_MODES = ("none", "node", "group")
 
 
 def holds_vip_command(vip: str) -> str:
-    return f"if ip -o -4 addr show | grep -q ' inet {vip}/'; then echo vip=held; else echo vip=free; fi"
+    return f"if {_has_vip(vip)}; then echo vip=held; else echo vip=free; fi"
 
 
 def wait_vip_held_once(

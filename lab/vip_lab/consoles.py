@@ -11,10 +11,9 @@ from vip_hosts.hosts import NodeHost
 class LabConsoles:
     """Console logs of the lab's hosts, by the instance id the lab's outputs give them."""
 
-    def __init__(self, hosts: Callable[[], Mapping[str, NodeHost]], ports: Mapping[str, str] | None = None):
+    def __init__(self, hosts: Callable[[], Mapping[str, NodeHost]]):
         # A function: a replaced node is a new host under the same id.
         self._hosts = hosts
-        self._ports = dict(ports or {})
 
     def console_output(self, instance_id: str) -> str:
         host = self._hosts().get(instance_id)
@@ -23,7 +22,8 @@ class LabConsoles:
         return host.console.read_text(errors="replace")
 
     def instance_on_port(self, port_id: str) -> str | None:
-        return self._ports.get(port_id)
+        # The lab names its instances itself (Cluster.instances_by_address): no ports to ask.
+        return None
 
     def instance_behind_floating_ip(self, address: str) -> str | None:
         return None
