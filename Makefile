@@ -6,7 +6,8 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck nftables
 # The local cloud's own: its database, message queue and switch, and what
 # Neutron's agents run (iptables and conntrack for NAT, arping for GARP).
-CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping
+# dnsmasq is the DHCP agent's, for real VMs.
+CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping dnsmasq-base
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: lab test unit lint golden reference bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean
@@ -52,13 +53,18 @@ engine:
 	@command -v go >/dev/null || { echo "make engine needs Go 1.26 or newer (the go command) on PATH" >&2; exit 1; }
 	bash engine/build.sh
 
-# A real all-in-one OpenStack on this machine whose instances are lab hosts
-# (docs/cloud.md); OS_CLOUD=local with .cloud/clouds.yaml. Idempotent. It runs
-# from .cloud-venv: this checkout's vip_cloud and vip_hosts over the services'
-# cached virtualenv (cloud/checkout-venv.sh).
-cloud: debian-packages cloud-prerequisites
+# A real all-in-one OpenStack on this machine (docs/cloud.md); OS_CLOUD=local
+# with .cloud/clouds.yaml. Idempotent. Its instances are lab hosts (network
+# namespaces on this machine's kernel, seconds per boot), or with
+# COMPUTE=libvirt virtual machines of Nova's libvirt driver booting the guest
+# image (minutes per boot under TCG). It runs from .cloud-venv: this
+# checkout's vip_cloud and vip_hosts over the services' cached virtualenv
+# (cloud/checkout-venv.sh).
+COMPUTE ?= namespace
+cloud: debian-packages cloud-prerequisites guest-image
 	services=$$(bash cloud/install.sh) && cloud=$$(bash cloud/checkout-venv.sh) && \
-		$(SUDO) $$cloud/bin/python -m vip_cloud --venv $$services up
+		image=$$($(SUDO) bash cloud/guest/build-image.sh) && \
+		$(SUDO) $$cloud/bin/python -m vip_cloud --venv $$services --compute $(COMPUTE) --image $$image up
 
 # Stops every process and removes every namespace, device and file of the cloud.
 cloud-down:

@@ -23,7 +23,7 @@ from pathlib import Path
 from vip_hosts.supervisor import ServiceFailed, Supervisor, spawn
 
 from .cleanup import remove_everything, remove_leftovers
-from .layout import MARKER, CloudDirs, cloud_dirs
+from .layout import COMPUTE_DRIVERS, DEFAULT_COMPUTE, MARKER, CloudDirs, cloud_dirs
 from .status import is_ready, read_status, record, supervisor_pid
 
 LOCK = Path("/run/lock/keepalived-vip-cloud.lock")
@@ -38,7 +38,7 @@ def _stop(signum, frame):
     raise Stop()
 
 
-def supervise(dirs: CloudDirs, venv: Path) -> int:
+def supervise(dirs: CloudDirs, venv: Path, compute: str, image: Path) -> int:
     """The supervisor daemon: brings the cloud up, then keeps it running."""
     from .bringup import bring_up
 
@@ -50,7 +50,7 @@ def supervise(dirs: CloudDirs, venv: Path) -> int:
     started = time.monotonic()
     code = 0
     try:
-        timings = bring_up(dirs, venv, supervisor, lambda name: record(dirs, {"step": name}))
+        timings = bring_up(dirs, venv, compute, image, supervisor, lambda name: record(dirs, {"step": name}))
         record(dirs, {"ready": timings, "seconds": round(time.monotonic() - started, 1)})
         while True:
             supervisor.watch_once()
@@ -75,7 +75,14 @@ def supervise(dirs: CloudDirs, venv: Path) -> int:
     return code
 
 
-def up(dirs: CloudDirs, venv: Path) -> int:
+def running_compute(dirs: CloudDirs) -> str:
+    try:
+        return dirs.compute.read_text().strip()
+    except OSError:
+        return DEFAULT_COMPUTE
+
+
+def up(dirs: CloudDirs, venv: Path, compute: str, image: Path) -> int:
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK, "w") as lock:
         try:
@@ -84,6 +91,14 @@ def up(dirs: CloudDirs, venv: Path) -> int:
             print("make cloud: another make cloud is bringing the cloud up; nothing done", file=sys.stderr)
             return 1
         if is_ready(dirs):
+            running = running_compute(dirs)
+            if running != compute:
+                print(
+                    f"make cloud: the local cloud is up with COMPUTE={running}, not {compute}; "
+                    "run make cloud-down first",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"the local cloud is already up: nothing changed (OS_CLOUD=local, {dirs.clouds_yaml})")
             return 0
         if supervisor_pid(dirs) is not None:
@@ -92,12 +107,23 @@ def up(dirs: CloudDirs, venv: Path) -> int:
         # Whatever a crashed run left is removed before starting afresh.
         remove_everything(dirs)
         dirs.make()
-        return _follow(dirs, venv)
+        return _follow(dirs, venv, compute, image)
 
 
-def _follow(dirs: CloudDirs, venv: Path) -> int:
+def _follow(dirs: CloudDirs, venv: Path, compute: str, image: Path) -> int:
     daemon = spawn(
-        [sys.executable, "-m", "vip_cloud", "--venv", str(venv), "supervise"],
+        [
+            sys.executable,
+            "-m",
+            "vip_cloud",
+            "--venv",
+            str(venv),
+            "--compute",
+            compute,
+            "--image",
+            str(image),
+            "supervise",
+        ],
         dirs.logs / "supervisor.log",
         env={**os.environ, MARKER: str(dirs.root)},
     )
@@ -110,7 +136,11 @@ def _follow(dirs: CloudDirs, venv: Path) -> int:
                 if "step" in event:
                     print(f"[{time.monotonic() - started:6.1f} s] {event['step']}", flush=True)
                 elif "ready" in event:
-                    print(f"the local cloud is up in {event['seconds']} s: OS_CLOUD=local with {dirs.clouds_yaml}")
+                    print(
+                        f"the local cloud is up in {event['seconds']} s, its instances "
+                        f"{'virtual machines' if compute == 'libvirt' else 'lab hosts'} (COMPUTE={compute}): "
+                        f"OS_CLOUD=local with {dirs.clouds_yaml}"
+                    )
                     return 0
                 elif "failed" in event:
                     print(f"make cloud failed: {event['failed']}", file=sys.stderr)
@@ -152,7 +182,7 @@ def down(dirs: CloudDirs) -> int:
 def status(dirs: CloudDirs) -> int:
     events = read_status(dirs)
     if is_ready(dirs):
-        print(f"up (supervisor {supervisor_pid(dirs)}), {dirs.clouds_yaml}")
+        print(f"up (supervisor {supervisor_pid(dirs)}, COMPUTE={running_compute(dirs)}), {dirs.clouds_yaml}")
         return 0
     print("down" if not events else f"not ready: {events[-1]}")
     return 3
@@ -161,6 +191,15 @@ def status(dirs: CloudDirs) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vip_cloud", description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, help="the services' virtualenv (cloud/install.sh), for up and supervise")
+    parser.add_argument(
+        "--compute",
+        choices=COMPUTE_DRIVERS,
+        default=DEFAULT_COMPUTE,
+        help="what nova-compute boots instances as: lab hosts (namespace) or virtual machines (libvirt)",
+    )
+    parser.add_argument(
+        "--image", type=Path, help="the guest image's directory (cloud/guest/build-image.sh), for up and supervise"
+    )
     parser.add_argument("command", choices=["up", "down", "status", "supervise"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -168,15 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         print("the local cloud needs root (namespaces, Open vSwitch, addresses on br-ex)", file=sys.stderr)
         return 1
     dirs = cloud_dirs()
-    if args.command in ("up", "supervise") and args.venv is None:
-        parser.error(f"{args.command} needs --venv, the services' virtualenv (cloud/install.sh)")
+    if args.command in ("up", "supervise") and (args.venv is None or args.image is None):
+        parser.error(
+            f"{args.command} needs --venv, the services' virtualenv (cloud/install.sh), "
+            "and --image, the guest image (cloud/guest/build-image.sh)"
+        )
     if args.command == "up":
-        return up(dirs, args.venv)
+        return up(dirs, args.venv, args.compute, args.image)
     if args.command == "down":
         return down(dirs)
     if args.command == "status":
         return status(dirs)
-    return supervise(dirs, args.venv)
+    return supervise(dirs, args.venv, args.compute, args.image)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from vip_hosts.supervisor import ServiceFailed, Supervisor
 from . import seed
 from .config import Secrets
 from .layout import EXTERNAL_CIDR, MARKER, UNIX_SOCKET_MAX, CloudDirs
-from .services import SERVICES
+from .services import neutron, services_for
 from .services.common import Cloud
 from .services.openvswitch import ovs_env
 
@@ -49,17 +49,29 @@ def base_env(dirs: CloudDirs, venv: Path) -> dict[str, str]:
     }
 
 
-def programs_missing() -> list[str]:
-    wanted = [program for service in SERVICES for program in service.PROGRAMS]
+def programs_missing(compute: str) -> list[str]:
+    wanted = [program for service in services_for(compute) for program in service.PROGRAMS]
+    if compute == "libvirt":
+        wanted += neutron.DHCP_PROGRAMS
     return [p for p in wanted if shutil.which(p) is None and not os.path.exists(p)]
 
 
-def bring_up(dirs: CloudDirs, venv: Path, supervisor: Supervisor, step: Callable[[str], None]) -> dict[str, float]:
+def image_missing(image: Path) -> list[str]:
+    return [name for name in ("root.img", "vmlinuz", "initrd.img", "cmdline") if not (image / name).is_file()]
+
+
+def bring_up(
+    dirs: CloudDirs, venv: Path, compute: str, image: Path, supervisor: Supervisor, step: Callable[[str], None]
+) -> dict[str, float]:
     """Starts everything; returns each step's seconds. Raises ServiceFailed
     naming what failed, with the end of its log."""
-    missing = programs_missing()
+    missing = programs_missing(compute)
     if missing:
         raise ServiceFailed(f"the local cloud needs {', '.join(missing)} (make cloud installs Debian's packages)")
+    if image_missing(image):
+        raise ServiceFailed(
+            f"no guest image in {image} ({', '.join(image_missing(image))} missing): make guest-image builds it"
+        )
     too_long = dirs.sockets_too_long()
     if too_long:
         raise ServiceFailed(
@@ -67,9 +79,10 @@ def bring_up(dirs: CloudDirs, venv: Path, supervisor: Supervisor, step: Callable
             f"{UNIX_SOCKET_MAX} bytes; set KVIP_CLOUD_DIR to a shorter path"
         )
     dirs.make()
-    cloud = Cloud(dirs, venv, load_secrets(dirs), base_env(dirs, venv), supervisor)
+    dirs.compute.write_text(compute)
+    cloud = Cloud(dirs, venv, load_secrets(dirs), base_env(dirs, venv), supervisor, compute, image)
     timings: dict[str, float] = {}
-    for service in SERVICES:
+    for service in services_for(compute):
         started = time.monotonic()
         step(service.NAME)
         service.configure(cloud)
@@ -79,8 +92,8 @@ def bring_up(dirs: CloudDirs, venv: Path, supervisor: Supervisor, step: Callable
     started = time.monotonic()
     step("the seed: ext-net, the image, the flavor, quotas")
     admin = cloud.admin()
-    seed.wait_for_agents(admin, timeout=120)
-    seed.cloud(admin, dirs, EXTERNAL_CIDR)
+    seed.wait_for_agents(admin, timeout=120, real_vms=cloud.real_vms)
+    seed.cloud(admin, image, EXTERNAL_CIDR)
     timings["the seed"] = round(time.monotonic() - started, 1)
     os.environ.setdefault("OS_CLIENT_CONFIG_FILE", str(dirs.clouds_yaml))
     return timings

@@ -88,6 +88,15 @@ def nic_settings(vif) -> tuple[str, str | None, int | None]:
     raise ValueError(f"port {vif['id']} has no IPv4 address")
 
 
+def image_user(image_meta) -> str:
+    """The image's cloud-init default user, as Glance's os_admin_user says
+    (the local cloud's image is Debian's: debian)."""
+    properties = getattr(image_meta, "properties", None)
+    if properties is not None and properties.obj_attr_is_set("os_admin_user"):
+        return properties.os_admin_user
+    return "debian"
+
+
 def user_data_text(instance) -> str:
     if not instance.user_data:
         return ""
@@ -293,6 +302,7 @@ class LabHostDriver(fake.FakeDriverWithoutFakeNodes):
             user_data=user_data_text(instance),
             public_key=instance.key_data or None,
             labels={"name": instance.name},
+            default_user=image_user(image_meta),
         )
         vm = LabVM(self._instances_path() / instance.uuid, spec)
         timeout = CONF.vif_plugging_timeout

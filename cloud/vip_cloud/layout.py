@@ -30,6 +30,15 @@ EXTERNAL_BRIDGE = "br-ex"
 INTEGRATION_BRIDGE = "br-int"
 # Each instance (a lab VM) has network namespaces named after it.
 INSTANCE_NAMESPACE_PREFIX = "labvm-"
+# What nova-compute boots an instance as, chosen at make cloud (COMPUTE=):
+# a lab host of network namespaces on this machine's kernel (vip_cloud.compute,
+# seconds per boot), or a virtual machine of Nova's own libvirt driver
+# (Debian's qemu under TCG, minutes per boot).
+COMPUTE_DRIVERS = ("namespace", "libvirt")
+DEFAULT_COMPUTE = "namespace"
+# The guests' package mirror (apt-cacher-ng) on the external network's
+# gateway, as the guest image's apt sources name it (cloud/guest/build-image.sh).
+MIRROR_PORT = 3142
 # sun_path holds 108 bytes.
 UNIX_SOCKET_MAX = 107
 
@@ -82,8 +91,23 @@ class CloudDirs:
     def ovsdb_socket(self) -> Path:
         return self.run / "ovs" / "db.sock"
 
+    @property
+    def libvirt_run(self) -> Path:
+        """libvirtd's and virtlogd's /run/libvirt (bind-mounted there in their own mount namespace)."""
+        return self.run / "libvirt"
+
+    @property
+    def libvirt_socket(self) -> Path:
+        return self.libvirt_run / "libvirt-sock"
+
+    @property
+    def compute(self) -> Path:
+        """The compute driver this cloud was brought up with (COMPUTE_DRIVERS)."""
+        return self.root / "compute"
+
     def sockets_too_long(self) -> list[Path]:
-        return [path for path in (self.mysql_socket, self.ovsdb_socket) if len(str(path)) > UNIX_SOCKET_MAX]
+        sockets = (self.mysql_socket, self.ovsdb_socket, self.libvirt_run / "virtlogd-admin-sock")
+        return [path for path in sockets if len(str(path)) > UNIX_SOCKET_MAX]
 
     def make(self) -> None:
         for directory in (self.etc, self.logs, self.run, self.data, self.instances):

@@ -2,13 +2,21 @@
 openstacksdk as the cloud's admin: the service project and roles, a demo
 project and member, each service's user and catalog entry (its module
 registers it), and what our stack looks up (ext-net, the image, a flavor),
-with quotas for two stacks side by side."""
+with quotas for two stacks side by side.
+
+The image is the guest image built here (cloud/guest/build-image.sh): its
+root file system, with its kernel and initrd as images of their own
+(DevStack's aki/ari), named in the root image's kernel_id and ramdisk_id, and
+the command line it boots with (os_command_line). Nova's libvirt driver
+boots it; the namespace driver boots a lab host whose default user is the
+image's os_admin_user."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
 import time
+from pathlib import Path
 
 import openstack
 import yaml
@@ -21,7 +29,9 @@ from .layout import PHYSNET, REGION, CloudDirs
 log = logging.getLogger(__name__)
 
 EXTERNAL_NETWORK = "ext-net"
-IMAGE_NAME = "Ubuntu-22.04"
+IMAGE_NAME = "debian-12"
+# The image's cloud-init default user (build-image.sh's cloud.cfg: Debian's).
+IMAGE_USER = "debian"
 FLAVOR_NAME = "m1.small"
 DEMO_PROJECT = "demo"
 DEMO_USER = "demo"
@@ -133,8 +143,8 @@ def wait_for_compute(conn, timeout: float) -> None:
     )
 
 
-def wait_for_agents(conn, timeout: float) -> None:
-    wanted = {"Open vSwitch agent", "L3 agent"}
+def wait_for_agents(conn, timeout: float, real_vms: bool) -> None:
+    wanted = {"Open vSwitch agent", "L3 agent"} | ({"DHCP agent"} if real_vms else set())
 
     def alive():
         agents = list(conn.network.agents())
@@ -144,7 +154,40 @@ def wait_for_agents(conn, timeout: float) -> None:
     _wait(f"the Neutron agents ({', '.join(sorted(wanted))}) were not all alive", alive, timeout)
 
 
-def cloud(conn, dirs: CloudDirs, external_cidr: str) -> None:
+def _upload(conn, name: str, path: Path, disk_format: str, properties: dict[str, str]):
+    image = conn.image.create_image(
+        name=name,
+        filename=str(path),
+        disk_format=disk_format,
+        container_format=disk_format if disk_format in ("aki", "ari") else "bare",
+        visibility="public",
+        properties=properties,
+    )
+    _wait(f"the image {name} did not become active", lambda: conn.image.get_image(image).status == "active", 300)
+    return image
+
+
+def guest_image(conn, image_dir: Path) -> None:
+    """The guest image in Glance as DevStack uploads a kernel-booted one."""
+    kernel = _upload(conn, f"{IMAGE_NAME}-kernel", image_dir / "vmlinuz", "aki", {})
+    ramdisk = _upload(conn, f"{IMAGE_NAME}-initrd", image_dir / "initrd.img", "ari", {})
+    _upload(
+        conn,
+        IMAGE_NAME,
+        image_dir / "root.img",
+        "raw",
+        {
+            "kernel_id": kernel.id,
+            "ramdisk_id": ramdisk.id,
+            "os_command_line": (image_dir / "cmdline").read_text().strip(),
+            "os_distro": "debian",
+            "os_version": "12",
+            "os_admin_user": IMAGE_USER,
+        },
+    )
+
+
+def cloud(conn, image_dir: Path, external_cidr: str) -> None:
     subnet = ipaddress.ip_network(external_cidr)
     hosts = list(subnet.hosts())
     network = conn.network.find_network(EXTERNAL_NETWORK) or conn.network.create_network(
@@ -164,21 +207,7 @@ def cloud(conn, dirs: CloudDirs, external_cidr: str) -> None:
             allocation_pools=[{"start": str(hosts[9]), "end": str(hosts[-5])}],
         )
     if not conn.image.find_image(IMAGE_NAME):
-        # What a lab host runs is this machine's own Debian with cloud-init;
-        # Glance checks an upload's format, and a zero-filled raw disk passes.
-        image_file = dirs.data / "ubuntu-22.04.raw"
-        image_file.write_bytes(bytes(1024 * 1024))
-        image = conn.image.create_image(
-            name=IMAGE_NAME,
-            filename=str(image_file),
-            disk_format="raw",
-            container_format="bare",
-            visibility="public",
-            properties={"os_distro": "ubuntu", "os_version": "22.04", "os_admin_user": "ubuntu"},
-        )
-        _wait(
-            f"the image {IMAGE_NAME} did not become active", lambda: conn.image.get_image(image).status == "active", 60
-        )
+        guest_image(conn, image_dir)
     if not conn.compute.find_flavor(FLAVOR_NAME):
         conn.compute.create_flavor(name=FLAVOR_NAME, ram=512, vcpus=1, disk=1, is_public=True)
     demo = conn.identity.find_project(DEMO_PROJECT)

@@ -18,14 +18,22 @@ from ..layout import HOST, CloudDirs
 @dataclass
 class Cloud:
     """The cloud a bring-up makes: its directories, the services'
-    virtualenv, its secrets, every daemon's environment, and the supervisor
-    that starts and keeps its daemons."""
+    virtualenv, its secrets, every daemon's environment, the supervisor
+    that starts and keeps its daemons, what nova-compute boots instances as
+    (layout.COMPUTE_DRIVERS) and the guest image's directory
+    (cloud/guest/build-image.sh) that Glance holds."""
 
     dirs: CloudDirs
     venv: Path
     secrets: Secrets
     env: dict[str, str]
     supervisor: Supervisor
+    compute: str
+    image: Path
+
+    @property
+    def real_vms(self) -> bool:
+        return self.compute == "libvirt"
 
     def program(self, name: str) -> str:
         """A program of the services' virtualenv (keystone-manage, neutron-rpc-server...)."""

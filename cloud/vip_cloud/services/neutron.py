@@ -1,7 +1,7 @@
 """Neutron (DevStack's lib/neutron): ML2 with Open vSwitch, the API, the RPC
 server, the periodic workers, the Open vSwitch agent with the native
-firewall and the L3 agent; br-ex with this machine's address is the
-external network's uplink."""
+firewall, the L3 agent, and for real VMs the DHCP agent (Debian's dnsmasq);
+br-ex with this machine's address is the external network's uplink."""
 
 from __future__ import annotations
 
@@ -18,10 +18,19 @@ from .common import Cloud, api, daemon
 NAME = "Neutron"
 # What the agents run: NAT and its connection tracking.
 PROGRAMS = ("iptables", "conntrack")
+# The DHCP agent's, which only real VMs need: a lab host is given its address.
+DHCP_PROGRAMS = ("dnsmasq",)
 # The L3 agent's (and a DHCP agent's) namespaces, named after routers and networks.
 NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-")
 OVS_AGENT_CONF = Path("plugins") / "ml2" / "openvswitch_agent.ini"
 L3_AGENT_CONF = Path("l3_agent.ini")
+DHCP_AGENT_CONF = Path("dhcp_agent.ini")
+DNSMASQ_CONF = Path("dnsmasq.conf")
+# dnsmasq drops to nobody, then re-reads its hosts file (a port added) on
+# SIGHUP: under the cloud's directory (mode 0700, it holds secrets) nobody
+# cannot read it, and dnsmasq answers no new port's DHCP. It stays root, as
+# every other daemon of this cloud is.
+DNSMASQ_SETTINGS = "user=root\n"
 
 
 def conf(dirs: CloudDirs) -> Path:
@@ -58,9 +67,10 @@ def configure(cloud: Cloud) -> None:
                 "api_workers": "1",
                 "rpc_workers": "1",
                 "rpc_state_report_workers": "1",
-                # The instances get their addresses from the compute driver,
-                # as a config drive would give them: no DHCP agent.
-                "dhcp_agent_notification": "False",
+                # Real VMs ask DHCP for their address (the config drive's
+                # network data says so for a subnet with DHCP); lab hosts
+                # are given theirs by the compute driver: no DHCP agent.
+                "dhcp_agent_notification": str(cloud.real_vms),
             },
             "database": {"connection": database(dirs, cloud.secrets, "neutron")},
             "keystone_authtoken": authtoken(cloud.secrets, "neutron"),
@@ -120,6 +130,24 @@ def configure(cloud: Cloud) -> None:
             "ovs": {"integration_bridge": INTEGRATION_BRIDGE, "ovsdb_connection": ovsdb},
         },
     )
+    (etc / DNSMASQ_CONF).write_text(DNSMASQ_SETTINGS)
+    write_ini(
+        etc / DHCP_AGENT_CONF,
+        {
+            "DEFAULT": {
+                "interface_driver": "openvswitch",
+                # As the L3 agent's: veth pairs into the dnsmasq namespaces.
+                "ovs_use_veth": "True",
+                # No metadata service: the config drive brings the user data.
+                "enable_isolated_metadata": "False",
+                "force_metadata": "False",
+                "dnsmasq_config_file": str(etc / DNSMASQ_CONF),
+                # Each network's DHCP log (leases given), which the tests read.
+                "dnsmasq_base_log_dir": str(dirs.logs / "dnsmasq"),
+            },
+            "ovs": {"integration_bridge": INTEGRATION_BRIDGE, "ovsdb_connection": ovsdb},
+        },
+    )
 
 
 def init(cloud: Cloud) -> None:
@@ -162,7 +190,10 @@ def start(cloud: Cloud) -> None:
     cloud.supervisor.start(api(cloud, "neutron-api", "neutron.wsgi.api:application", NEUTRON_PORT, api_env))
     for name in ("neutron-rpc-server", "neutron-periodic-workers"):
         cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *server_files(dirs)]))
-    for name, agent_conf in (("neutron-openvswitch-agent", OVS_AGENT_CONF), ("neutron-l3-agent", L3_AGENT_CONF)):
+    agents = [("neutron-openvswitch-agent", OVS_AGENT_CONF), ("neutron-l3-agent", L3_AGENT_CONF)]
+    if cloud.real_vms:
+        agents.append(("neutron-dhcp-agent", DHCP_AGENT_CONF))
+    for name, agent_conf in agents:
         files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / agent_conf)]
         cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
 

@@ -1,6 +1,8 @@
 """Nova (DevStack's lib/nova): the API, one conductor, the scheduler, and
-nova-compute with our driver (compute.py), whose instances are lab VMs;
-cell0 and cell1 as DevStack maps them."""
+nova-compute with the driver make cloud chose: Nova's own libvirt driver
+(DevStack's lib/nova_plugins/hypervisor-libvirt), whose instances are
+virtual machines, or ours (compute.py), whose instances are lab hosts; cell0
+and cell1 as DevStack maps them."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from pathlib import Path
 from vip_hosts.netns import delete_namespaces
 
 from .. import seed
-from ..config import auth_section, authtoken, common, database, service_etc, transport_url, write_ini
+from ..config import Sections, auth_section, authtoken, common, database, service_etc, transport_url, write_ini
 from ..layout import HOST, INSTANCE_NAMESPACE_PREFIX, INTEGRATION_BRIDGE, NOVA_PORT, REGION, CloudDirs
-from . import mariadb
+from . import libvirt, mariadb
 from .common import Cloud, api, daemon
 
 NAME = "Nova"
@@ -21,6 +23,9 @@ NAME = "Nova"
 PROGRAMS = ("ethtool", "ip")
 NAMESPACE_PREFIXES = (INSTANCE_NAMESPACE_PREFIX,)
 DATABASES = ("nova_api", "nova_cell0", "nova_cell1")
+# The privsep contexts of nova-compute and the libraries it drives (Nova's
+# own, os-vif's Open vSwitch and Linux bridge plugins, os-brick).
+PRIVSEP_SECTIONS = ("nova_sys_admin", "vif_plug_ovs_privileged", "vif_plug_linux_bridge_privileged", "privsep_osbrick")
 
 
 def conf(dirs: CloudDirs) -> Path:
@@ -31,10 +36,51 @@ def env(cloud: Cloud) -> dict[str, str]:
     return {**cloud.env, "OS_NOVA_CONFIG_DIR": str(conf(cloud.dirs).parent)}
 
 
+def compute_settings(cloud: Cloud) -> Sections:
+    """What differs between the two compute drivers."""
+    if not cloud.real_vms:
+        return {
+            "DEFAULT": {
+                # Our driver, registered as nova.virt.labhost by vip_cloud.nova_compute.
+                "compute_driver": "labhost.LabHostDriver",
+                "vif_plugging_timeout": "120",
+                # Nothing to reclaim from a fake disk; keep startup short.
+                "update_resources_interval": "60",
+            },
+        }
+    return {
+        "DEFAULT": {
+            "compute_driver": "libvirt.LibvirtDriver",
+            # No metadata service: each guest's user data, keys and network
+            # data come on a config drive (genisoimage).
+            "force_config_drive": "True",
+            # Nova's default (300 s) is for a loaded cloud; a first boot
+            # under TCG is slower still, but Neutron wires a port in seconds.
+            "vif_plugging_timeout": "300",
+        },
+        "libvirt": {
+            # KVM opens on this machine but its guests hang: TCG, as
+            # DevStack's LIBVIRT_TYPE=qemu, with DevStack's CPU model for it.
+            "virt_type": "qemu",
+            "cpu_mode": "custom",
+            "cpu_models": "Nehalem",
+            "connection_uri": libvirt.connection_uri(cloud.dirs),
+        },
+        # os-vif plugs each guest's tap into br-int (libvirt makes the tap)
+        # through this cloud's Open vSwitch database.
+        "os_vif_ovs": {"ovsdb_connection": f"unix:{cloud.dirs.ovsdb_socket}", "ovsdb_interface": "native"},
+        # nova-compute runs as root already: its privileged helpers are
+        # started as they are, found on PATH (the services' virtualenv), not
+        # through sudo and nova-rootwrap (Neutron's root_helper = env).
+        **{section: {"helper_command": "privsep-helper"} for section in PRIVSEP_SECTIONS},
+    }
+
+
 def configure(cloud: Cloud) -> None:
     dirs = cloud.dirs
     etc = service_etc(dirs, cloud.venv, "nova", "api-paste.ini")
     state = dirs.data / "nova"
+    driver = compute_settings(cloud)
     write_ini(
         conf(dirs),
         {
@@ -43,15 +89,11 @@ def configure(cloud: Cloud) -> None:
                 "transport_url": transport_url(),
                 "host": socket.gethostname(),
                 "my_ip": HOST,
-                # Our driver, registered as nova.virt.labhost by vip_cloud.nova_compute.
-                "compute_driver": "labhost.LabHostDriver",
                 "instances_path": str(dirs.instances),
                 "osapi_compute_workers": "1",
                 "osapi_compute_listen": HOST,
-                "vif_plugging_timeout": "120",
                 "vif_plugging_is_fatal": "True",
-                # Nothing to reclaim from a fake disk; keep startup short.
-                "update_resources_interval": "60",
+                **driver["DEFAULT"],
             },
             "wsgi": {"api_paste_config": str(etc / "api-paste.ini")},
             "api": {"auth_strategy": "keystone"},
@@ -67,6 +109,7 @@ def configure(cloud: Cloud) -> None:
             "oslo_concurrency": {"lock_path": str(state / "lock")},
             "oslo_messaging_notifications": {"driver": "noop"},
             "vnc": {"enabled": "False"},
+            **{section: options for section, options in driver.items() if section != "DEFAULT"},
         },
     )
 
@@ -90,9 +133,12 @@ def start(cloud: Cloud) -> None:
     cloud.supervisor.start(api(cloud, "nova-api", "nova.wsgi.osapi_compute:application", NOVA_PORT, env(cloud)))
     for name in ("nova-conductor", "nova-scheduler"):
         cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
-    # Our driver registered first (nova_compute.py): this interpreter has
-    # vip_cloud and vip_hosts beside the services (checkout-venv.sh).
-    compute = [sys.executable, "-m", "vip_cloud.nova_compute", *files]
+    if cloud.real_vms:
+        compute = [cloud.program("nova-compute"), *files]
+    else:
+        # Our driver registered first (nova_compute.py): this interpreter has
+        # vip_cloud and vip_hosts beside the services (checkout-venv.sh).
+        compute = [sys.executable, "-m", "vip_cloud.nova_compute", *files]
     cloud.supervisor.start(daemon(cloud, "nova-compute", compute))
     seed.wait_for_compute(cloud.admin(), timeout=120)
     manage = [cloud.program("nova-manage"), "--config-file", str(conf(cloud.dirs))]
