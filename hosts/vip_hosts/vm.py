@@ -39,9 +39,10 @@ STATE_FILE = "vm.json"
 SEED_DIR = "/var/lib/cloud/seed/nocloud"
 CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
 VM_CLOUD_CFG = "/etc/cloud/cloud.cfg.d/99-keepalived-vip-lab-vm.cfg"
-# The image's settings, as on an Ubuntu cloud image (its default user is
-# ubuntu), and the lab's: the seed is the only data source, the network is the
-# lab's (as Neutron's DHCP gives it), and only modules that act inside the VM
+# The image's settings, as on a distribution's cloud image (its default user,
+# ubuntu on Ubuntu's, debian on Debian's, is the spec's), and the lab's: the
+# seed is the only data source, the network is the lab's (as Neutron's DHCP
+# gives it), and only modules that act inside the VM
 # run. Left out: what installs or updates packages or configures apt (/usr is
 # the machine's, read-only), grows or mounts disks, writes to the machine's
 # kernel (seed_random), /usr/local/share (ca-certs) or services (rsyslog,
@@ -53,12 +54,12 @@ datasource:
   NoCloud:
     # The seed directory only: no block device is probed for a cidata label.
     fs_label: null
-network: {config: disabled}
+network: {{config: disabled}}
 system_info:
   default_user:
-    name: ubuntu
+    name: {default_user}
     lock_passwd: true
-    gecos: Ubuntu
+    gecos: {default_user}
     groups: [adm, audio, cdrom, dialout, dip, floppy, netdev, plugdev, sudo, video]
     sudo: ["ALL=(ALL) NOPASSWD:ALL"]
     shell: /bin/bash
@@ -116,6 +117,8 @@ class VMSpec:
     public_key: str | None = None
     # The caller's own (the compute driver keeps the instance's name here).
     labels: dict[str, str] = field(default_factory=dict)
+    # The image's cloud-init default user (Glance's os_admin_user).
+    default_user: str = "ubuntu"
     # Where the outer end is: the machine (None), or a namespace (a switch
     # of the caller's own, as the lab's).
     outer_namespace: str | None = None
@@ -354,7 +357,7 @@ class LabVM:
         self.host.write_file(f"{SEED_DIR}/user-data", self.spec.user_data, 0o600)
         # JSON is YAML.
         self.host.write_file(f"{SEED_DIR}/meta-data", json.dumps(meta, indent=2) + "\n", 0o600)
-        self.host.write_file(VM_CLOUD_CFG, VM_CLOUD_CFG_TEXT)
+        self.host.write_file(VM_CLOUD_CFG, VM_CLOUD_CFG_TEXT.format(default_user=self.spec.default_user))
 
     def _configure_nic(self) -> None:
         """The NIC as DHCP leaves it: up, the port's address, the default route."""
