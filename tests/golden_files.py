@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vip_stack.rendering import VrrpGroup, plan_keepalived, render_keepalived_conf, render_user_data
+from vip_stack.rendering import (
+    VrrpGroup,
+    plan_keepalived,
+    render_jumphost_user_data,
+    render_keepalived_conf,
+    render_user_data,
+)
 from vip_stack.settings import parse_settings
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "rendered"
@@ -50,6 +56,8 @@ def rendered() -> dict[Path, str]:
         ):
             files[Path(combination) / f"{config.router_id}.keepalived.conf"] = render_keepalived_conf(config)
             files[Path(combination) / f"{config.router_id}.user-data.yaml"] = render_user_data(config)
+    # The jumphost's is the same for every combination.
+    files[Path("jumphost.user-data.yaml")] = render_jumphost_user_data()
     return files
 
 

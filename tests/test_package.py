@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vip_stack.rendering import KEEPALIVED_CONF_PATH
 from vip_stack.settings import InvalidConfig
 
 from .harness import EXAMPLE_CONFIG, PROJECT_DIR, run_program
@@ -178,7 +179,8 @@ def test_two_vips_share_one_network_and_one_jumphost_with_a_node_pair_each():
     assert len(deployment.of_type("Network")) == 1 and len(deployment.of_type("Router")) == 1
     assert len(deployment.of_type("Jumphost")) == 1
     assert len(deployment.of_type("FloatingIp")) == 1, "one jumphost, one floating IP"
-    names = sorted(r.input("name") for r in deployment.of_type("Instance") if r.input("userData"))
+    nodes = [r for r in deployment.of_type("Instance") if KEEPALIVED_CONF_PATH in r.input("userData")]
+    names = sorted(r.input("name") for r in nodes)
     assert names == ["db-1", "db-2", "web-1", "web-2"]
     urns = [r.urn for r in deployment.resources]
     assert len(urns) == len(set(urns)), "no two resources share a name"

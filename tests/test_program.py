@@ -182,7 +182,16 @@ def test_the_jumphost_gets_a_floating_ip_once_the_router_is_up(example):
     jumphost = example.called("kld-jumphost-vm", "Instance")
     assert jumphost.input("networks") == [{"port": jumphost_port.id}]
     assert jumphost_port.input("securityGroupIds") == [example.named("keepalived-vip-jumphost", "SecGroup").id]
-    assert not jumphost.input("userData")
+
+
+def test_the_jumphost_installs_the_checks_ping_and_nothing_secret(example):
+    """Debian's cloud image comes without ping: the jumphost installs it at
+    boot (a real VM of the local cloud showed it)."""
+    user_data = example.called("kld-jumphost-vm", "Instance").input("userData")
+    assert user_data.startswith("#cloud-config\n")
+    document = yaml.safe_load(user_data)
+    assert document["packages"] == ["iputils-ping"] and document["package_update"] is True
+    assert EXAMPLE_PASSWORD not in user_data
 
 
 def test_user_data_is_secret_and_carries_each_nodes_rendered_config(example):

@@ -93,6 +93,12 @@ class NodeStatus:
 
 
 NODE_PROBE = f"{STATUS_PROBE}; ip -o -4 addr show"
+JUMPHOST_BOOT_TIMEOUT = 600
+# cloud-init's state once its boot has ended (or the wait has).
+JUMPHOST_BOOT_PROBE = (
+    f"timeout {JUMPHOST_BOOT_TIMEOUT} cloud-init status --wait >/dev/null 2>&1; "
+    "cloud-init status 2>/dev/null | sed -n 's/^status: //p'"
+)
 
 
 def node_status(ssh: Ssh, node: Node, vip: str) -> NodeStatus:
@@ -116,8 +122,14 @@ class Report:
 
 
 def status(ssh: Ssh, deployment: DeployedStack, report: Report) -> list[NodeStatus]:
-    ssh.run(ssh.on_jumphost("true"), host=f"the jumphost ({deployment.jumphost})")
+    jumphost = f"the jumphost ({deployment.jumphost})"
+    ssh.run(ssh.on_jumphost("true"), host=jumphost)
     report.check(True, f"the jumphost {deployment.jumphost} answers over SSH as {ssh.user}")
+    # Its ping comes with its user data: `pulumi up` returns once the nodes
+    # serve the VIP, which may be before the jumphost's boot has finished.
+    booted = ssh.run(ssh.on_jumphost(JUMPHOST_BOOT_PROBE), host=jumphost, timeout=JUMPHOST_BOOT_TIMEOUT + 60)
+    state = booted.stdout.strip() or "unknown"
+    report.check(state == "done", f"the jumphost: cloud-init {state}")
     statuses = []
     for node in deployment.nodes:
         node_state = node_status(ssh, node, deployment.vip)

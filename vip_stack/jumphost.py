@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
+from .rendering import render_jumphost_user_data
+
 
 @dataclass
 class JumphostArgs:
@@ -53,6 +55,8 @@ class Jumphost(pulumi.ComponentResource):
             flavor_name=args.flavor_name,
             key_pair=args.key_pair_name,
             networks=[openstack.compute.InstanceNetworkArgs(port=self.port.id)],
+            # The check's ping: an image may come without it.
+            user_data=render_jumphost_user_data(),
             # A replacement boots on the same port: the old instance goes first.
             opts=child(f"{name}-vm", args.name, delete_before_replace=True),
         )

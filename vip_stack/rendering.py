@@ -252,6 +252,15 @@ def keepalived_dropin() -> str:
     return f"[Service]\nExecStartPre=/bin/sh {VRRP_INTERFACE_SCRIPT_PATH} {VRRP_INTERFACE_CONF_PATH}\n"
 
 
+# What the jumphost runs for the check: ping (Debian's package, and Ubuntu's).
+JUMPHOST_PACKAGES = ("iputils-ping",)
+
+
+def render_jumphost_user_data() -> str:
+    """The jumphost's cloud-config: the check's tools, nothing secret."""
+    return _environment.get_template("jumphost-user-data.yaml.j2").render(packages=JUMPHOST_PACKAGES)
+
+
 def render_user_data(config: KeepalivedConfig) -> str:
     """The node's cloud-config: install keepalived, write its config (0600:
     it holds the VRRP password), enable and start it."""

@@ -18,6 +18,7 @@ from vip_hosts.hosts import NodeHost
 from vip_hosts.netns import run as run_command
 from vip_hosts.sshd import LAB_PATH, default_user, install_systemctl, serve_ssh
 from vip_stack.observe import Pinger, VipWatcher
+from vip_stack.rendering import render_jumphost_user_data
 from vip_stack.rollout import NodeAccess
 
 from .faults import Stress
@@ -228,9 +229,10 @@ class Cluster:
 
     def enable_ssh(self, public_key: str) -> str:
         """OpenSSH on the jumphost and every node, the jumphost booted by
-        cloud-init like the nodes; returns the login that takes the key."""
+        cloud-init from the stack's own user data, like the nodes; returns
+        the login that takes the key."""
         jumphost = self.topology.jumphost
-        apply_user_data(jumphost, "#cloud-config\n{}\n")
+        apply_user_data(jumphost, render_jumphost_user_data())
         user = serve_ssh(jumphost, self.spec.jumphost_address, public_key, self.lab.track)
         for node in self.spec.nodes:
             self.on_every_boot(
