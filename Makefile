@@ -25,7 +25,7 @@ sweep: $(VENV)/.installed debian-packages
 # The gates first (lint, format, types), then every test, the real engine's
 # and the local cloud's tiers too (the tests bring the cloud up, last, and down).
 test: lint debian-packages engine cloud-prerequisites guest-image
-	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest
+	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest --durations=30
 
 # What needs neither root nor Debian's packages: settings, rendered text,
 # the program under mocks, the check's parsing. Seconds.

@@ -58,6 +58,7 @@ from tabulate import tabulate
 
 from vip_cloud.cleanup import cloud_namespaces, cloud_processes
 from vip_cloud.layout import CloudDirs, cloud_dirs
+from vip_cloud.seed import IMAGE_NAME
 from vip_cloud.status import is_ready, read_status, supervisor_pid
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -100,8 +101,9 @@ def down(env: dict[str, str] | None = None) -> float:
     return vip_cloud(env, "down")
 
 
-def up(env: dict[str, str] | None = None) -> float:
-    return vip_cloud(env, "--venv", str(made("install.sh", env)), "up")
+def up(env: dict[str, str] | None = None, compute: str = "namespace") -> float:
+    image = made("guest/build-image.sh", env)
+    return vip_cloud(env, "--venv", str(made("install.sh", env)), "--compute", compute, "--image", str(image), "up")
 
 
 # --- memory -------------------------------------------------------------------
@@ -214,7 +216,7 @@ def server_create(venv: Path, dirs: CloudDirs, boots: int) -> list[dict[str, flo
             made.append(("port", port.id))
             started_wall, started = time.time(), time.monotonic()
             created = subprocess.run(
-                [str(venv / "bin" / "openstack"), "server", "create", "--image", "Ubuntu-22.04"]
+                [str(venv / "bin" / "openstack"), "server", "create", "--image", IMAGE_NAME]
                 + ["--flavor", "m1.small", "--port", port.id, "--user-data", str(user_data)]
                 + ["-f", "value", "-c", "id", f"{run}-{boot}"],
                 env=env,

@@ -42,8 +42,9 @@ TIER_FIXTURES = {
     "engine": {"pulumi_engine"},
     # The local OpenStack of make cloud. These run last, so that the lab's
     # timing-sensitive tests never share the machine's two cores with a
-    # running cloud.
-    "cloud": {"local_cloud"},
+    # running cloud; those on real VMs (COMPUTE=libvirt) after the others,
+    # so that the session brings each cloud up once.
+    "cloud": {"local_cloud", "local_cloud_vms"},
 }
 
 
@@ -56,10 +57,15 @@ def pytest_collection_modifyitems(config, items):
                 unmarked.append(f"{item.nodeid} uses {', '.join(sorted(needs & fixtures))} but is not marked {tier}")
     if unmarked:
         raise pytest.UsageError("tests without their tier's marker:\n" + "\n".join(unmarked))
-    # A stable partition: each tier keeps its order, the cloud's comes last.
-    items[:] = [i for i in items if i.get_closest_marker("cloud") is None] + [
-        i for i in items if i.get_closest_marker("cloud") is not None
-    ]
+
+    # A stable partition: each tier keeps its order, the cloud's comes last,
+    # and of it the real VMs'.
+    def rank(item) -> int:
+        if item.get_closest_marker("cloud") is None:
+            return 0
+        return 2 if "local_cloud_vms" in getattr(item, "fixturenames", ()) else 1
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +135,10 @@ class LocalCloud:
     # Whether this session brought the cloud up (and takes it down again):
     # if not, someone else may be using it, and nothing may disturb them.
     owned: bool
+    # This checkout's cloud interpreter (cloud/checkout-venv.sh).
+    python: Path
+    # What its instances are (vip_cloud.layout.COMPUTE_DRIVERS).
+    compute: str
 
     def connect(self, name: str) -> Any:
         import openstack
@@ -173,50 +183,92 @@ def _tail(result: subprocess.CompletedProcess, lines: int = 30) -> str:
     return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def local_cloud() -> Iterator[LocalCloud]:
-    """The local OpenStack of make cloud. A cloud already up is used and left
-    up; otherwise the session brings one up and, at its end, takes it down and
-    checks that nothing of it is left: no namespace of its routers or
-    instances, no process carrying its directory in its environment or
-    holding a file of it, and no directory."""
-    _need("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "mariadbd", "cloud-init", "sshd", "ssh", root=True)
-    venv = Path(os.environ.get("KVIP_CLOUD_VENV") or _script("install.sh"))
-    if not (venv / "bin" / "python").exists():
-        _cloud_unavailable(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
-    # This checkout's vip_cloud over the services, as make cloud runs it.
-    python = _script("checkout-venv.sh") / "bin" / "python"
-    from vip_cloud.cleanup import cloud_namespaces, cloud_processes
-    from vip_cloud.layout import cloud_dirs
-    from vip_cloud.status import supervisor_pid
+class CloudSession:
+    """The session's local cloud, with the compute driver its tests ask for.
+    A cloud already up is used and left up, if its driver is the one asked
+    for; otherwise the session brings one up and, when it moves to the
+    other driver or ends, takes it down and checks that nothing of it is
+    left: no namespace of its routers, DHCP servers or instances, no process
+    carrying its directory in its environment or holding a file of it, and
+    no directory."""
 
-    dirs = cloud_dirs()
-    owned = _vip_cloud(python, "status", timeout=60).returncode != 0
-    if owned and supervisor_pid(dirs) is not None:
-        # Someone else's make cloud is under way: wait for it, never take it over.
-        deadline = time.monotonic() + 900
-        while supervisor_pid(dirs) is not None and time.monotonic() < deadline:
-            if _vip_cloud(python, "status", timeout=60).returncode == 0:
-                owned = False
-                break
-            time.sleep(5)
-        else:
-            _cloud_unavailable(f"a local cloud is running in {dirs.root} but did not become ready")
-    if owned:
-        started = _vip_cloud(python, "--venv", str(venv), "up")
-        if started.returncode != 0:
-            if "nothing done" not in started.stderr:
-                # Whatever this failed bring-up left goes before the skip (or failure).
-                _vip_cloud(python, "down", timeout=600)
-            _cloud_unavailable(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
-    yield LocalCloud(clouds_yaml=dirs.clouds_yaml, venv=venv, dirs=dirs, owned=owned)
-    if not owned:
-        return
-    stopped = _vip_cloud(python, "down", timeout=600)
-    assert stopped.returncode == 0, f"python -m vip_cloud down failed:\n{_tail(stopped)}"
-    left = {
-        "namespaces": [n for n in cloud_namespaces() if n.startswith(("qrouter-", "labvm-"))],
-        "processes": cloud_processes(dirs),
-        "directory": [str(dirs.root)] if dirs.root.exists() else [],
-    }
-    assert not any(left.values()), f"make cloud-down left {left}"
+    def __init__(self) -> None:
+        self.current: LocalCloud | None = None
+        self.compute: str | None = None
+
+    def get(self, compute: str) -> LocalCloud:
+        if self.current is not None and self.compute == compute:
+            return self.current
+        self.close()
+        _need("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "mariadbd", "cloud-init", "sshd", "ssh", root=True)
+        venv = Path(os.environ.get("KVIP_CLOUD_VENV") or _script("install.sh"))
+        if not (venv / "bin" / "python").exists():
+            _cloud_unavailable(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
+        # This checkout's vip_cloud over the services, as make cloud runs it.
+        python = _script("checkout-venv.sh") / "bin" / "python"
+        image = _script("guest/build-image.sh")
+        from vip_cloud.layout import cloud_dirs
+        from vip_cloud.status import supervisor_pid
+
+        dirs = cloud_dirs()
+        status = _vip_cloud(python, "status", timeout=60)
+        owned = status.returncode != 0
+        if not owned and f"COMPUTE={compute}" not in status.stdout:
+            _cloud_unavailable(f"the running local cloud is not COMPUTE={compute}: {status.stdout.strip()}")
+        if owned and supervisor_pid(dirs) is not None:
+            # Someone else's make cloud is under way: wait for it, never take it over.
+            deadline = time.monotonic() + 900
+            while supervisor_pid(dirs) is not None and time.monotonic() < deadline:
+                if _vip_cloud(python, "status", timeout=60).returncode == 0:
+                    owned = False
+                    break
+                time.sleep(5)
+            else:
+                _cloud_unavailable(f"a local cloud is running in {dirs.root} but did not become ready")
+        if owned:
+            started = _vip_cloud(python, "--venv", str(venv), "--compute", compute, "--image", str(image), "up")
+            if started.returncode != 0:
+                if "nothing done" not in started.stderr:
+                    # Whatever this failed bring-up left goes before the skip (or failure).
+                    _vip_cloud(python, "down", timeout=600)
+                _cloud_unavailable(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
+        self.compute = compute
+        self.current = LocalCloud(
+            clouds_yaml=dirs.clouds_yaml, venv=venv, dirs=dirs, owned=owned, python=python, compute=compute
+        )
+        return self.current
+
+    def close(self) -> None:
+        cloud, self.current, self.compute = self.current, None, None
+        if cloud is None or not cloud.owned:
+            return
+        from vip_cloud.cleanup import cloud_namespaces, cloud_processes
+
+        stopped = _vip_cloud(cloud.python, "down", timeout=600)
+        assert stopped.returncode == 0, f"python -m vip_cloud down failed:\n{_tail(stopped)}"
+        left = {
+            "namespaces": [n for n in cloud_namespaces() if n.startswith(("qrouter-", "qdhcp-", "labvm-"))],
+            "processes": cloud_processes(cloud.dirs),
+            "directory": [str(cloud.dirs.root)] if cloud.dirs.root.exists() else [],
+        }
+        assert not any(left.values()), f"make cloud-down left {left}"
+
+
+@pytest.fixture(scope="session")
+def cloud_session() -> Iterator[CloudSession]:
+    session = CloudSession()
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def local_cloud(cloud_session) -> LocalCloud:
+    """The local OpenStack of make cloud, its instances lab hosts (COMPUTE=namespace)."""
+    return cloud_session.get("namespace")
+
+
+@pytest.fixture(scope="module")
+def local_cloud_vms(cloud_session) -> LocalCloud:
+    """The local OpenStack of make cloud COMPUTE=libvirt, its instances
+    virtual machines of Nova's libvirt driver booting the guest image."""
+    return cloud_session.get("libvirt")

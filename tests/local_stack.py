@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.real_engine import ENGINE_BIN, PROJECT_DIR, Pulumi, copy_project
+from tests.real_engine import ENGINE_BIN, PROJECT_DIR, Pulumi, copy_project, steps
 from vip_stack.observe import Pinger, PingStats
 from vip_stack.remote import Ssh
 
@@ -88,7 +91,13 @@ class LocalUser:
         )
 
     def ssh(self, outputs: dict) -> Ssh:
-        return Ssh(outputs["jumphostFloatingIp"], config_file=str(self.ssh_config))
+        return Ssh(outputs["jumphostFloatingIp"], user=outputs["sshUser"], config_file=str(self.ssh_config))
+
+    def on_node(self, outputs: dict, name: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """A command on a node, through the jumphost, as the user's ssh runs it."""
+        node = next(n for n in outputs["nodes"] if n["name"] == name)
+        ssh = self.ssh(outputs)
+        return ssh.run(ssh.on_node(node["ipAddress"], command), host=name, timeout=timeout)
 
     def ping_vip(self, outputs: dict, interval: float = 0.02) -> Pinger:
         """The tutorial's ping of the VIP from the jumphost, every `interval` s,
@@ -101,11 +110,14 @@ class LocalUser:
             raise AssertionError(f"the jumphost's ping of the VIP {outputs['vipAddress']} never got a reply")
         return pinger
 
-    def holders(self, outputs: dict) -> list[str]:
-        """The nodes that have the VIP on an interface, asked over SSH."""
+    def holders(self, outputs: dict, skip: tuple[str, ...] = ()) -> list[str]:
+        """The nodes that have the VIP on an interface, asked over SSH (but
+        those in skip, which cannot answer)."""
         ssh = self.ssh(outputs)
         found = []
         for node in outputs["nodes"]:
+            if node["name"] in skip:
+                continue
             result = ssh.run(
                 ssh.on_node(
                     node["ipAddress"], f"ip -o -4 addr show | grep -c ' inet {outputs['vipAddress']}/' || true"
@@ -166,3 +178,122 @@ def roll_out(user: LocalUser, stack: Pulumi, event_log: Path, check: bool = True
 
 def figures_line(**figures: Any) -> str:
     return json.dumps(figures)
+
+
+# What the OpenStack resources of a stack are, by their Pulumi type.
+OPENSTACK_TYPES = {
+    "openstack:compute/instance:Instance": ("compute", "get_server"),
+    "openstack:compute/serverGroup:ServerGroup": ("compute", "get_server_group"),
+    "openstack:networking/port:Port": ("network", "get_port"),
+    "openstack:networking/secGroup:SecGroup": ("network", "get_security_group"),
+    "openstack:networking/floatingIp:FloatingIp": ("network", "get_ip"),
+    "openstack:networking/router:Router": ("network", "get_router"),
+    "openstack:networking/network:Network": ("network", "get_network"),
+    "openstack:networking/subnet:Subnet": ("network", "get_subnet"),
+}
+
+
+class Journey:
+    """What a life cycle's steps share: the user, their stack, and what they saw."""
+
+    def __init__(self, user: LocalUser, stack: Pulumi):
+        self.user, self.stack = user, stack
+        self.outputs: dict = {}
+        self.instance_ids: set[str] = set()
+
+
+@contextmanager
+def journey_on(cloud, engine_home: Path, root: Path) -> Iterator[Journey]:
+    """A new user with this project and the local stack file, on a fresh
+    backend; whatever a failed step leaves is destroyed afterwards."""
+    user = LocalUser(root=root, clouds_yaml=cloud.clouds_yaml, engine_home=engine_home, connect=cloud.connect)
+    stack = user.project(PROJECT_DIR, "keepalived-vip")
+    shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
+    try:
+        yield Journey(user, stack)
+    finally:
+        # A step that failed leaves its stack: nothing may outlive the tests.
+        listing = stack.run("stack", "ls", "--json", check=False)
+        if f'"name": "{STACK}"' in listing:
+            stack.run("destroy", "--yes", "--skip-preview", "--stack", STACK, check=False)
+            stack.run("stack", "rm", "--yes", "--force", STACK, check=False)
+        user.close()
+
+
+def config_set(stack: Pulumi, key: str, value, *flags: str) -> None:
+    if isinstance(value, bool | int):
+        stack.run("config", "set", "--type", "bool" if isinstance(value, bool) else "int", key, str(value).lower())
+    else:
+        stack.run("config", "set", *flags, key, str(value))
+
+
+def start_stack(journey: Journey) -> dict:
+    """`pulumi stack init` and the two settings the stack file leaves to
+    the user; returns the stack's configuration."""
+    stack = journey.stack
+    stack.run("stack", "init", STACK)
+    config_set(stack, "keyPairName", journey.user.key_pair)
+    config_set(stack, "vrrpPassword", PASSWORD, "--secret")
+    return stack.config()
+
+
+def replaced_in_order(event_log: Path) -> list[tuple[str, str]]:
+    """(op, resource) of the steps that replace nodes, as the engine ran them."""
+    return [
+        (step.op, step.name)
+        for step in steps(event_log)
+        if step.phase == "pre"
+        and step.op in ("delete-replaced", "create-replacement")
+        and "-nodes-kld-vm-" in step.name
+    ]
+
+
+def assert_one_node_at_a_time(order: list[tuple[str, str]], nodes_in_order: list[str]) -> None:
+    expected = []
+    for node in nodes_in_order:
+        gate, instance = f"keepalived-vip-nodes-{node}-in-service", f"keepalived-vip-nodes-{node}"
+        # The gate is deleted (the drain) before its instance; the new gate
+        # is created (waits until in service) after the new instance.
+        expected += [
+            ("delete-replaced", gate),
+            ("delete-replaced", instance),
+            ("create-replacement", instance),
+            ("create-replacement", gate),
+        ]
+    assert order == expected
+
+
+def stack_resources(stack: Pulumi) -> list[tuple[str, str]]:
+    state = json.loads(stack.run("stack", "export"))
+    return [
+        (resource["type"], resource["id"])
+        for resource in state["deployment"]["resources"]
+        if resource["type"] in OPENSTACK_TYPES and resource.get("id")
+    ]
+
+
+def assert_gone(cloud, resources: list[tuple[str, str]]) -> None:
+    import openstack
+
+    admin = cloud.admin()
+    left = []
+    for kind, resource_id in resources:
+        service, getter = OPENSTACK_TYPES[kind]
+        try:
+            getattr(getattr(admin, service), getter)(resource_id)
+            left.append((kind, resource_id))
+        except openstack.exceptions.NotFoundException:
+            pass
+    assert not left, f"left behind: {left}"
+
+
+def assert_no_instance_left_on_the_machine(cloud, instance_ids: set[str]) -> None:
+    """Nothing of the instances on this machine: no lab host's namespace, no
+    virtual machine's qemu, no instance directory."""
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    instances = cloud.dirs.instances
+    for instance_id in instance_ids:
+        assert f"labvm-{instance_id}" not in namespaces, f"the lab host of {instance_id} is still there"
+        assert f"uuid {instance_id}" not in processes, f"the qemu of {instance_id} still runs"
+        assert not (instances / instance_id).exists(), f"the disk of {instance_id} is still there"

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from vip_cloud.seed import IMAGE_NAME, IMAGE_USER
+
 from .conftest import LocalCloud
 
 pytestmark = pytest.mark.cloud
@@ -194,7 +196,7 @@ class Lab:
             "ConnectTimeout=5",
             "-o",
             "LogLevel=ERROR",
-            f"ubuntu@{instance.floating_ip}",
+            f"{IMAGE_USER}@{instance.floating_ip}",
             shlex.join(argv),
         ]
 
@@ -274,7 +276,7 @@ def _build(lab: Lab, public_key: str) -> None:
     external = demo.network.find_network("ext-net")
     assert external is not None, "make cloud seeds ext-net"
     ext_gateway = next(admin.network.subnets(network_id=external.id)).gateway_ip
-    image = demo.image.find_image("Ubuntu-22.04")
+    image = demo.image.find_image(IMAGE_NAME)
     flavor = demo.compute.find_flavor("m1.small")
     assert image is not None and flavor is not None, "make cloud seeds the image and the flavor"
     demo.compute.create_keypair(name=f"{RUN}-key", public_key=public_key)
