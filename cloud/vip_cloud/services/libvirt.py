@@ -12,9 +12,10 @@ side (connection_uri)."""
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 
-from vip_hosts.supervisor import Service, unix_socket_open
+from vip_hosts.supervisor import Service, stays_up, unix_socket_open
 
 from ..layout import CloudDirs
 from .common import Cloud
@@ -122,6 +123,17 @@ def start(cloud: Cloud) -> None:
             ready=lambda: unix_socket_open(dirs.libvirt_socket),
             # It probes qemu's capabilities before it listens.
             ready_timeout=180,
+        )
+    )
+    # A soft reboot's new tap, plugged into the userspace datapath again
+    # (vip_cloud/tap_replug.py says why).
+    cloud.supervisor.start(
+        Service(
+            name="tap-replug",
+            argv=[sys.executable, "-m", "vip_cloud.tap_replug"],
+            env=cloud.env,
+            log=cloud.log("tap-replug"),
+            ready=stays_up(2),
         )
     )
 
