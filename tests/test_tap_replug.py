@@ -13,9 +13,9 @@ BACK = "152: tape84a4ad8-f7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc no
 
 @pytest.fixture
 def switch(monkeypatch):
-    """A switch whose port for the tap keeps ofport 19; the re-plugs done."""
+    """A switch whose interface row for the tap stays the same; the re-plugs done."""
     replugged: list[str] = []
-    monkeypatch.setattr(tap_replug, "ofport", lambda name: "19")
+    monkeypatch.setattr(tap_replug, "interface_row", lambda name: "5f0c9a1e")
     monkeypatch.setattr(tap_replug, "replug", replugged.append)
     return {"replugged": replugged}
 
@@ -27,9 +27,10 @@ def test_a_tap_made_anew_under_its_old_port_is_plugged_again(switch):
 
 
 def test_a_port_that_os_vif_plugged_again_is_left_alone(switch, monkeypatch):
-    """A hard reboot: os-vif deletes and adds the port, which gets a new ofport."""
-    seen = iter(["19", "21"])
-    monkeypatch.setattr(tap_replug, "ofport", lambda name: next(seen))
+    """A hard reboot, or a new instance on the port: os-vif deletes and adds
+    the port, a new row, whose tap the switch opens by itself."""
+    seen = iter(["5f0c9a1e", "77d2b403"])
+    monkeypatch.setattr(tap_replug, "interface_row", lambda name: next(seen))
     tap_replug.watch([GONE, BACK])
     assert switch["replugged"] == []
 

@@ -10,8 +10,10 @@ comes back with a dead NIC, no DHCP and no VRRP. A hard reboot is fine,
 since os-vif unplugs and plugs the port. So, like the udev rule that turns
 the guests' offloads off, this works around the userspace datapath, not
 around Nova: it watches the machine's links (`ip monitor link`) and, when
-a tap that was deleted reappears while the switch still holds the port it
-had (same ofport), deletes and adds that port with the same settings.
+a tap that was deleted reappears while the switch still holds the very
+port it had (the same database row: os-vif replaces the row when it plugs
+a port again, on a hard reboot or a new instance on the port), deletes and
+adds that port with the same settings.
 Neutron's Open vSwitch agent then wires it as it wires any new port.
 
 Run by the cloud's supervisor when instances are virtual machines:
@@ -35,10 +37,11 @@ def vsctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ovs-vsctl", "--timeout=30", *args], capture_output=True, text=True)
 
 
-def ofport(name: str) -> str | None:
-    found = vsctl("--if-exists", "get", "Interface", name, "ofport")
+def interface_row(name: str) -> str | None:
+    """The switch's database row for the tap's interface (its _uuid), if any."""
+    found = vsctl("--if-exists", "get", "Interface", name, "_uuid")
     value = found.stdout.strip()
-    return value if found.returncode == 0 and value not in ("", "[]", "-1") else None
+    return value if found.returncode == 0 and value else None
 
 
 def replug(name: str) -> None:
@@ -60,7 +63,7 @@ def replug(name: str) -> None:
 
 
 def watch(lines) -> None:
-    # tap name -> the ofport its port had when the tap went.
+    # tap name -> its interface's row when the tap went.
     gone: dict[str, str] = {}
     for line in lines:
         link = LINK.match(line)
@@ -68,13 +71,14 @@ def watch(lines) -> None:
             continue
         name = link["name"]
         if link["deleted"]:
-            port = ofport(name)
-            if port is not None:
-                gone[name] = port
+            row = interface_row(name)
+            if row is not None:
+                gone[name] = row
         elif name in gone:
             before = gone.pop(name)
-            # os-vif re-adding the port (a hard reboot) gives it a new ofport.
-            if ofport(name) == before:
+            # os-vif plugging the port again (a hard reboot, a new instance
+            # on the port) made a new row: the switch opened the new tap.
+            if interface_row(name) == before:
                 replug(name)
 
 
