@@ -6,8 +6,10 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util-linux openssh-server openssh-client sudo curl shellcheck nftables
 # The local cloud's own: its database, message queue and switch, and what
 # Neutron's agents run (iptables and conntrack for NAT, arping for GARP).
-# dnsmasq is the DHCP agent's, for real VMs.
-CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping dnsmasq-base
+# dnsmasq is the DHCP agent's, for real VMs; libvirt-dev, pkg-config, gcc
+# and python3-dev build the libvirt binding in the services' virtualenv
+# (cloud/install.sh, run before the guest image's packages come).
+CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping dnsmasq-base libvirt-dev pkg-config gcc python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: lab test unit lint golden reference bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean
@@ -106,11 +108,10 @@ clean:
 # The local cloud's guest image (cloud/guest/build-image.sh), cached outside
 # the checkout, and what boots it: qemu, genisoimage for config drives,
 # apt-cacher-ng as the guests' mirror, and Debian's libvirt for Nova's libvirt
-# driver (libvirt-dev and pkg-config build its Python binding in the
-# services' virtualenv). Without recommends: libvirt's would bring its
+# driver. Without recommends: libvirt's would bring its
 # autostarted default network. Package scripts start no daemon (policy-rc.d):
 # the cloud's supervisor starts them, there is no systemd.
-GUEST_DEBIAN_PACKAGES := mmdebstrap e2fsprogs qemu-system-x86 qemu-utils genisoimage apt-cacher-ng libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
+GUEST_DEBIAN_PACKAGES := mmdebstrap e2fsprogs qemu-system-x86 qemu-utils genisoimage apt-cacher-ng libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 
 guest-image:
 	@if ! dpkg -s $(GUEST_DEBIAN_PACKAGES) >/dev/null 2>&1; then \
