@@ -267,8 +267,17 @@ def local_cloud(cloud_session) -> LocalCloud:
     return cloud_session.get("namespace")
 
 
+# The real-VM tier is opt-in until a known flake is fixed: about one first
+# boot in fifteen got no DHCP answer (its discovers never reached dnsmasq,
+# the port ACTIVE and wired), so the node installed nothing (docs/cloud.md).
+REAL_VMS = "KVIP_REAL_VMS"
+
+
 @pytest.fixture(scope="module")
 def local_cloud_vms(cloud_session) -> LocalCloud:
     """The local OpenStack of make cloud COMPUTE=libvirt, its instances
-    virtual machines of Nova's libvirt driver booting the guest image."""
+    virtual machines of Nova's libvirt driver booting the guest image.
+    Runs with KVIP_REAL_VMS=1 (make test-vms), in CI too only then."""
+    if not os.environ.get(REAL_VMS):
+        pytest.skip(f"the real-VM tier runs with {REAL_VMS}=1 (make test-vms): a first boot's DHCP can fail")
     return cloud_session.get("libvirt")
