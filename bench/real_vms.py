@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,9 @@ from tabulate import tabulate
 
 from bench.cloud import down, up
 from bench.lifecycle import PROJECT_DIR, connector
-from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed
+from tests.local_stack import FINAL_MESSAGE, PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed
 from tests.real_engine import OPENSTACK_VERSION, install_provider
 from vip_cloud.layout import cloud_dirs
-
-FINAL_MESSAGE = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([\d.]+) seconds")
 
 
 def rss_mib(pids: list[int]) -> float:

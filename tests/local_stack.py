@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ from vip_stack.remote import Ssh
 STACK = "local"
 STACK_FILE = PROJECT_DIR / f"Pulumi.{STACK}.yaml"
 PASSWORD = "k33pal1v"
+# cloud-init's last line on an instance's console, with its uptime.
+FINAL_MESSAGE = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([\d.]+) seconds")
 # This machine's address on ext-net, where SSH is let in from (Pulumi.local.yaml).
 THIS_MACHINE = "172.24.4.1"
 

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from tests.local_stack import (
+    FINAL_MESSAGE,
     PASSWORD,
     assert_gone,
     assert_no_instance_left_on_the_machine,
@@ -44,8 +45,6 @@ pytestmark = [pytest.mark.engine, pytest.mark.cloud]
 
 OUTPUTS = OUTPUT_KEYS - {"vipFloatingIp"}
 NEW_PASSWORD = "n3wpass1"
-# cloud-init's last line on the console.
-FINAL_MESSAGE = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([\d.]+) seconds")
 # A reboot under TCG: the guest's shutdown, its boot and keepalived's start.
 REBOOT_TIMEOUT = 600
 ADVERT_INTERVAL = 1.0
