@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := python3-venv keepalived cloud-init iproute2 iputils-ping util
 # dnsmasq is the DHCP agent's, for real VMs; libvirt-dev, pkg-config, gcc
 # and python3-dev build the libvirt binding in the services' virtualenv
 # (cloud/install.sh, run before the guest image's packages come).
-CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping dnsmasq-base libvirt-dev pkg-config gcc python3-dev
+CLOUD_DEBIAN_PACKAGES := mariadb-server rabbitmq-server openvswitch-switch ethtool iptables conntrack iputils-arping dnsmasq-base dnsmasq-utils libvirt-dev pkg-config gcc python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: lab test test-vms unit lint golden reference bench sweep plan engine cloud cloud-down cloud-prerequisites debian-packages clean

@@ -19,7 +19,10 @@ NAME = "Neutron"
 # What the agents run: NAT and its connection tracking.
 PROGRAMS = ("iptables", "conntrack")
 # The DHCP agent's, which only real VMs need: a lab host is given its address.
-DHCP_PROGRAMS = ("dnsmasq",)
+# dhcp_release (dnsmasq-utils) ends a deleted port's lease: without it dnsmasq
+# keeps the address leased to the old MAC for a day and answers the next port
+# Neutron gives that address to with "no address available".
+DHCP_PROGRAMS = ("dnsmasq", "dhcp_release")
 # The L3 agent's (and a DHCP agent's) namespaces, named after routers and networks.
 NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-")
 OVS_AGENT_CONF = Path("plugins") / "ml2" / "openvswitch_agent.ini"
