@@ -67,14 +67,14 @@ def measure(compute: str) -> dict[str, float | str]:
         stack.run("stack", "init", STACK)
         stack.run("config", "set", "keyPairName", user.key_pair)
         stack.run("config", "set", "--secret", "vrrpPassword", PASSWORD)
-        figures["first pulumi up (s)"] = timed(lambda: stack.up()).seconds
+        figures["first pulumi up (s)"] = timed(lambda: stack.up(timeout=1500)).seconds
         demo = connect("local")
         for server in sorted(demo.compute.servers(), key=lambda s: s.name):
             final = FINAL_MESSAGE.search(demo.compute.get_server_console_output(server)["output"])
             figures[f"{server.name}: boot to cloud-init done (s)"] = float(final.group(1)) if final else "none"
             figures[f"{server.name}: memory on this machine (MiB RSS)"] = rss_mib(instance_pids(server.id))
         stack.run("config", "set", "--secret", "vrrpPassword", "n3wpass1")
-        rollout = roll_out(user, stack, root / "rollout.jsonl")
+        rollout = roll_out(user, stack, root / "rollout.jsonl", timeout=1500)
         figures["rolling update, a new password (s)"] = rollout.seconds
         figures["its longest ping gap (s)"] = round(rollout.pings.longest_gap, 3)
         figures["pulumi destroy (s)"] = timed(lambda: stack.run("destroy", "--yes", "--skip-preview")).seconds

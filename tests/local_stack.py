@@ -165,12 +165,12 @@ class Rollout:
     output: str
 
 
-def roll_out(user: LocalUser, stack: Pulumi, event_log: Path, check: bool = True) -> Rollout:
+def roll_out(user: LocalUser, stack: Pulumi, event_log: Path, check: bool = True, timeout: float = 600) -> Rollout:
     """`pulumi up` of a change, while the jumphost pings the VIP every 20 ms."""
     pinger = user.ping_vip(stack.outputs())
     try:
         started = time.monotonic()
-        output = stack.up(event_log=event_log, check=check)
+        output = stack.up(event_log=event_log, check=check, timeout=timeout)
         ended = time.monotonic()
         # Replies still on their way count to the window.
         time.sleep(0.5)

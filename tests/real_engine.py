@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ VERSIONS = dict(
 PULUMI_VERSION = VERSIONS["PULUMI_VERSION"]
 OPENSTACK_VERSION = VERSIONS["OPENSTACK_VERSION"]
 PASSPHRASE = "a passphrase for the tests' stacks"
+# How long an interrupted command gets to stop its operations and unlock the stack.
+STOP_SECONDS = 120
 
 
 class PulumiFailed(AssertionError):
@@ -59,25 +62,41 @@ class Pulumi:
 
     def run(self, *args: str, check: bool = True, timeout: float = 600, stdin: str | None = None) -> str:
         command = [str(ENGINE_BIN / "pulumi"), *args, "--non-interactive"]
-        result = subprocess.run(
+        process = subprocess.Popen(
             command,
             cwd=self.workdir,
             env=self.env(),
-            input=stdin,
-            capture_output=True,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
         )
-        if check and result.returncode != 0:
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # As a user's Ctrl-C: the engine stops its operations, saves its
+            # state and releases the stack's lock, so that the teardown's
+            # destroy can run. A kill would leave the lock behind.
+            process.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = process.communicate(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
             raise PulumiFailed(
-                f"`pulumi {' '.join(args)}` exited {result.returncode}\n"
-                f"--- stdout (end) ---\n{result.stdout[-4000:]}\n--- stderr (end) ---\n{result.stderr[-4000:]}"
+                f"`pulumi {' '.join(args)}` still ran after {timeout:.0f} s and was interrupted\n"
+                f"--- stdout (end) ---\n{stdout[-4000:]}\n--- stderr (end) ---\n{stderr[-4000:]}"
+            ) from None
+        if check and process.returncode != 0:
+            raise PulumiFailed(
+                f"`pulumi {' '.join(args)}` exited {process.returncode}\n"
+                f"--- stdout (end) ---\n{stdout[-4000:]}\n--- stderr (end) ---\n{stderr[-4000:]}"
             )
-        return result.stdout + result.stderr
+        return stdout + stderr
 
-    def up(self, *args: str, event_log: Path | None = None, check: bool = True) -> str:
+    def up(self, *args: str, event_log: Path | None = None, check: bool = True, timeout: float = 600) -> str:
         log = ["--event-log", str(event_log)] if event_log else []
-        return self.run("up", "--yes", "--skip-preview", *log, *args, check=check)
+        return self.run("up", "--yes", "--skip-preview", *log, *args, check=check, timeout=timeout)
 
     def stack_export(self) -> dict:
         return json.loads(self.run("stack", "export"))

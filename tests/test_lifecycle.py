@@ -47,6 +47,10 @@ OUTPUTS = OUTPUT_KEYS - {"vipFloatingIp"}
 NEW_PASSWORD = "n3wpass1"
 # A reboot under TCG: the guest's shutdown, its boot and keepalived's start.
 REBOOT_TIMEOUT = 600
+# A `pulumi up` that boots guests: longer than the stack file's
+# rolloutTimeoutSeconds (900), so that a node that never serves fails the
+# stack's own wait, which names it, before the test interrupts the engine.
+VM_UP_TIMEOUT = 1500
 ADVERT_INTERVAL = 1.0
 
 
@@ -116,7 +120,7 @@ def test_a_user_sets_the_stack_up_from_the_local_stack_file(journey):
 
 def test_up_boots_three_virtual_machines_and_returns_with_the_vip_served(journey, local_cloud_vms):
     stack = journey.stack
-    first_up = timed(lambda: stack.up(event_log=journey.user.root / "up.jsonl"))
+    first_up = timed(lambda: stack.up(event_log=journey.user.root / "up.jsonl", timeout=VM_UP_TIMEOUT))
     print(f"figure: first pulumi up on virtual machines {first_up.seconds} s")
     outputs = journey.outputs = stack.outputs()
     assert set(outputs) == OUTPUTS
@@ -190,7 +194,7 @@ def test_a_rolling_update_to_a_new_password_without_preemption_replaces_one_node
     config_set(stack, "vrrpPassword", NEW_PASSWORD, "--secret")
     config_set(stack, "preempt", False)
     log = journey.user.root / "rollout.jsonl"
-    rollout = roll_out(journey.user, stack, log)
+    rollout = roll_out(journey.user, stack, log, timeout=VM_UP_TIMEOUT)
     gap = rollout.pings.longest_gap
     print(f"figure: rolling update on virtual machines {rollout.seconds} s, longest ping gap {gap:.3f} s")
     assert_one_node_at_a_time(replaced_in_order(log), ["kld-vm-2", "kld-vm-1"])
