@@ -42,6 +42,11 @@ NOTIFY_LOG_PATH = "/var/log/keepalived-vip-notify.log"
 # The node's VRRP state as keepalived last announced it (MASTER, BACKUP,
 # FAULT, STOP), written by the notify script.
 VRRP_STATE_PATH = "/run/keepalived-vip/vrrp-state"
+# The file a rolling update writes to move this node's priority for a
+# handover (rollout.py): keepalived tracks it, adding what it holds to the
+# priority. In /run, which a reboot empties; keepalived writes 0 when it starts.
+HANDOVER_PATH = "/run/keepalived-vip-handover"
+HANDOVER_NAME = "handover"
 # The unprivileged user keepalived runs health checks as; cloud-init creates it.
 SCRIPT_USER = "keepalived_script"
 
@@ -90,6 +95,8 @@ _environment.globals.update(
     notify_script_path=NOTIFY_SCRIPT_PATH,
     notify_log_path=NOTIFY_LOG_PATH,
     vrrp_state_path=VRRP_STATE_PATH,
+    handover_path=HANDOVER_PATH,
+    handover_name=HANDOVER_NAME,
     unprivileged_user=SCRIPT_USER,
     garp=GARP,
 )
