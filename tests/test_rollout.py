@@ -14,19 +14,26 @@ from pulumi.runtime import rpc
 
 from vip_lab.fake_openstack import unwrap
 from vip_stack.remote import RemoteError
-from vip_stack.rendering import KEEPALIVED_CONF_PATH
+from vip_stack.rendering import HANDOVER_PATH, KEEPALIVED_CONF_PATH
 from vip_stack.rollout import (
     DRAIN_COMMAND,
+    HANDOVER_AT_REST,
+    HANDOVER_LOWER,
+    HANDOVER_RAISE,
     POLL_SECONDS,
     PROBE_COMMAND,
     NodeInServiceProvider,
     NodeNotInService,
+    announce_command,
     config_fingerprint,
     drain_node,
+    drain_view_command,
+    handover_command,
     holds_vip_command,
     parse_probe,
     rollout_order,
     wait_in_service,
+    wait_released_command,
     wait_vip_held_once,
 )
 from vip_stack.settings import InvalidConfig, NodeSettings, parse_settings
@@ -290,19 +297,198 @@ def test_cloud_init_failing_stops_the_wait_at_once():
     assert clock.now == 0
 
 
-def test_a_drain_stops_keepalived_between_two_announces_of_the_holder():
-    # The announce before: when a new node cannot hear the old ones (a new
-    # password) both are masters, and neighbours follow the last to announce.
-    node = StandInNode([probe_text()], holder="192.168.0.22")
-    notes = drain_node(node, "kld-vm-1", "192.168.0.11", "192.168.0.254", ["192.168.0.22"])
-    assert node.commands[0][0] == "192.168.0.22" and "reload keepalived" in node.commands[0][1]
-    assert node.commands[1] == ("192.168.0.11", DRAIN_COMMAND)
-    assert node.commands[2][0] == "192.168.0.22" and "reload keepalived" in node.commands[2][1]
+class StandInGroup:
+    """Nodes of one VRRP group as a drain meets them over SSH: each answers
+    the drain's questions from its own state, and VRRP's choice follows the
+    handover files: a backup raised above a preempting holder takes the VIP,
+    a stopped holder's VIP goes to the highest backup left. `groups`: nodes
+    in another group (old and new nodes that cannot hear each other) hold
+    the VIP on their own side."""
+
+    def __init__(self, priorities, holders=(), preempt=True, tracks=None, unreachable=(), groups=None):
+        self.priorities = dict(priorities)
+        self.holding = set(holders) or {max(self.priorities, key=lambda address: self.priorities[address])}
+        self.preempt, self.unreachable = preempt, set(unreachable)
+        self.tracks = set(self.priorities) if tracks is None else set(tracks)
+        self.groups = groups or {address: 0 for address in self.priorities}
+        self.handover = {address: 0 for address in self.priorities}
+        # (address, value) of every write to a handover file, in order.
+        self.written: list[tuple[str, int]] = []
+        self.running = set(self.priorities)
+        self.commands: list[tuple[str, str]] = []
+
+    def effective(self, address):
+        raised = self.priorities[address] + (self.handover[address] if address in self.tracks else 0)
+        return min(254, max(1, raised))
+
+    def run(self, address, host, command, timeout):
+        if address in self.unreachable:
+            raise RemoteError(f"cannot reach {host} on port 22")
+        self.commands.append((address, command))
+        answer = ""
+        if command == drain_view_command(VIP):
+            state = "MASTER" if address in self.holding else "BACKUP"
+            answer = f"vip={'held' if address in self.holding else 'free'}\nvrrp={state}\n"
+            answer += f"priority={self.priorities[address]}\n" + ("" if self.preempt else "preempt=no\n")
+            answer += "handover=yes\n" if address in self.tracks else ""
+        elif command.startswith("printf '%s\\n' ") and HANDOVER_PATH in command:
+            self.handover[address] = int(command.split()[2])
+            self.written.append((address, self.handover[address]))
+        elif command == wait_released_command(VIP, RELEASE_SECONDS):
+            self.preempt_now(address)
+            answer = "vip=kept\n" if address in self.holding else "vip=released\n"
+        elif command == DRAIN_COMMAND:
+            self.running.discard(address)
+            if address in self.holding:
+                self.holding.discard(address)
+                self.elect(self.groups[address])
+        elif command == announce_command(VIP):
+            answer = "announced\n" if address in self.holding else ""
+        return subprocess.CompletedProcess([], 0, answer, "")
+
+    def backups(self, group):
+        return [a for a in self.running - self.holding if self.groups[a] == group]
+
+    def preempt_now(self, holder):
+        better = [a for a in self.backups(self.groups[holder]) if self.effective(a) > self.effective(holder)]
+        if self.preempt and better:
+            self.holding = (self.holding - {holder}) | {max(better, key=self.effective)}
+
+    def elect(self, group):
+        if self.backups(group):
+            self.holding.add(max(self.backups(group), key=self.effective))
+
+    def how_to_look(self, address):
+        return f"ssh {address}"
+
+    def sent(self, command):
+        return [address for address, sent in self.commands if sent == command]
+
+
+VIP = "192.168.0.254"
+MASTER, BACKUP, THIRD = "192.168.0.11", "192.168.0.22", "192.168.0.33"
+# The drained master's master down interval at advert 1 s.
+SETTLE = 3 + (256 - 120) / 256
+RELEASE_SECONDS = 2 * SETTLE + 1
+
+
+def drain(group, address=MASTER, others=(BACKUP,), **options):
+    return drain_node(group, "kld-vm-1", address, VIP, list(others), settle_seconds=SETTLE, **options)
+
+
+def test_a_holder_hands_the_vip_to_its_backup_before_it_stops():
+    group = StandInGroup({MASTER: 120, BACKUP: 90})
+    notes = drain(group)
+    raised, waited, stopped = (
+        group.commands.index((BACKUP, handover_command(HANDOVER_RAISE))),
+        group.commands.index((MASTER, wait_released_command(VIP, RELEASE_SECONDS))),
+        group.commands.index((MASTER, DRAIN_COMMAND)),
+    )
+    assert raised < waited < stopped, "the backup takes the VIP before the holder stops"
+    assert group.holding == {BACKUP}
+    assert group.handover == {MASTER: 0, BACKUP: 0}, "the raise is undone once the holder has stopped"
+    assert group.commands[-1] == (BACKUP, handover_command(HANDOVER_AT_REST))
+    assert not group.sent(announce_command(VIP)), "the new holder announced itself when it took over"
     assert notes == [
-        "192.168.0.22: holds the VIP and announced it before the drain",
-        "kld-vm-1 (192.168.0.11): keepalived stopped",
-        "192.168.0.22: holds the VIP and announced it after the drain",
+        f"{BACKUP}: raised above kld-vm-1 ({MASTER}) to take the VIP over",
+        f"kld-vm-1 ({MASTER}): released the VIP to a higher priority",
+        f"kld-vm-1 ({MASTER}): keepalived stopped",
     ]
+
+
+def test_with_three_nodes_the_next_priority_takes_the_vip():
+    group = StandInGroup({MASTER: 120, BACKUP: 90, THIRD: 60})
+    drain(group, others=(THIRD, BACKUP))
+    assert (BACKUP, handover_command(HANDOVER_RAISE)) in group.commands
+    assert (THIRD, handover_command(HANDOVER_RAISE)) not in group.commands
+    assert group.holding == {BACKUP}
+
+
+def test_without_preemption_the_raised_backup_takes_over_at_the_stop():
+    """A backup that does not preempt never takes a live holder's VIP: raised,
+    it takes it after the shortest skew VRRP has once the holder sends priority 0."""
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, preempt=False)
+    drain(group)
+    assert not group.sent(wait_released_command(VIP, RELEASE_SECONDS)), "nothing to wait for"
+    assert group.commands.index((BACKUP, handover_command(HANDOVER_RAISE))) < group.commands.index(
+        (MASTER, DRAIN_COMMAND)
+    )
+    assert group.holding == {BACKUP} and group.handover[BACKUP] == 0
+
+
+def test_nodes_that_cannot_hear_each_other_hand_over_by_announcing_around_the_stop():
+    # A new password: the new node is master of its own group already, and
+    # neighbours follow whichever announced last, maybe the node going away.
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, holders=[MASTER, BACKUP], groups={MASTER: 0, BACKUP: 1})
+    notes = drain(group)
+    assert not group.written, "nothing to raise: it holds the VIP already"
+    stopped = group.commands.index((MASTER, DRAIN_COMMAND))
+    assert group.sent(announce_command(VIP)) == [BACKUP, BACKUP]
+    assert group.commands[stopped - 1] == (BACKUP, announce_command(VIP))
+    assert group.commands[stopped + 1] == (BACKUP, announce_command(VIP))
+    assert notes == [
+        f"{BACKUP}: holds the VIP and announced it before the drain",
+        f"kld-vm-1 ({MASTER}): keepalived stopped",
+        f"{BACKUP}: holds the VIP and announced it after the drain",
+    ]
+
+
+def test_a_successor_out_of_reach_gets_the_vip_from_the_holder_lowering_itself():
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, unreachable=[BACKUP])
+    notes = drain(group)
+    assert group.commands.index((MASTER, handover_command(HANDOVER_LOWER))) < group.commands.index(
+        (MASTER, DRAIN_COMMAND)
+    )
+    assert group.holding == {BACKUP}, "VRRP's own next priority took it before the stop"
+    assert notes[0].startswith(f"{BACKUP}: cannot be reached, no handover to it")
+    assert f"kld-vm-1 ({MASTER}): released the VIP to a higher priority" in notes
+
+
+@pytest.mark.parametrize(
+    "case, group",
+    [
+        ("no preemption", StandInGroup({MASTER: 120, BACKUP: 90}, preempt=False, unreachable=[BACKUP])),
+        ("nodes rendered before the handover", StandInGroup({MASTER: 120, BACKUP: 90}, tracks=[])),
+    ],
+)
+def test_with_nothing_to_raise_or_lower_the_drain_is_the_one_before_the_handover(case, group):
+    notes = drain(group)
+    assert not group.written, case
+    assert f"kld-vm-1 ({MASTER}): no node to hand the VIP over to first" in notes
+    assert f"kld-vm-1 ({MASTER}): keepalived stopped" in notes
+
+
+def test_a_backup_is_stopped_with_nothing_handed_over():
+    group = StandInGroup({MASTER: 120, BACKUP: 90})
+    notes = drain_node(group, "kld-vm-2", BACKUP, VIP, [MASTER], settle_seconds=SETTLE)
+    assert [c for _, c in group.commands] == [drain_view_command(VIP), DRAIN_COMMAND]
+    assert notes == [f"kld-vm-2 ({BACKUP}): does not hold the VIP", f"kld-vm-2 ({BACKUP}): keepalived stopped"]
+    assert group.holding == {MASTER}
+
+
+def test_the_drain_before_the_handover_is_kept_for_comparison():
+    group = StandInGroup({MASTER: 120, BACKUP: 90})
+    drain(group, handover=False)
+    assert [a for a, _ in group.commands] == [BACKUP, MASTER, BACKUP]
+    assert group.holding == {BACKUP}, "after the backup's skew, the holder's stop hands over"
+
+
+def test_a_handover_that_does_not_take_falls_back_to_the_drain_and_undoes_the_raise():
+    """A raised backup that never takes the VIP (it does not hear the holder):
+    the drain waits its bound, no longer, and stops the holder as before."""
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, groups={MASTER: 0, BACKUP: 1})
+    notes = drain(group)
+    assert f"kld-vm-1 ({MASTER}): still held the VIP after {RELEASE_SECONDS:.1f} s" in notes
+    assert (MASTER, DRAIN_COMMAND) in group.commands and group.handover[BACKUP] == 0
+
+
+def test_the_wait_for_the_handover_is_bounded_on_the_node_itself():
+    command = wait_released_command(VIP, 8.3)
+    assert "end=$(($(date +%s) + 9))" in command and "vip=released" in command
+    # keepalived adds the file's value to the priority and clamps the sum to 1..254.
+    assert all(priority + HANDOVER_RAISE >= 254 for priority in range(1, 255)), "raised above any holder"
+    assert all(priority + HANDOVER_LOWER <= 1 for priority in range(1, 255)), "lowered below any backup"
+    assert HANDOVER_LOWER >= -253, "below -253 keepalived puts the node in FAULT: a break, not a handover"
 
 
 class Holders:
@@ -348,8 +534,9 @@ def test_a_silent_node_is_no_proof_of_a_single_holder():
 
 
 def test_an_unreachable_node_is_deleted_undrained_never_blocking_destroy():
-    notes = drain_node(StandInNode([probe_text()], drain_ok=False), "kld-vm-1", "192.168.0.11", "192.168.0.254", [])
-    assert "not drained, it goes down as in a crash" in notes[0]
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, unreachable=[MASTER])
+    notes = drain(group)
+    assert notes[-1].startswith(f"kld-vm-1 ({MASTER}): not drained, it goes down as in a crash")
 
 
 def gate_props(**changes):
@@ -394,8 +581,10 @@ def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
     calls: list[tuple[str, Any]] = []
 
     def record(what):
-        def call(*args):
+        def call(*args, **options):
             calls.append((what, args[1:] if what != "sleep" else args[0]))
+            if options:
+                calls.append((f"{what} options", options))
             return []
 
         return call
@@ -420,7 +609,11 @@ def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
     assert calls[3][0] == "held once"
     _, (vip, addresses, bound) = calls[3]
     assert vip == "192.168.0.254" and addresses == ["192.168.0.22", "192.168.0.11"] and 890 < bound <= 900
-    assert calls[4:] == [("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"]))]
+    # The drain waits for a handover within the node's master down interval.
+    assert calls[4:] == [
+        ("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"])),
+        ("drain options", {"settle_seconds": 3.65}),
+    ]
 
 
 def test_the_probe_reads_what_the_node_prints():

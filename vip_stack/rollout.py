@@ -34,12 +34,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import math
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pulumi
@@ -47,7 +48,7 @@ import pulumi.dynamic
 
 from .hostkeys import HostKeyRefused, HostKeyVerifier, NovaConsoleLogs
 from .remote import STATUS_PROBE, RemoteError, Ssh
-from .rendering import KEEPALIVED_CONF_PATH, VRRP_STATE_PATH
+from .rendering import HANDOVER_PATH, KEEPALIVED_CONF_PATH, VRRP_STATE_PATH
 from .settings import NodeSettings
 
 IN_SERVICE_STATES = ("MASTER", "BACKUP")
@@ -71,6 +72,15 @@ PROBE_COMMAND = "; ".join(
     ]
 )
 DRAIN_COMMAND = "sudo -n systemctl stop keepalived"
+# What a drain writes to a node's handover file (rendering.HANDOVER_PATH),
+# added to its priority and clamped by keepalived to 1..254: raised, a
+# backup outranks any holder; lowered, a holder is outranked by any backup.
+# (Below -253 keepalived would put the node in FAULT: a break, not a handover.)
+HANDOVER_RAISE = 254
+HANDOVER_LOWER = -253
+HANDOVER_AT_REST = 0
+# How often a node waiting to lose the VIP looks again, on the node itself.
+RELEASE_POLL_SECONDS = 0.02
 
 
 def rollout_order(nodes: Sequence[NodeSettings]) -> list[NodeSettings]:
@@ -268,22 +278,178 @@ def wait_in_service(
     )
 
 
+@dataclass(frozen=True)
+class DrainView:
+    """A node as a drain sees it: whether it holds the VIP, its VRRP state,
+    and from the keepalived.conf it runs, its priority, whether it preempts
+    and whether it tracks the handover file (nodes rendered before the
+    handover existed do not)."""
+
+    holds_vip: bool
+    vrrp_state: str
+    priority: int
+    preempts: bool
+    tracks_handover: bool
+
+
+def drain_view_command(vip: str) -> str:
+    # Only these facts leave the node: the file also holds the password.
+    return "; ".join(
+        [
+            holds_vip_command(vip),
+            f"printf 'vrrp=%s\\n' \"$(cut -d' ' -f1 {VRRP_STATE_PATH} 2>/dev/null)\"",
+            "sudo -n sed -n"
+            " -e 's/^ *priority \\([0-9][0-9]*\\)$/priority=\\1/p'"
+            " -e 's/^ *nopreempt$/preempt=no/p'"
+            f" -e 's|^ *file \"{HANDOVER_PATH}\"$|handover=yes|p'"
+            f" {KEEPALIVED_CONF_PATH}",
+        ]
+    )
+
+
+def parse_drain_view(text: str) -> DrainView:
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    priority = fields.get("priority", "").strip()
+    return DrainView(
+        holds_vip=fields.get("vip", "").strip() == "held",
+        vrrp_state=fields.get("vrrp", "").strip(),
+        priority=int(priority) if priority.isdigit() else 0,
+        preempts=fields.get("preempt", "").strip() != "no",
+        tracks_handover=fields.get("handover", "").strip() == "yes",
+    )
+
+
+def handover_command(value: int) -> str:
+    """Writes the node's handover file; keepalived sees it at once (inotify)."""
+    return f"printf '%s\\n' {value} | sudo -n tee {HANDOVER_PATH} >/dev/null"
+
+
+def wait_released_command(vip: str, seconds: float) -> str:
+    """Waits on the node, not over the network, until it no longer holds
+    the VIP (a holder gives it up when it hears a higher priority: the
+    successor has taken it), for at most `seconds`."""
+    return (
+        f"end=$(($(date +%s) + {math.ceil(seconds)})); while {_has_vip(vip)}; do "
+        '[ "$(date +%s)" -ge "$end" ] && { echo vip=kept; exit 0; }; '
+        f"sleep {RELEASE_POLL_SECONDS:g}; done; echo vip=released"
+    )
+
+
+@dataclass
+class Handover:
+    """What a drain did before its stop. `handed_over`: another node took
+    the VIP and this one released it (make before break); `successor_raised`
+    without it: the successor outranks every node, so the holder's stop
+    (priority 0) hands over after the successor's shortest skew. `written`:
+    the nodes whose handover file must go back to 0, whatever happens."""
+
+    handed_over: bool = False
+    successor_raised: bool = False
+    two_holders: bool = False
+    holds_vip: bool = True
+    written: list[str] = field(default_factory=list)
+
+
+def _hand_over(
+    access: NodeAccess,
+    host: str,
+    address: str,
+    vip: str,
+    others: Sequence[str],
+    timeout: float,
+    release_seconds: float,
+    notes: list[str],
+) -> Handover:
+    done = Handover()
+    try:
+        me = parse_drain_view(access.run(address, host, drain_view_command(vip), timeout).stdout)
+    except RemoteError as error:
+        notes.append(f"{host}: could not be asked whether it holds the VIP: {error}")
+        return done
+    if not me.holds_vip:
+        done.holds_vip = False
+        return done
+    peers: list[tuple[str, DrainView]] = []
+    for other in others:
+        try:
+            peers.append((other, parse_drain_view(access.run(other, other, drain_view_command(vip), timeout).stdout)))
+        except RemoteError as error:
+            notes.append(f"{other}: cannot be reached, no handover to it: {error}")
+    if any(view.holds_vip for _, view in peers):
+        # Old and new nodes cannot hear each other: the successor holds the
+        # VIP already, and announcing it before the stop is the handover.
+        done.two_holders = True
+        return done
+    candidates = sorted(
+        ((view.priority, other) for other, view in peers if view.tracks_handover and view.vrrp_state == "BACKUP"),
+        reverse=True,
+    )
+    try:
+        if candidates:
+            successor = candidates[0][1]
+            done.written.append(successor)
+            access.run(successor, successor, handover_command(HANDOVER_RAISE), timeout).check_returncode()
+            notes.append(f"{successor}: raised above {host} to take the VIP over")
+            if not me.preempts:
+                # Without preemption nobody takes a live holder's VIP: the
+                # stop hands over, after the raised successor's skew.
+                done.successor_raised = True
+                return done
+        elif me.tracks_handover and me.preempts:
+            done.written.append(address)
+            access.run(address, host, handover_command(HANDOVER_LOWER), timeout).check_returncode()
+            notes.append(f"{host}: lowered below its backups, for the next of them to take the VIP over")
+        else:
+            notes.append(f"{host}: no node to hand the VIP over to first")
+            return done
+        waited = access.run(address, host, wait_released_command(vip, release_seconds), release_seconds + timeout)
+        done.handed_over = "vip=released" in waited.stdout
+        done.successor_raised = bool(candidates)
+        notes.append(
+            f"{host}: released the VIP to a higher priority"
+            if done.handed_over
+            else f"{host}: still held the VIP after {release_seconds:.1f} s"
+        )
+    except (RemoteError, subprocess.CalledProcessError) as error:
+        notes.append(f"{host}: the handover did not happen: {error}")
+    return done
+
+
 def drain_node(
-    access: NodeAccess, name: str, address: str, vip: str, others: Sequence[str], timeout: float = DRAIN_TIMEOUT_SECONDS
+    access: NodeAccess,
+    name: str,
+    address: str,
+    vip: str,
+    others: Sequence[str],
+    timeout: float = DRAIN_TIMEOUT_SECONDS,
+    settle_seconds: float = 0,
+    handover: bool = True,
 ) -> list[str]:
-    """Stops keepalived on the node before it is deleted, with whichever
-    other node holds the VIP announcing it just before and just after. Never
-    raises: a node that cannot be drained goes down as a crash would, and its
+    """Stops keepalived on the node before it is deleted; a node that holds
+    the VIP hands it over first (make before break). Never raises and never
+    hangs: a node that cannot be drained goes down as a crash would, and its
     peers take over anyway. Returns what happened, for the log.
 
-    The announce before matters when old and new nodes cannot hear each
-    other (a new password): then a new node is master too, and the
-    neighbours follow whichever announced last, maybe the node going away.
-    It also opens the connections (kept open by the access) that make the
-    announce after the stop immediate: the gap in service is from the stop
-    to that announce."""
+    The handover (docs/rollout.md): the backup of the highest priority is
+    raised above the holder through its handover file, preempts it once its
+    master down interval runs out and sends its gratuitous ARPs; the holder,
+    hearing a higher priority, releases the VIP; only then does it stop.
+    Without preemption the raised backup cannot take a live holder's VIP: the
+    holder's stop (priority 0) hands over after the raised backup's skew, the
+    shortest VRRP has. A successor that cannot be reached: with preemption
+    the holder lowers itself instead, and VRRP's own next priority takes over.
+    When another node holds the VIP already (old and new nodes that cannot
+    hear each other), or nothing above could be done (`handover=False` too),
+    the drain is the one before the handover: whichever other node holds the
+    VIP announces it just before the stop and just after. The announce before
+    also opens the connections (kept open by the access) that make the one
+    after immediate.
+
+    `settle_seconds`: the node's master down interval; a handover waits at
+    most twice that and a second for the VIP to move."""
     host = f"{name} ({address})"
-    notes = []
+    notes: list[str] = []
+    release_seconds = 2 * settle_seconds + 1
 
     def announce(when: str) -> None:
         for other in others:
@@ -293,17 +459,36 @@ def drain_node(
             except RemoteError as error:
                 notes.append(f"{other}: could not be asked to announce the VIP: {error}")
 
-    announce("before")
+    def stop() -> None:
+        try:
+            result = access.run(address, host, DRAIN_COMMAND, timeout)
+            notes.append(
+                f"{host}: keepalived stopped"
+                if result.returncode == 0
+                else f"{host}: stopping keepalived failed ({result.stderr.strip() or result.returncode})"
+            )
+        except RemoteError as error:
+            notes.append(f"{host}: not drained, it goes down as in a crash: {error}")
+
+    done = Handover()
     try:
-        result = access.run(address, host, DRAIN_COMMAND, timeout)
-        notes.append(
-            f"{host}: keepalived stopped"
-            if result.returncode == 0
-            else f"{host}: stopping keepalived failed ({result.stderr.strip() or result.returncode})"
-        )
-    except RemoteError as error:
-        notes.append(f"{host}: not drained, it goes down as in a crash: {error}")
-    announce("after")
+        if handover:
+            done = _hand_over(access, host, address, vip, others, timeout, release_seconds, notes)
+        if not done.holds_vip:
+            notes.append(f"{host}: does not hold the VIP")
+            stop()
+        elif done.handed_over or done.successor_raised:
+            stop()
+        else:
+            announce("before")
+            stop()
+            announce("after")
+    finally:
+        for written in done.written:
+            try:
+                access.run(written, written, handover_command(HANDOVER_AT_REST), timeout)
+            except RemoteError as error:
+                notes.append(f"{written}: its handover file could not be set back to 0: {error}")
     return notes
 
 
@@ -390,7 +575,14 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
         if props.get("check") != "ssh":
             return
         with _access(props) as access:
-            notes = drain_node(access, props["nodeName"], props["address"], props["vip"], props.get("peers", []))
+            notes = drain_node(
+                access,
+                props["nodeName"],
+                props["address"],
+                props["vip"],
+                props.get("peers", []),
+                settle_seconds=float(props.get("settleSeconds") or 0),
+            )
         # The provider's stderr reaches the engine's log (`pulumi up --logtostderr -v=9`).
         print("\n".join(notes), file=sys.stderr)
 

@@ -77,11 +77,19 @@ class Cluster:
         steady_seconds: float = 20,
         rollout_to: LabSpec | None = None,
         stress: Stress | None = None,
+        ping_interval: float = 0.02,
+        handover: bool = True,
+        successor_unreachable: bool = False,
     ):
         self.spec, self.lab = spec, lab
+        self.ping_interval = ping_interval
         self.stress = stress or Stress()
         # What `pulumi up` declares after a config change, for the rollout drill.
         self.rollout_to = rollout_to
+        # Whether the rollout's drains hand the VIP over first (else as before the handover).
+        self.handover = handover
+        # Whether the other nodes cannot be reached while the holder is drained.
+        self.successor_unreachable = successor_unreachable
         # Node name -> when its current host booted (a replaced node's is new).
         self.host_since: dict[str, float] = {}
         # How the rollout drill reaches the nodes, one access per step as the
@@ -273,7 +281,7 @@ class Cluster:
     def start_pinging(self) -> None:
         """As in the procedure, the jumphost pings the VIP once it is up: before
         that, unanswered ARP would fill the send queue and ping would stall."""
-        self._pinger = ping_from(self.topology.jumphost, self.spec.vip, self.lab.track)
+        self._pinger = ping_from(self.topology.jumphost, self.spec.vip, self.lab.track, self.ping_interval)
         self.pinger.start()
         self.say(f"{self.spec.jumphost_name}: pinging {self.spec.vip} every {self.pinger.interval:g} s")
 

@@ -109,6 +109,9 @@ class RolloutResult(DrillResult):
     transitions: int | None = None
     # How long two nodes held the VIP at once.
     both_claimed_s: float | None = None
+    # Whether each holder handed the VIP over before it stopped (False: the
+    # drain before the handover existed, for comparison).
+    handover: bool = True
 
 
 @dataclass(kw_only=True)

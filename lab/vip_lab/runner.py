@@ -17,11 +17,17 @@ def run_drills(
     steady_seconds: float = 20,
     rollout_to: LabSpec | None = None,
     stress: Stress | None = None,
+    ping_interval: float = 0.02,
+    handover: bool = True,
+    successor_unreachable: bool = False,
 ) -> LabReport:
     """Boots the spec in a fresh lab, runs the drills that apply to it in
     order, removes everything. Convergence always runs first (every other
     drill starts from a converged cluster), notify last (it reads the whole
-    run's log)."""
+    run's log). The jumphost pings the VIP every `ping_interval` s. The
+    rollout drill's drains hand the VIP over first unless `handover` is
+    False; with `successor_unreachable`, the other nodes cannot be reached
+    while the holder is drained."""
     unknown = set(drills) - set(DRILLS)
     if unknown:
         raise ValueError(f"unknown drills {sorted(unknown)}; known: {', '.join(DRILLS)}")
@@ -31,7 +37,16 @@ def run_drills(
     if "notify" in drills and applicable("notify", spec):
         wanted.append("notify")
     with Lab(prefix=prefix) as lab:
-        run = Cluster(spec, lab, steady_seconds=steady_seconds, rollout_to=rollout_to, stress=stress)
+        run = Cluster(
+            spec,
+            lab,
+            steady_seconds=steady_seconds,
+            rollout_to=rollout_to,
+            stress=stress,
+            ping_interval=ping_interval,
+            handover=handover,
+            successor_unreachable=successor_unreachable,
+        )
         try:
             run.boot()
             for name in wanted:
