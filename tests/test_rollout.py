@@ -85,6 +85,19 @@ def test_an_update_replaces_the_master_only_once_the_backup_is_back_in_service()
         assert instance.delete_before_replace
 
 
+def test_destroying_the_vip_deletes_the_nodes_without_draining_them():
+    """`pulumi destroy` takes the VIP away: a drain, let alone a handover,
+    would protect nobody. The engine skips a gate's delete when the resource
+    it is deleted with goes in the same run: the VIP's port, deleted only by
+    a destroy or a new VIP address, never by a rollout."""
+    deployment = run_program(SSH_CONFIG, rerun_cloud())
+    (vip_port,) = [port for port in deployment.of_type("Port") if port.input("adminStateUp") is False]
+    for name, gate in gates(deployment).items():
+        assert gate.deleted_with == vip_port.urn, name
+    for instance in deployment.of_type("Instance"):
+        assert not instance.deleted_with, f"{instance.name}: an instance is always deleted for real"
+
+
 def test_a_first_deployment_creates_the_nodes_side_by_side_and_waits_for_the_vip_served():
     deployment = run_program(SSH_CONFIG)
     gate_urns = {g.urn for g in gates(deployment).values()}

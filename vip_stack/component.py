@@ -256,6 +256,7 @@ class KeepalivedVip(pulumi.ComponentResource):
                 image_id=cloud.image_id,
                 jumphost_address=self.shared_jumphost.floating_ip_address if self.shared_jumphost else None,
                 serving_nodes=cloud.serving_nodes,
+                vip_port=self.vip_port.port,
             ),
             # The VIP port first, so Neutron never hands its address to a node port.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vip_port]),

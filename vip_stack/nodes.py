@@ -69,6 +69,10 @@ class KeepalivedNodesArgs:
     # Nodes already running: changes roll out one at a time. None running (a
     # first deployment): the nodes are created side by side.
     serving_nodes: Sequence[str] = field(default_factory=tuple)
+    # The port that reserves the VIP. Deleted in the same run as a gate (a
+    # destroy, or a new VIP address), the VIP goes away: the gate's drain
+    # would protect nothing, and the engine skips it.
+    vip_port: pulumi.Resource | None = None
 
 
 class KeepalivedNodes(pulumi.ComponentResource):
@@ -183,7 +187,7 @@ class KeepalivedNodes(pulumi.ComponentResource):
                     settle_seconds=round(vrrp.master_down_interval(node.priority), 3),
                     config_sha256=config.apply(lambda c: config_fingerprint(render_keepalived_conf(c))),
                 ),
-                opts=gate_opts,
+                opts=pulumi.ResourceOptions.merge(gate_opts, pulumi.ResourceOptions(deleted_with=args.vip_port)),
             )
 
         self.nodes_output = pulumi.Output.all(

@@ -54,6 +54,8 @@ class DeclaredResource:
     alias_names: tuple[str, ...] = ()
     # Each alias spec as (name, type), "" where it keeps the current one.
     aliases: tuple[tuple[str, str], ...] = ()
+    # The URN of the resource whose deletion deletes this one too ("": none).
+    deleted_with: str = ""
 
     def input(self, key: str, default: Any = None) -> Any:
         return unwrap(self.inputs.get(key, default))
@@ -250,6 +252,7 @@ def run_program(
                     for alias in request.aliases
                     if alias.WhichOneof("alias") == "spec"
                 ),
+                deleted_with=request.deletedWith,
             )
         )
     return MockedRun(
