@@ -1,14 +1,18 @@
-"""The user's life cycle on the local cloud, timed: the first `pulumi up`, a
-rolling update (new priorities and a notify command) while the jumphost
-pings the VIP every 20 ms, and `pulumi destroy`.
+"""The user's life cycle on the local cloud, timed: the first `pulumi up`, two
+rolling updates while the jumphost pings the VIP every 10 ms (new priorities
+and a notify command, which old and new nodes agree on; then a new password,
+which they cannot), and `pulumi destroy`.
 
-    sudo venv/bin/python -m bench.lifecycle [--json]
+    sudo venv/bin/python -m bench.lifecycle [--json] [--project DIR]
 
 (from the checkout: it runs as the tests' user does, with their helpers)
 
 It needs the real engine (make engine) and the local cloud up (make cloud),
 and runs as the tests' user does (tests/local_stack.py): a copy of the
 project, a file backend and a key pair of its own, all removed afterwards.
+`--project` deploys another copy of the project instead of this checkout,
+for instance an earlier commit's (`git archive COMMIT | tar -x -C DIR`), to
+measure it in the same run on the same cloud.
 """
 
 from __future__ import annotations
@@ -18,15 +22,32 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from tabulate import tabulate
 
-from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, roll_out, timed
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, Rollout, timed
 from tests.real_engine import OPENSTACK_VERSION, install_provider
 from vip_cloud.layout import cloud_dirs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# What a client notices of a rolling update, as issue 28 measures it.
+PING_INTERVAL_S = 0.01
+
+
+def roll_out(user: LocalUser, stack, event_log: Path) -> Rollout:
+    """`pulumi up` of a change, while the jumphost pings the VIP every 10 ms."""
+    pinger = user.ping_vip(stack.outputs(), interval=PING_INTERVAL_S)
+    try:
+        started = time.monotonic()
+        output = stack.up(event_log=event_log)
+        ended = time.monotonic()
+        # Replies still on their way count to the window.
+        time.sleep(0.5)
+        return Rollout(round(ended - started, 1), pinger.stats(started, ended), output)
+    finally:
+        pinger.stop()
 
 
 def connector(clouds_yaml: Path):
@@ -42,6 +63,7 @@ def connector(clouds_yaml: Path):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    parser.add_argument("--project", type=Path, default=PROJECT_DIR, help="the project to deploy (this checkout)")
     args = parser.parse_args(argv)
     clouds_yaml = cloud_dirs().clouds_yaml
     if not clouds_yaml.exists():
@@ -52,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir()
     install_provider(home, OPENSTACK_VERSION)
     user = LocalUser(root=root, clouds_yaml=clouds_yaml, engine_home=home, connect=connector(clouds_yaml))
-    stack = user.project(PROJECT_DIR, "keepalived-vip")
+    stack = user.project(args.project, "keepalived-vip")
     shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
-    figures: dict[str, float] = {}
+    figures: dict[str, float | str] = {}
     try:
         stack.run("stack", "init", STACK)
         stack.run("config", "set", "keyPairName", user.key_pair)
@@ -63,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         stack.run("config", "set", "--path", "--type", "int", "nodes[0].priority", "110")
         stack.run("config", "set", "--path", "--type", "int", "nodes[1].priority", "100")
         stack.run("config", "set", "notifyCommand", 'echo "$1" >> /var/tmp/vrrp-states')
-        rollout = roll_out(user, stack, root / "rollout.jsonl")
-        figures["rolling update of both nodes (s)"] = rollout.seconds
-        figures["its longest ping gap (s)"] = round(rollout.pings.longest_gap, 3)
-        figures["its pings lost"] = rollout.pings.lost
+        for change, event_log in (("new priorities", "rollout.jsonl"), ("new password", "new-password.jsonl")):
+            if change == "new password":
+                stack.run("config", "set", "--secret", "vrrpPassword", PASSWORD[::-1])
+            rollout = roll_out(user, stack, root / event_log)
+            figures[f"rolling update, {change} (s)"] = rollout.seconds
+            figures[f"rolling update, {change}: longest ping gap (s)"] = round(rollout.pings.longest_gap, 3)
+            figures[f"rolling update, {change}: pings lost"] = f"{rollout.pings.lost} of {rollout.pings.sent}"
         figures["pulumi destroy (s)"] = timed(lambda: stack.run("destroy", "--yes", "--skip-preview")).seconds
     finally:
         stack.run("destroy", "--yes", "--skip-preview", check=False)
