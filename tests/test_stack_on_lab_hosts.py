@@ -32,6 +32,7 @@ from tests.local_stack import (
 )
 from tests.real_engine import PROJECT_DIR
 from tests.test_program import OUTPUT_KEYS
+from vip_lab.drills import HANDOVER_GAP_BOUND_S
 
 # The real engine (make engine) against the local cloud (make cloud).
 pytestmark = [pytest.mark.engine, pytest.mark.cloud]
@@ -103,7 +104,8 @@ def test_a_rolling_update_replaces_one_node_at_a_time_while_the_vip_answers(jour
     print(f"figure: rollout {rollout.seconds} s, longest ping gap {rollout.pings.longest_gap:.3f} s")
     # Lowest priority first: kld-vm-2 (90, then 100), the master last.
     assert_one_node_at_a_time(replaced_in_order(log), ["kld-vm-2", "kld-vm-1"])
-    assert rollout.pings.longest_gap < 1.0, rollout.pings
+    # The master handed the VIP over before it stopped: the clients do not notice.
+    assert rollout.pings.longest_gap <= HANDOVER_GAP_BOUND_S, rollout.pings
     journey.outputs = stack.outputs()
     # Exactly one: which one depends on whether kld-vm-1, back in service as
     # BACKUP, has already taken the VIP back by preemption.
