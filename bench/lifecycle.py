@@ -4,6 +4,12 @@ and a notify command, which old and new nodes agree on; then a new password,
 which they cannot), and `pulumi destroy`.
 
     sudo venv/bin/python -m bench.lifecycle [--json] [--project DIR]
+    sudo venv/bin/python -m bench.lifecycle --classes [NAME,...] [--json] [--project DIR]
+
+With --classes, each change class of a rolling update (those of
+bench/handover.py, which measures them in the lab) gets a stack of its own:
+its first `pulumi up`, the rolling update under the 10 ms ping, and
+`pulumi destroy`. Without a list, every class.
 
 (from the checkout: it runs as the tests' user does, with their helpers)
 
@@ -35,6 +41,25 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # What a client notices of a rolling update, as issue 28 measures it.
 PING_INTERVAL_S = 0.01
 
+# (what the stack is set to before, what the change sets), as `pulumi config
+# set --path` keys. A successor out of reach is measured in the lab only: on
+# the cloud it would need a fault injected between two nodes.
+NEW_PRIORITIES: dict[str, object] = {"nodes[0].priority": 130, "nodes[1].priority": 100}
+CHANGE_CLASSES: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+    "compatible": ({}, NEW_PRIORITIES),
+    "password": ({}, {"vrrpPassword": PASSWORD[::-1]}),
+    "router id": ({}, {"virtualRouterId": 17}),
+    # advert 1 s is VRRP v2; 0.5 s needs v3.
+    "vrrp version": ({}, {"advertInterval": "0.5"}),
+    "preempt false": ({"preempt": False}, NEW_PRIORITIES),
+    "three nodes": (
+        {"nodes[2].name": "kld-vm-3", "nodes[2].priority": 60},
+        {**NEW_PRIORITIES, "nodes[2].priority": 70},
+    ),
+    # bench/fast-failover.yaml's advert interval.
+    "fast profile": ({"advertInterval": "0.1"}, NEW_PRIORITIES),
+}
+
 
 def roll_out(user: LocalUser, stack, event_log: Path) -> Rollout:
     """`pulumi up` of a change, while the jumphost pings the VIP every 10 ms."""
@@ -60,11 +85,61 @@ def connector(clouds_yaml: Path):
     return connect
 
 
+def set_path(stack, settings: dict[str, object]) -> None:
+    for key, value in settings.items():
+        if key == "vrrpPassword":
+            stack.run("config", "set", "--secret", key, str(value))
+        elif isinstance(value, bool | int):
+            kind = "bool" if isinstance(value, bool) else "int"
+            stack.run("config", "set", "--path", "--type", kind, key, str(value).lower())
+        else:
+            stack.run("config", "set", "--path", key, str(value))
+
+
+def measure_classes(user: LocalUser, project: Path, root: Path, names: list[str]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name in names:
+        before, change = CHANGE_CLASSES[name]
+        stack = user.project(project, f"keepalived-vip-{name.replace(' ', '-')}")
+        shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
+        try:
+            stack.run("stack", "init", STACK)
+            stack.run("config", "set", "keyPairName", user.key_pair)
+            set_path(stack, {"vrrpPassword": PASSWORD, **before})
+            up = timed(lambda stack=stack: stack.up()).seconds
+            set_path(stack, change)
+            rollout = roll_out(user, stack, root / f"{name}.jsonl")
+            destroyed = timed(lambda stack=stack: stack.run("destroy", "--yes", "--skip-preview")).seconds
+            rows.append(
+                {
+                    "change class": name,
+                    "first up (s)": up,
+                    "rolling update (s)": rollout.seconds,
+                    "longest gap (s)": round(rollout.pings.longest_gap, 3),
+                    "pings lost": f"{rollout.pings.lost} of {rollout.pings.sent}",
+                    "destroy (s)": destroyed,
+                }
+            )
+        finally:
+            stack.run("destroy", "--yes", "--skip-preview", check=False)
+            stack.run("stack", "rm", "--yes", "--force", STACK, check=False)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="the figures as JSON")
     parser.add_argument("--project", type=Path, default=PROJECT_DIR, help="the project to deploy (this checkout)")
+    parser.add_argument(
+        "--classes",
+        nargs="?",
+        const=",".join(CHANGE_CLASSES),
+        help=f"comma-separated, of: {', '.join(CHANGE_CLASSES)} (all without a list)",
+    )
     args = parser.parse_args(argv)
+    unknown = [n for n in (args.classes or "").split(",") if n and n not in CHANGE_CLASSES]
+    if unknown:
+        parser.error(f"unknown change class {', '.join(unknown)}: one of {', '.join(CHANGE_CLASSES)}")
     clouds_yaml = cloud_dirs().clouds_yaml
     if not clouds_yaml.exists():
         print(f"no local cloud ({clouds_yaml} is missing): run make cloud first", file=sys.stderr)
@@ -74,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir()
     install_provider(home, OPENSTACK_VERSION)
     user = LocalUser(root=root, clouds_yaml=clouds_yaml, engine_home=home, connect=connector(clouds_yaml))
+    if args.classes:
+        try:
+            rows = measure_classes(user, args.project, root, args.classes.split(","))
+        finally:
+            user.close()
+            shutil.rmtree(root, ignore_errors=True)
+        print(json.dumps(rows) if args.json else tabulate(rows, headers="keys", disable_numparse=True))
+        return 0
     stack = user.project(args.project, "keepalived-vip")
     shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
     figures: dict[str, float | str] = {}
