@@ -28,12 +28,11 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from tabulate import tabulate
 
-from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, Rollout, timed
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, config_set, roll_out, timed
 from tests.real_engine import OPENSTACK_VERSION, install_provider
 from vip_cloud.layout import cloud_dirs
 
@@ -61,20 +60,6 @@ CHANGE_CLASSES: dict[str, tuple[dict[str, object], dict[str, object]]] = {
 }
 
 
-def roll_out(user: LocalUser, stack, event_log: Path) -> Rollout:
-    """`pulumi up` of a change, while the jumphost pings the VIP every 10 ms."""
-    pinger = user.ping_vip(stack.outputs(), interval=PING_INTERVAL_S)
-    try:
-        started = time.monotonic()
-        output = stack.up(event_log=event_log)
-        ended = time.monotonic()
-        # Replies still on their way count to the window.
-        time.sleep(0.5)
-        return Rollout(round(ended - started, 1), pinger.stats(started, ended), output)
-    finally:
-        pinger.stop()
-
-
 def connector(clouds_yaml: Path):
     import openstack
 
@@ -87,13 +72,7 @@ def connector(clouds_yaml: Path):
 
 def set_path(stack, settings: dict[str, object]) -> None:
     for key, value in settings.items():
-        if key == "vrrpPassword":
-            stack.run("config", "set", "--secret", key, str(value))
-        elif isinstance(value, bool | int):
-            kind = "bool" if isinstance(value, bool) else "int"
-            stack.run("config", "set", "--path", "--type", kind, key, str(value).lower())
-        else:
-            stack.run("config", "set", "--path", key, str(value))
+        config_set(stack, key, value, "--secret" if key == "vrrpPassword" else "--path")
 
 
 def measure_classes(user: LocalUser, project: Path, root: Path, names: list[str]) -> list[dict[str, object]]:
@@ -104,11 +83,11 @@ def measure_classes(user: LocalUser, project: Path, root: Path, names: list[str]
         shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
         try:
             stack.run("stack", "init", STACK)
-            stack.run("config", "set", "keyPairName", user.key_pair)
+            config_set(stack, "keyPairName", user.key_pair)
             set_path(stack, {"vrrpPassword": PASSWORD, **before})
             up = timed(lambda stack=stack: stack.up()).seconds
             set_path(stack, change)
-            rollout = roll_out(user, stack, root / f"{name}.jsonl")
+            rollout = roll_out(user, stack, root / f"{name}.jsonl", interval=PING_INTERVAL_S)
             destroyed = timed(lambda stack=stack: stack.run("destroy", "--yes", "--skip-preview")).seconds
             rows.append(
                 {
@@ -162,16 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, float | str] = {}
     try:
         stack.run("stack", "init", STACK)
-        stack.run("config", "set", "keyPairName", user.key_pair)
-        stack.run("config", "set", "--secret", "vrrpPassword", PASSWORD)
+        config_set(stack, "keyPairName", user.key_pair)
+        set_path(stack, {"vrrpPassword": PASSWORD})
         figures["first pulumi up (s)"] = timed(lambda: stack.up()).seconds
-        stack.run("config", "set", "--path", "--type", "int", "nodes[0].priority", "110")
-        stack.run("config", "set", "--path", "--type", "int", "nodes[1].priority", "100")
-        stack.run("config", "set", "notifyCommand", 'echo "$1" >> /var/tmp/vrrp-states')
+        set_path(stack, {"nodes[0].priority": 110, "nodes[1].priority": 100})
+        config_set(stack, "notifyCommand", 'echo "$1" >> /var/tmp/vrrp-states')
         for change, event_log in (("new priorities", "rollout.jsonl"), ("new password", "new-password.jsonl")):
             if change == "new password":
-                stack.run("config", "set", "--secret", "vrrpPassword", PASSWORD[::-1])
-            rollout = roll_out(user, stack, root / event_log)
+                set_path(stack, {"vrrpPassword": PASSWORD[::-1]})
+            rollout = roll_out(user, stack, root / event_log, interval=PING_INTERVAL_S)
             figures[f"rolling update, {change} (s)"] = rollout.seconds
             figures[f"rolling update, {change}: longest ping gap (s)"] = round(rollout.pings.longest_gap, 3)
             figures[f"rolling update, {change}: pings lost"] = f"{rollout.pings.lost} of {rollout.pings.sent}"

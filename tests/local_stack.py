@@ -165,9 +165,11 @@ class Rollout:
     output: str
 
 
-def roll_out(user: LocalUser, stack: Pulumi, event_log: Path, check: bool = True, timeout: float = 600) -> Rollout:
-    """`pulumi up` of a change, while the jumphost pings the VIP every 20 ms."""
-    pinger = user.ping_vip(stack.outputs())
+def roll_out(
+    user: LocalUser, stack: Pulumi, event_log: Path, check: bool = True, timeout: float = 600, interval: float = 0.02
+) -> Rollout:
+    """`pulumi up` of a change, while the jumphost pings the VIP every `interval` s."""
+    pinger = user.ping_vip(stack.outputs(), interval=interval)
     try:
         started = time.monotonic()
         output = stack.up(event_log=event_log, check=check, timeout=timeout)
@@ -225,7 +227,8 @@ def journey_on(cloud, engine_home: Path, root: Path) -> Iterator[Journey]:
 
 def config_set(stack: Pulumi, key: str, value, *flags: str) -> None:
     if isinstance(value, bool | int):
-        stack.run("config", "set", "--type", "bool" if isinstance(value, bool) else "int", key, str(value).lower())
+        kind = "bool" if isinstance(value, bool) else "int"
+        stack.run("config", "set", *flags, "--type", kind, key, str(value).lower())
     else:
         stack.run("config", "set", *flags, key, str(value))
 
