@@ -152,6 +152,31 @@ class LocalCloud:
     def demo(self) -> Any:
         return self.connect("local")
 
+    def diagnostics(self) -> str:
+        """What a first boot that got no address leaves to read: the switch's
+        ports with their packet counters (did the guest's discovers reach
+        br-int, and leave it towards the DHCP port?), its flows' counters, the
+        DHCP servers' logs and the end of each instance's console log."""
+        env = {**os.environ, "OVS_RUNDIR": str(self.dirs.run / "ovs")}
+        mgmt = f"unix:{self.dirs.run / 'ovs' / 'br-int.mgmt'}"
+        parts = []
+        for argv in (
+            ["ovs-vsctl", "show"],
+            ["ovs-ofctl", "dump-ports-desc", mgmt],
+            ["ovs-ofctl", "dump-ports", mgmt],
+            ["ovs-ofctl", "dump-flows", mgmt],
+            ["ovs-appctl", "-t", str(self.dirs.run / "ovs" / "ovs-vswitchd.ctl"), "dpif/show"],
+        ):
+            found = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+            parts.append(f"$ {' '.join(argv)}\n{found.stdout}{found.stderr}")
+        for log in sorted((self.dirs.logs / "dnsmasq").glob("*/*")):
+            parts.append(f"--- {log} (end)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        admin = self.admin()
+        for server in admin.compute.servers(all_projects=True):
+            console = admin.compute.get_server_console_output(server).get("output", "")
+            parts.append(f"--- console of {server.name} ({server.id}, {server.status}), end\n{console[-3000:]}")
+        return "\n".join(parts)
+
     def cli_env(self, cloud: str = "local") -> dict[str, str]:
         """The environment of the `openstack` CLI as a user of this cloud runs it."""
         return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": cloud}
@@ -267,17 +292,8 @@ def local_cloud(cloud_session) -> LocalCloud:
     return cloud_session.get("namespace")
 
 
-# The real-VM tier is opt-in until a known flake is fixed: about one first
-# boot in fifteen got no DHCP answer (its discovers never reached dnsmasq,
-# the port ACTIVE and wired), so the node installed nothing (docs/cloud.md).
-REAL_VMS = "KVIP_REAL_VMS"
-
-
 @pytest.fixture(scope="module")
 def local_cloud_vms(cloud_session) -> LocalCloud:
     """The local OpenStack of make cloud COMPUTE=libvirt, its instances
-    virtual machines of Nova's libvirt driver booting the guest image.
-    Runs with KVIP_REAL_VMS=1 (make test-vms), in CI too only then."""
-    if not os.environ.get(REAL_VMS):
-        pytest.skip(f"the real-VM tier runs with {REAL_VMS}=1 (make test-vms): a first boot's DHCP can fail")
+    virtual machines of Nova's libvirt driver booting the guest image."""
     return cloud_session.get("libvirt")

@@ -120,7 +120,13 @@ def test_a_user_sets_the_stack_up_from_the_local_stack_file(journey):
 
 def test_up_boots_three_virtual_machines_and_returns_with_the_vip_served(journey, local_cloud_vms):
     stack = journey.stack
-    first_up = timed(lambda: stack.up(event_log=journey.user.root / "up.jsonl", timeout=VM_UP_TIMEOUT))
+    try:
+        first_up = timed(lambda: stack.up(event_log=journey.user.root / "up.jsonl", timeout=VM_UP_TIMEOUT))
+    except Exception:
+        # Before the module's teardown destroys the guests: what a boot that
+        # got no address leaves (docs/cloud.md, one first boot in CI).
+        print(local_cloud_vms.diagnostics())
+        raise
     print(f"figure: first pulumi up on virtual machines {first_up.seconds} s")
     outputs = journey.outputs = stack.outputs()
     assert set(outputs) == OUTPUTS
@@ -181,14 +187,6 @@ def test_the_tutorials_check_passes_through_the_jumphosts_floating_ip(journey):
     assert "all checks passed" in result.stdout
 
 
-def test_a_soft_rebooted_master_starts_keepalived_by_itself_and_takes_the_vip_back(journey):
-    wait_holders(journey, ["kld-vm-1"], 60)
-    seconds = reboot(journey, "kld-vm-1", "SOFT")
-    print(f"figure: soft reboot of the master to keepalived active {seconds} s")
-    # With preempt (the default), the master takes the VIP back, alone.
-    wait_holders(journey, ["kld-vm-1"], 60)
-
-
 def test_a_rolling_update_to_a_new_password_without_preemption_replaces_one_node_at_a_time(journey):
     stack = journey.stack
     config_set(stack, "vrrpPassword", NEW_PASSWORD, "--secret")
@@ -199,9 +197,10 @@ def test_a_rolling_update_to_a_new_password_without_preemption_replaces_one_node
     print(f"figure: rolling update on virtual machines {rollout.seconds} s, longest ping gap {gap:.3f} s")
     assert_one_node_at_a_time(replaced_in_order(log), ["kld-vm-2", "kld-vm-1"])
     # The VIP keeps answering, with no gap longer than a crash's failover.
-    # Not the lab hosts' 1 s: under TCG each of the drain's SSH steps (the
-    # announce from the other holder after the stop) takes about a second
-    # (1.91 s measured, new password; lab hosts 0.63 s).
+    # Not the lab hosts' 0.2 s: under TCG each of the rollout's SSH steps
+    # takes about a second, and a successor it cannot reach in time falls
+    # back to the plain drain (0.244 s measured with the handover, 1.98 s
+    # before it).
     assert gap < crash_bound(90), rollout.pings
     journey.outputs = stack.outputs()
     new_ids = {n["instanceId"] for n in journey.outputs["nodes"]}
@@ -211,13 +210,16 @@ def test_a_rolling_update_to_a_new_password_without_preemption_replaces_one_node
     assert len(holders) == 1, f"the VIP is held by {holders or 'no node'}"
 
 
-def test_a_hard_rebooted_holder_leaves_the_vip_with_the_backup_without_preemption(journey):
+def test_a_soft_rebooted_holder_starts_keepalived_by_itself_and_leaves_the_vip_with_the_backup(journey):
+    # One reboot, soft: a hard one is os-vif's unplug and plug, which every
+    # new instance already goes through, while a soft one keeps the port and
+    # needs the cloud's tap_replug (the userspace datapath's stale device).
     holder = journey.user.holders(journey.outputs)[0]
     other = next(n["name"] for n in journey.outputs["nodes"] if n["name"] != holder)
-    seconds = reboot(journey, holder, "HARD")
-    print(f"figure: hard reboot of the holder to keepalived active {seconds} s")
+    seconds = reboot(journey, holder, "SOFT")
+    print(f"figure: soft reboot of the holder to keepalived active {seconds} s")
     wait_holders(journey, [other], 60)
-    # Back in the group as BACKUP, it does not take the VIP back.
+    # Back in the group as BACKUP without preemption, it does not take the VIP back.
     time.sleep(10)
     assert journey.user.holders(journey.outputs) == [other]
 
