@@ -236,7 +236,7 @@ class Supervisor:
         """SIGTERM to every service at once, then SIGKILL to what is left
         after timeout seconds, as a machine's shutdown stops units with no
         order between them. One by one, each daemon that outlives SIGTERM
-        (the cloud's uwsgi API servers, Neutron's RPC server and OVS agent)
+        (the cloud's gunicorn API servers, Neutron's RPC server and OVS agent)
         cost its own 15 s: 2 min 4 s to take the cloud down, 16 s now."""
         running = [(service.name, service.process) for service in reversed(self.services) if service.process]
         for name, process in running:
