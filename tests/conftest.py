@@ -153,22 +153,32 @@ class LocalCloud:
         return self.connect("local")
 
     def diagnostics(self) -> str:
-        """What a first boot that got no address leaves to read: the switch's
-        ports with their packet counters (did the guest's discovers reach
-        br-int, and leave it towards the DHCP port?), its flows' counters, the
-        DHCP servers' logs and the end of each instance's console log."""
-        env = {**os.environ, "OVS_RUNDIR": str(self.dirs.run / "ovs")}
-        mgmt = f"unix:{self.dirs.run / 'ovs' / 'br-int.mgmt'}"
+        """What a first boot that got no address leaves to read: did Open
+        vSwitch open the guest's tap (its Interface's ofport and error, the
+        ovs-vswitchd log's lines for it), on the right VLAN (the Port's tag,
+        vlan_mode and trunks), and does it read it: the userspace datapath's
+        flows, and its packet sockets' interfaces (/proc/net/packet) against
+        the taps' ifindexes, where a socket on an old index is a stale tap.
+        Not the port counters: on this datapath they are the tap's kernel
+        counters and climb even when the switch reads nothing. Then the DHCP
+        servers' logs and the end of each instance's console log."""
+        run = self.dirs.run / "ovs"
+        env = {**os.environ, "OVS_RUNDIR": str(run)}
         parts = []
         for argv in (
-            ["ovs-vsctl", "show"],
-            ["ovs-ofctl", "dump-ports-desc", mgmt],
-            ["ovs-ofctl", "dump-ports", mgmt],
-            ["ovs-ofctl", "dump-flows", mgmt],
-            ["ovs-appctl", "-t", str(self.dirs.run / "ovs" / "ovs-vswitchd.ctl"), "dpif/show"],
+            ["ovs-vsctl", "--columns=name,ofport,error,ifindex,admin_state,link_state", "list", "Interface"],
+            ["ovs-vsctl", "--columns=name,tag,vlan_mode,trunks", "list", "Port"],
+            ["ovs-ofctl", "dump-flows", f"unix:{run / 'br-int.mgmt'}"],
+            ["ovs-appctl", "-t", str(run / "ovs-vswitchd.ctl"), "dpctl/dump-flows", "-m"],
+            ["ip", "-o", "link", "show"],
+            ["cat", "/proc/net/packet"],
         ):
             found = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
             parts.append(f"$ {' '.join(argv)}\n{found.stdout}{found.stderr}")
+        switch_log = self.dirs.logs / "ovs-vswitchd.log"
+        if switch_log.exists():
+            taps = [line for line in switch_log.read_text(errors="replace").splitlines() if "tap" in line]
+            parts.append(f"--- {switch_log}, its lines about taps\n" + "\n".join(taps[-80:]))
         for log in sorted((self.dirs.logs / "dnsmasq").glob("*/*")):
             parts.append(f"--- {log} (end)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
         admin = self.admin()
