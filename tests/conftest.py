@@ -68,6 +68,28 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
 
 
+# The lines the tests print as "figure: ..." (a first up's seconds, a ping
+# gap), gathered from passing tests' captured output too: CI runs without -s
+# and would otherwise keep them only for a failure.
+FIGURES: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        FIGURES.extend(
+            f"{report.nodeid.split('::')[-1]}: {line.removeprefix('figure: ')}"
+            for line in report.capstdout.splitlines()
+            if line.startswith("figure: ")
+        )
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def engine_home(tmp_path_factory):
     """A PULUMI_HOME whose plugin cache holds make engine's OpenStack provider,
