@@ -18,6 +18,7 @@ from vip_lab.scenario import rollout_spec, stack_spec
 from vip_lab.topology import Lab, leftovers, new_run_prefix
 from vip_stack.check import CheckError, parse_outputs
 from vip_stack.hostkeys import HostKeyVerifier, KnownHosts
+from vip_stack.observe import Pinger
 from vip_stack.remote import RemoteError, Ssh
 from vip_stack.rollout import SshAccess
 
@@ -29,6 +30,22 @@ def test_missing_outputs_are_named():
         parse_outputs(json.dumps({"vipAddress": "192.168.0.254"}))
     with pytest.raises(CheckError, match="not JSON"):
         parse_outputs("Current stack outputs (8):")
+
+
+def test_the_time_before_the_ping_started_is_no_gap_in_the_vip():
+    # Two replies as ping prints them, then ping ends.
+    replies = (
+        "echo '64 bytes from 192.168.0.254: icmp_seq=1 ttl=64'; echo '64 bytes from 192.168.0.254: icmp_seq=2 ttl=64'"
+    )
+    pinger = Pinger(command=["sh", "-c", replies], track=lambda process: process)
+    pinger.start()
+    pinger._process.wait()
+    pinger._thread.join(5)
+    assert pinger.started_at is not None and len(pinger.replies) == 2
+    # A window that opened a minute before the ping: only the ping's own silence counts.
+    stats = pinger.stats(pinger.started_at - 60, pinger.replies[-1])
+    assert (stats.sent, stats.received) == (2, 2)
+    assert stats.longest_gap < 30
 
 
 def test_advice_on_host_keys_is_commands_that_run_as_printed(tmp_path):

@@ -132,6 +132,9 @@ class Pinger:
     replies: list[float] = field(default_factory=list)
     # (when, highest icmp_seq seen by then): how many requests had gone out.
     sequence: list[tuple[float, int]] = field(default_factory=list)
+    # When ping was launched: a window that opens earlier is silent before
+    # it for want of a ping, not of the VIP.
+    started_at: float | None = None
 
     @staticmethod
     def ping_argv(vip: str, interval: float, deadline_seconds: int = 1800) -> list[str]:
@@ -140,6 +143,7 @@ class Pinger:
         return ["stdbuf", "-oL", "ping", "-n", "-O", "-i", f"{interval:g}", "-W", "1", "-w", str(deadline_seconds), vip]
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._process = self.track(
             subprocess.Popen(
                 list(self.command),
@@ -193,7 +197,10 @@ class Pinger:
     def stats(self, start: float, end: float) -> PingStats:
         """Figures for the window [start, end]: requests sent, replies
         received, and the longest silence between replies (counting from the
-        window's start and to its end)."""
+        window's start, or from the ping's own if it began later, and to its
+        end)."""
+        if self.started_at is not None:
+            start = max(start, self.started_at)
         with self._lock:
             window = [t for t in self.replies if start <= t <= end]
             sent = self._sequence_at(end) - self._sequence_at(start)
