@@ -2,7 +2,7 @@
 before it, for every change class, measured in one run on this machine with
 the lab.
 
-    sudo venv/bin/python bench/handover.py [--config Pulumi.dev.yaml] [--classes compatible,...] [--json]
+    sudo venv/bin/python -m bench.handover [--config Pulumi.dev.yaml] [--classes compatible,...] [--json]
 
 For each change class it boots a fresh lab twice and runs the rollout drill
 (`pulumi up`'s own drain and wait, step by step) while the jumphost pings
@@ -20,13 +20,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
+from tests.change_classes import CHANGE_CLASSES, ChangeClass
 from vip_lab.evaluate import EXAMPLE_STACK_FILE
 from vip_lab.plan import stack_config
 from vip_lab.results import RolloutResult
@@ -36,56 +35,10 @@ from vip_lab.scenario import rollout_spec, stack_spec
 log = logging.getLogger("bench")
 
 PING_INTERVAL_S = 0.01
-FAST_PROFILE = Path(__file__).resolve().parent / "fast-failover.yaml"
-THREE_NODES = [
-    {"name": "kld-vm-1", "priority": 120},
-    {"name": "kld-vm-2", "priority": 90},
-    {"name": "kld-vm-3", "priority": 60},
-]
-
-
-def new_priorities(config: dict[str, Any]) -> dict[str, Any]:
-    """A change old and new nodes agree on: every node's priority moves, their order does not."""
-    return {"nodes": [{**node, "priority": node["priority"] + 10} for node in config["nodes"]]}
-
-
-@dataclass(frozen=True)
-class ChangeClass:
-    name: str
-    # The stack before the change, from the benchmark's base config.
-    before: Callable[[dict[str, Any]], dict[str, Any]]
-    # What the change sets, from the stack before it.
-    change: Callable[[dict[str, Any]], dict[str, Any]]
-    successor_unreachable: bool = False
-
-
-def _same(config: dict[str, Any]) -> dict[str, Any]:
-    return config
-
-
-CLASSES = {
-    c.name: c
-    for c in (
-        ChangeClass("compatible", _same, new_priorities),
-        # The run's own password is random letters and digits: this one differs.
-        ChangeClass("password", _same, lambda c: {"vrrpPassword": "n3w-pass"}),
-        ChangeClass("router id", _same, lambda c: {"virtualRouterId": c.get("virtualRouterId", 254) % 255 + 1}),
-        # advert 1 s is VRRP v2, 0.5 s needs v3.
-        ChangeClass("vrrp version", _same, lambda c: {"advertInterval": "0.5"}),
-        ChangeClass("preempt false", lambda c: {**c, "preempt": False}, new_priorities),
-        ChangeClass("three nodes", lambda c: {**c, "nodes": THREE_NODES}, new_priorities),
-        ChangeClass(
-            "fast profile",
-            lambda c: {**c, **stack_config(FAST_PROFILE)[0], "vrrpPassword": c["vrrpPassword"]},
-            new_priorities,
-        ),
-        ChangeClass("successor unreachable", _same, new_priorities, successor_unreachable=True),
-    )
-}
 
 
 def measure(change_class: ChangeClass, base: dict[str, Any], handover: bool) -> RolloutResult | None:
-    config = change_class.before(base)
+    config = change_class.stack_before(base)
     if "nodes" not in config:
         config = {**config, "nodes": [{"name": "kld-vm-1", "priority": 120}, {"name": "kld-vm-2", "priority": 90}]}
     spec = stack_spec(config, label=change_class.name)
@@ -127,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", type=Path, default=EXAMPLE_STACK_FILE, help="the stack file every class starts from"
     )
-    parser.add_argument("--classes", default=",".join(CLASSES), help=f"comma-separated, of: {', '.join(CLASSES)}")
+    parser.add_argument(
+        "--classes", default=",".join(CHANGE_CLASSES), help=f"comma-separated, of: {', '.join(CHANGE_CLASSES)}"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -136,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     base, _ = stack_config(args.config)
     rows: dict[str, dict[str, dict[str, Any]]] = {}
     for name in args.classes.split(","):
-        change_class = CLASSES[name.strip()]
+        change_class = CHANGE_CLASSES[name.strip()]
         rows[change_class.name] = {}
         for handover in (False, True):
             log.info(f"{change_class.name}: {'handover' if handover else 'drain before the handover'}")

@@ -32,32 +32,18 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from tests.change_classes import CHANGE_CLASSES, config_paths
 from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, config_set, roll_out, timed
 from tests.real_engine import OPENSTACK_VERSION, install_provider
 from vip_cloud.layout import cloud_dirs
+from vip_stack.settings import config_from_stack_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # What a client notices of a rolling update, as issue 28 measures it.
 PING_INTERVAL_S = 0.01
-
-# (what the stack is set to before, what the change sets), as `pulumi config
-# set --path` keys. A successor out of reach is measured in the lab only: on
-# the cloud it would need a fault injected between two nodes.
-NEW_PRIORITIES: dict[str, object] = {"nodes[0].priority": 130, "nodes[1].priority": 100}
-CHANGE_CLASSES: dict[str, tuple[dict[str, object], dict[str, object]]] = {
-    "compatible": ({}, NEW_PRIORITIES),
-    "password": ({}, {"vrrpPassword": PASSWORD[::-1]}),
-    "router id": ({}, {"virtualRouterId": 17}),
-    # advert 1 s is VRRP v2; 0.5 s needs v3.
-    "vrrp version": ({}, {"advertInterval": "0.5"}),
-    "preempt false": ({"preempt": False}, NEW_PRIORITIES),
-    "three nodes": (
-        {"nodes[2].name": "kld-vm-3", "nodes[2].priority": 60},
-        {**NEW_PRIORITIES, "nodes[2].priority": 70},
-    ),
-    # bench/fast-failover.yaml's advert interval.
-    "fast profile": ({"advertInterval": "0.1"}, NEW_PRIORITIES),
-}
+# A successor out of reach is measured in the lab only: on the cloud it would
+# need SSH to the successor cut between its own step and the holder's drain.
+ON_THE_CLOUD = [name for name, c in CHANGE_CLASSES.items() if not c.successor_unreachable]
 
 
 def connector(clouds_yaml: Path):
@@ -76,17 +62,19 @@ def set_path(stack, settings: dict[str, object]) -> None:
 
 
 def measure_classes(user: LocalUser, project: Path, root: Path, names: list[str]) -> list[dict[str, object]]:
+    base = {**config_from_stack_file(STACK_FILE), "vrrpPassword": PASSWORD}
     rows: list[dict[str, object]] = []
     for name in names:
-        before, change = CHANGE_CLASSES[name]
+        change_class = CHANGE_CLASSES[name]
+        config = change_class.stack_before(base)
         stack = user.project(project, f"keepalived-vip-{name.replace(' ', '-')}")
         shutil.copy(STACK_FILE, stack.workdir / STACK_FILE.name)
         try:
             stack.run("stack", "init", STACK)
             config_set(stack, "keyPairName", user.key_pair)
-            set_path(stack, {"vrrpPassword": PASSWORD, **before})
+            set_path(stack, {"vrrpPassword": PASSWORD, **config_paths(change_class.before)})
             up = timed(lambda stack=stack: stack.up()).seconds
-            set_path(stack, change)
+            set_path(stack, config_paths(change_class.change(config)))
             rollout = roll_out(user, stack, root / f"{name}.jsonl", interval=PING_INTERVAL_S)
             destroyed = timed(lambda stack=stack: stack.run("destroy", "--yes", "--skip-preview")).seconds
             rows.append(
@@ -112,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--classes",
         nargs="?",
-        const=",".join(CHANGE_CLASSES),
-        help=f"comma-separated, of: {', '.join(CHANGE_CLASSES)} (all without a list)",
+        const=",".join(ON_THE_CLOUD),
+        help=f"comma-separated, of: {', '.join(ON_THE_CLOUD)} (all without a list)",
     )
     args = parser.parse_args(argv)
-    unknown = [n for n in (args.classes or "").split(",") if n and n not in CHANGE_CLASSES]
+    unknown = [n for n in (args.classes or "").split(",") if n and n not in ON_THE_CLOUD]
     if unknown:
-        parser.error(f"unknown change class {', '.join(unknown)}: one of {', '.join(CHANGE_CLASSES)}")
+        parser.error(f"unknown change class {', '.join(unknown)}: one of {', '.join(ON_THE_CLOUD)}")
     clouds_yaml = cloud_dirs().clouds_yaml
     if not clouds_yaml.exists():
         print(f"no local cloud ({clouds_yaml} is missing): run make cloud first", file=sys.stderr)
