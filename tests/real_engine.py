@@ -34,6 +34,29 @@ class PulumiFailed(AssertionError):
     pass
 
 
+@dataclass(frozen=True)
+class Ran:
+    """A finished `pulumi` command: how it exited and what it printed."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def checked(self) -> str:
+        """Its output, if it succeeded."""
+        if self.returncode != 0:
+            raise PulumiFailed(
+                f"`pulumi {' '.join(self.args)}` exited {self.returncode}\n"
+                f"--- stdout (end) ---\n{self.stdout[-4000:]}\n--- stderr (end) ---\n{self.stderr[-4000:]}"
+            )
+        return self.output
+
+
 @dataclass
 class Pulumi:
     """One project directory, one PULUMI_HOME and one file backend."""
@@ -61,6 +84,11 @@ class Pulumi:
         }
 
     def run(self, *args: str, check: bool = True, timeout: float = 600, stdin: str | None = None) -> str:
+        ran = self.attempt(*args, timeout=timeout, stdin=stdin)
+        return ran.checked() if check else ran.output
+
+    def attempt(self, *args: str, timeout: float = 600, stdin: str | None = None) -> Ran:
+        """Runs `pulumi` whether it succeeds or not; a run past `timeout` is interrupted and fails."""
         command = [str(ENGINE_BIN / "pulumi"), *args, "--non-interactive"]
         process = subprocess.Popen(
             command,
@@ -87,16 +115,15 @@ class Pulumi:
                 f"`pulumi {' '.join(args)}` still ran after {timeout:.0f} s and was interrupted\n"
                 f"--- stdout (end) ---\n{stdout[-4000:]}\n--- stderr (end) ---\n{stderr[-4000:]}"
             ) from None
-        if check and process.returncode != 0:
-            raise PulumiFailed(
-                f"`pulumi {' '.join(args)}` exited {process.returncode}\n"
-                f"--- stdout (end) ---\n{stdout[-4000:]}\n--- stderr (end) ---\n{stderr[-4000:]}"
-            )
-        return stdout + stderr
+        return Ran(args=args, returncode=process.returncode, stdout=stdout, stderr=stderr)
 
     def up(self, *args: str, event_log: Path | None = None, check: bool = True, timeout: float = 600) -> str:
+        ran = self.attempt_up(*args, event_log=event_log, timeout=timeout)
+        return ran.checked() if check else ran.output
+
+    def attempt_up(self, *args: str, event_log: Path | None = None, timeout: float = 600) -> Ran:
         log = ["--event-log", str(event_log)] if event_log else []
-        return self.run("up", "--yes", "--skip-preview", *log, *args, check=check, timeout=timeout)
+        return self.attempt("up", "--yes", "--skip-preview", *log, *args, timeout=timeout)
 
     def stack_export(self) -> dict:
         return json.loads(self.run("stack", "export"))

@@ -349,8 +349,9 @@ def test_the_real_cli_refuses_to_run_with_the_password_in_clear(our_project):
     set_the_required_keys(our_project)
     # `config set` takes it; every run refuses it before the program starts.
     our_project.run("config", "set", "vrrpPassword", "k33pal1v")
-    refused = our_project.run("preview", check=False)
-    assert "configuration key 'vrrpPassword' must be encrypted as it's secret" in refused, refused
+    refused = our_project.attempt("preview")
+    assert refused.returncode != 0, refused.output
+    assert "configuration key 'vrrpPassword' must be encrypted as it's secret" in refused.output, refused.output
 
 
 @pytest.mark.engine
@@ -358,5 +359,6 @@ def test_the_real_cli_refuses_to_run_with_a_value_of_the_wrong_declared_type(our
     set_the_required_keys(our_project)
     our_project.run("config", "set", "--secret", "vrrpPassword", "k33pal1v")
     our_project.run("config", "set", "virtualRouterId", "not-a-number")
-    refused = our_project.run("preview", check=False)
-    assert "configuration key 'virtualRouterId' must be of type 'integer'" in refused, refused
+    refused = our_project.attempt("preview")
+    assert refused.returncode != 0, refused.output
+    assert "configuration key 'virtualRouterId' must be of type 'integer'" in refused.output, refused.output
