@@ -214,8 +214,9 @@ class LocalCloud:
         return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": cloud}
 
 
-def _cloud_unavailable(reason: str) -> None:
-    # In CI the cloud's tests are the point: a skip there would hide a broken cloud.
+def skip_or_fail_in_ci(reason: str) -> None:
+    """A skip, but in CI a failure: there the cloud's tests are the point,
+    and a skip would hide a broken cloud or a test that never ran."""
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
@@ -225,7 +226,7 @@ def _script(name: str) -> Path:
     """What cloud/<name> prints: a virtualenv's path."""
     made = subprocess.run(["bash", str(CHECKOUT / "cloud" / name)], capture_output=True, text=True, timeout=3600)
     if made.returncode != 0:
-        _cloud_unavailable(f"cloud/{name} failed:\n{_tail(made)}")
+        skip_or_fail_in_ci(f"cloud/{name} failed:\n{_tail(made)}")
     return Path(made.stdout.strip().splitlines()[-1])
 
 
@@ -260,7 +261,7 @@ class CloudSession:
         _need("ip", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "mariadbd", "cloud-init", "sshd", "ssh", root=True)
         venv = Path(os.environ.get("KVIP_CLOUD_VENV") or _script("install.sh"))
         if not (venv / "bin" / "python").exists():
-            _cloud_unavailable(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
+            skip_or_fail_in_ci(f"no services' virtualenv at {venv} (KVIP_CLOUD_VENV, or bash cloud/install.sh)")
         # This checkout's vip_cloud over the services, as make cloud runs it.
         python = _script("checkout-venv.sh") / "bin" / "python"
         image = _script("guest/build-image.sh")
@@ -271,7 +272,7 @@ class CloudSession:
         status = _vip_cloud(python, "status", timeout=60)
         owned = status.returncode != 0
         if not owned and f"COMPUTE={compute}" not in status.stdout:
-            _cloud_unavailable(f"the running local cloud is not COMPUTE={compute}: {status.stdout.strip()}")
+            skip_or_fail_in_ci(f"the running local cloud is not COMPUTE={compute}: {status.stdout.strip()}")
         if owned and supervisor_pid(dirs) is not None:
             # Someone else's make cloud is under way: wait for it, never take it over.
             deadline = time.monotonic() + 900
@@ -281,14 +282,14 @@ class CloudSession:
                     break
                 time.sleep(5)
             else:
-                _cloud_unavailable(f"a local cloud is running in {dirs.root} but did not become ready")
+                skip_or_fail_in_ci(f"a local cloud is running in {dirs.root} but did not become ready")
         if owned:
             started = _vip_cloud(python, "--venv", str(venv), "--compute", compute, "--image", str(image), "up")
             if started.returncode != 0:
                 if "nothing done" not in started.stderr:
                     # Whatever this failed bring-up left goes before the skip (or failure).
                     _vip_cloud(python, "down", timeout=600)
-                _cloud_unavailable(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
+                skip_or_fail_in_ci(f"the local cloud did not come up (python -m vip_cloud up):\n{_tail(started)}")
         self.compute = compute
         self.current = LocalCloud(
             clouds_yaml=dirs.clouds_yaml, venv=venv, dirs=dirs, owned=owned, python=python, compute=compute

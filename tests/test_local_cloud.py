@@ -33,7 +33,7 @@ import pytest
 
 from vip_cloud.seed import IMAGE_NAME, IMAGE_USER
 
-from .conftest import LocalCloud
+from .conftest import LocalCloud, skip_or_fail_in_ci
 
 pytestmark = pytest.mark.cloud
 
@@ -528,7 +528,9 @@ def _nova_compute_pids(lab: Lab) -> list[int]:
 
 def test_a_restarted_nova_compute_finds_its_instances_again(lab):
     if not lab.cloud.owned:
-        pytest.skip("the cloud was up before this session: someone may be using it, and a restart would disturb them")
+        skip_or_fail_in_ci(
+            "the cloud was up before this session: someone may be using it, and a restart would disturb them"
+        )
     holders = {key: lab.vm_state(i)["holder"]["pid"] for key, i in lab.instances.items()}
     (old,) = _nova_compute_pids(lab)
 
