@@ -163,6 +163,8 @@ class Rollout:
     seconds: float
     pings: PingStats
     output: str
+    # pulumi up's exit status.
+    returncode: int
 
 
 def roll_out(
@@ -172,11 +174,12 @@ def roll_out(
     pinger = user.ping_vip(stack.outputs(), interval=interval)
     try:
         started = time.monotonic()
-        output = stack.up(event_log=event_log, check=check, timeout=timeout)
+        ran = stack.attempt_up(event_log=event_log, timeout=timeout)
         ended = time.monotonic()
+        output = ran.checked() if check else ran.output
         # Replies still on their way count to the window.
         time.sleep(0.5)
-        return Rollout(round(ended - started, 1), pinger.stats(started, ended), output)
+        return Rollout(round(ended - started, 1), pinger.stats(started, ended), output, ran.returncode)
     finally:
         pinger.stop()
 
@@ -205,6 +208,8 @@ class Journey:
         self.user, self.stack = user, stack
         self.outputs: dict = {}
         self.instance_ids: set[str] = set()
+        # What the project held before the stack: a destroy leaves it so.
+        self.project_before: dict[str, set[str]] = {}
 
 
 @contextmanager
@@ -237,35 +242,38 @@ def start_stack(journey: Journey) -> dict:
     """`pulumi stack init` and the two settings the stack file leaves to
     the user; returns the stack's configuration."""
     stack = journey.stack
+    journey.project_before = project_inventory(journey.user.connect("local"))
     stack.run("stack", "init", STACK)
     config_set(stack, "keyPairName", journey.user.key_pair)
     config_set(stack, "vrrpPassword", PASSWORD, "--secret")
     return stack.config()
 
 
-def replaced_in_order(event_log: Path) -> list[tuple[str, str]]:
-    """(op, resource) of the steps that replace nodes, as the engine ran them."""
+def replaced_in_order(event_log: Path) -> list[tuple[str, str, str]]:
+    """(phase, op, resource) of the steps that replace nodes, as the engine
+    ran them: each step's start ("pre") and its end ("done")."""
     return [
-        (step.op, step.name)
+        (step.phase, step.op, step.name)
         for step in steps(event_log)
-        if step.phase == "pre"
-        and step.op in ("delete-replaced", "create-replacement")
-        and "-nodes-kld-vm-" in step.name
+        if step.op in ("delete-replaced", "create-replacement") and "-nodes-kld-vm-" in step.name
     ]
 
 
-def assert_one_node_at_a_time(order: list[tuple[str, str]], nodes_in_order: list[str]) -> None:
+def assert_one_node_at_a_time(order: list[tuple[str, str, str]], nodes_in_order: list[str]) -> None:
     expected = []
     for node in nodes_in_order:
         gate, instance = f"keepalived-vip-nodes-{node}-in-service", f"keepalived-vip-nodes-{node}"
         # The gate is deleted (the drain) before its instance; the new gate
-        # is created (waits until in service) after the new instance.
-        expected += [
+        # is created (waits until in service) after the new instance. Each
+        # step ends before the next starts: the next node's drain starts only
+        # once this node's new gate is done, back in service.
+        for op, resource in (
             ("delete-replaced", gate),
             ("delete-replaced", instance),
             ("create-replacement", instance),
             ("create-replacement", gate),
-        ]
+        ):
+            expected += [("pre", op, resource), ("done", op, resource)]
     assert order == expected
 
 
@@ -291,6 +299,41 @@ def assert_gone(cloud, resources: list[tuple[str, str]]) -> None:
         except openstack.exceptions.NotFoundException:
             pass
     assert not left, f"left behind: {left}"
+
+
+def project_inventory(conn) -> dict[str, set[str]]:
+    """The ids of everything of these kinds in the project, as its member
+    lists them (router interfaces are among the ports): project-wide, not
+    only what a stack's state knows of."""
+    network, compute = conn.network, conn.compute
+    return {
+        "servers": {server.id for server in compute.servers()},
+        "server groups": {group.id for group in compute.server_groups()},
+        "ports": {port.id for port in network.ports()},
+        "security groups": {group.id for group in network.security_groups()},
+        "security group rules": {rule.id for rule in network.security_group_rules()},
+        "floating IPs": {ip.id for ip in network.ips()},
+        "routers": {router.id for router in network.routers()},
+        "networks": {net.id for net in network.networks()},
+        "subnets": {subnet.id for subnet in network.subnets()},
+    }
+
+
+def destroy_leaving_nothing(journey: Journey, cloud) -> Timed:
+    """`pulumi destroy`, then nothing of the stack anywhere: none of the ids
+    in its state, nothing in the project that was not there before the
+    stack, and no instance on this machine, the jumphost's included."""
+    resources = stack_resources(journey.stack)
+    demo = journey.user.connect("local")
+    jumphost = journey.outputs["jumphostName"]
+    journey.instance_ids |= {server.id for server in demo.compute.servers() if server.name == jumphost}
+    destroyed = timed(lambda: journey.stack.run("destroy", "--yes", "--skip-preview"))
+    assert_gone(cloud, resources)
+    after = project_inventory(demo)
+    left = {kind: sorted(ids - journey.project_before[kind]) for kind, ids in after.items()}
+    assert not any(left.values()), f"left in the project: { {kind: ids for kind, ids in left.items() if ids} }"
+    assert_no_instance_left_on_the_machine(cloud, journey.instance_ids)
+    return destroyed
 
 
 def assert_no_instance_left_on_the_machine(cloud, instance_ids: set[str]) -> None:

@@ -25,10 +25,9 @@ import pytest
 from tests.local_stack import (
     FINAL_MESSAGE,
     PASSWORD,
-    assert_gone,
-    assert_no_instance_left_on_the_machine,
     assert_one_node_at_a_time,
     config_set,
+    destroy_leaving_nothing,
     journey_on,
     replaced_in_order,
     roll_out,
@@ -263,10 +262,7 @@ def test_the_state_holds_no_secret_in_clear(journey):
 
 
 def test_destroy_leaves_nothing_of_the_stack_nor_of_its_virtual_machines(journey, local_cloud_vms):
-    resources = stack_resources(journey.stack)
-    assert len([r for r in resources if r[0].endswith("Instance")]) == 3
-    destroyed = timed(lambda: journey.stack.run("destroy", "--yes", "--skip-preview"))
+    assert len([r for r in stack_resources(journey.stack) if r[0].endswith("Instance")]) == 3
+    destroyed = destroy_leaving_nothing(journey, local_cloud_vms)
     print(f"figure: pulumi destroy of virtual machines {destroyed.seconds} s")
-    assert_gone(local_cloud_vms, resources)
-    assert_no_instance_left_on_the_machine(local_cloud_vms, journey.instance_ids)
     journey.stack.run("stack", "rm", "--yes", "local")
