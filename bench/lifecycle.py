@@ -6,10 +6,12 @@ which they cannot), and `pulumi destroy`.
     sudo venv/bin/python -m bench.lifecycle [--json] [--project DIR]
     sudo venv/bin/python -m bench.lifecycle --classes [NAME,...] [--json] [--project DIR]
 
-With --classes, each change class of a rolling update (those of
-bench/handover.py, which measures them in the lab) gets a stack of its own:
-its first `pulumi up`, the rolling update under the 10 ms ping, and
-`pulumi destroy`. Without a list, every class.
+With --classes, each change class of a rolling update
+(tests/change_classes.py; bench.handover measures them in the lab) gets a
+stack of its own: its first `pulumi up`, the rolling update under the 10 ms
+ping, and `pulumi destroy`. Without a list, every class. For a successor out
+of reach, the jumphost drops SSH to the other nodes during the holder's
+drain (lab-host instances only).
 
 (from the checkout: it runs as the tests' user does, with their helpers)
 
@@ -26,8 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
@@ -41,9 +47,97 @@ from vip_stack.settings import config_from_stack_file
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # What a client notices of a rolling update, as issue 28 measures it.
 PING_INTERVAL_S = 0.01
-# A successor out of reach is measured in the lab only: on the cloud it would
-# need SSH to the successor cut between its own step and the holder's drain.
-ON_THE_CLOUD = [name for name, c in CHANGE_CLASSES.items() if not c.successor_unreachable]
+
+
+@dataclass
+class SuccessorsOutOfReach:
+    """A successor that cannot be reached, as the lab's drill has it, on the
+    cloud: from the moment the node replaced just before the holder is back
+    in service (its new gate done) until the holder's drain is over (its
+    gate deleted), the jumphost drops every SSH packet to the other nodes,
+    so the drain can ask only the holder. Lab-host instances only: the
+    jumphost is then a network namespace of this machine (`labvm-<id>`)."""
+
+    jumphost_namespace: str
+    others: list[str]
+    event_log: Path
+    # (phase, op, resource name) of the engine events that cut and restore.
+    cut_on: tuple[str, str, str]
+    restore_on: tuple[str, str, str]
+    cut_at: float | None = None
+    restored_at: float | None = None
+
+    TABLE = "kvip_bench_cut"
+
+    def __enter__(self) -> SuccessorsOutOfReach:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._nft(f"delete table inet {self.TABLE}", check=False)
+
+    def _nft(self, script: str, check: bool = True) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.jumphost_namespace, "nft", "-f", "-"],
+            input=script,
+            text=True,
+            capture_output=True,
+            check=check,
+        )
+
+    def _follow(self) -> None:
+        # The engine writes each event as a line when it happens.
+        offset = 0
+        while not self._stop.is_set() and self.restored_at is None:
+            time.sleep(0.005)
+            try:
+                with self.event_log.open("rb") as log:
+                    log.seek(offset)
+                    chunk = log.read()
+            except FileNotFoundError:
+                continue
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.decode().splitlines():
+                self._on(json.loads(line))
+
+    def _on(self, event: dict) -> None:
+        for key, phase in (("resourcePreEvent", "pre"), ("resOutputsEvent", "done")):
+            if key not in event:
+                continue
+            metadata = event[key]["metadata"]
+            step = (phase, metadata["op"], metadata["urn"].rsplit("::", 1)[-1])
+            if step == self.cut_on and self.cut_at is None:
+                addresses = ", ".join(self.others)
+                self._nft(
+                    f"table inet {self.TABLE} {{\n chain out {{\n  type filter hook output priority 0;\n"
+                    f"  ip daddr {{ {addresses} }} tcp dport 22 drop\n }}\n}}\n"
+                )
+                self.cut_at = time.monotonic()
+            elif step == self.restore_on and self.cut_at is not None:
+                self._nft(f"delete table inet {self.TABLE}")
+                self.restored_at = time.monotonic()
+
+
+def out_of_reach_during_the_holders_drain(user: LocalUser, outputs: dict, event_log: Path) -> SuccessorsOutOfReach:
+    demo = user.connect("local")
+    (jumphost,) = [s for s in demo.compute.servers() if s.name == outputs["jumphostName"]]
+    namespace = f"labvm-{jumphost.id}"
+    if namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
+        raise SystemExit("a successor out of reach needs the cloud's lab-host instances (make cloud)")
+    by_priority = sorted(outputs["nodes"], key=lambda node: node["priority"])
+    holder, successor = by_priority[-1], by_priority[-2]
+    return SuccessorsOutOfReach(
+        jumphost_namespace=namespace,
+        others=[node["ipAddress"] for node in by_priority[:-1]],
+        event_log=event_log,
+        cut_on=("done", "create-replacement", f"keepalived-vip-nodes-{successor['name']}-in-service"),
+        restore_on=("done", "delete-replaced", f"keepalived-vip-nodes-{holder['name']}-in-service"),
+    )
 
 
 def connector(clouds_yaml: Path):
@@ -75,7 +169,14 @@ def measure_classes(user: LocalUser, project: Path, root: Path, names: list[str]
             set_path(stack, {"vrrpPassword": PASSWORD, **config_paths(change_class.before)})
             up = timed(lambda stack=stack: stack.up()).seconds
             set_path(stack, config_paths(change_class.change(config)))
-            rollout = roll_out(user, stack, root / f"{name}.jsonl", interval=PING_INTERVAL_S)
+            event_log = root / f"{name}.jsonl"
+            if change_class.successor_unreachable:
+                with out_of_reach_during_the_holders_drain(user, stack.outputs(), event_log) as cut:
+                    rollout = roll_out(user, stack, event_log, interval=PING_INTERVAL_S)
+                if cut.cut_at is None or cut.restored_at is None:
+                    raise SystemExit(f"{name}: the other nodes were never cut off during the holder's drain")
+            else:
+                rollout = roll_out(user, stack, event_log, interval=PING_INTERVAL_S)
             destroyed = timed(lambda stack=stack: stack.run("destroy", "--yes", "--skip-preview")).seconds
             rows.append(
                 {
@@ -100,13 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--classes",
         nargs="?",
-        const=",".join(ON_THE_CLOUD),
-        help=f"comma-separated, of: {', '.join(ON_THE_CLOUD)} (all without a list)",
+        const=",".join(CHANGE_CLASSES),
+        help=f"comma-separated, of: {', '.join(CHANGE_CLASSES)} (all without a list)",
     )
     args = parser.parse_args(argv)
-    unknown = [n for n in (args.classes or "").split(",") if n and n not in ON_THE_CLOUD]
+    unknown = [n for n in (args.classes or "").split(",") if n and n not in CHANGE_CLASSES]
     if unknown:
-        parser.error(f"unknown change class {', '.join(unknown)}: one of {', '.join(ON_THE_CLOUD)}")
+        parser.error(f"unknown change class {', '.join(unknown)}: one of {', '.join(CHANGE_CLASSES)}")
     clouds_yaml = cloud_dirs().clouds_yaml
     if not clouds_yaml.exists():
         print(f"no local cloud ({clouds_yaml} is missing): run make cloud first", file=sys.stderr)
