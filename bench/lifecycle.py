@@ -39,8 +39,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from tests.change_classes import CHANGE_CLASSES, config_paths
-from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, config_set, roll_out, timed
-from tests.real_engine import OPENSTACK_VERSION, install_provider
+from tests.local_stack import PASSWORD, STACK, STACK_FILE, LocalUser, config_set, gate_name, roll_out, timed
+from tests.real_engine import OPENSTACK_VERSION, install_provider, step_of
 from vip_cloud.layout import cloud_dirs
 from vip_stack.settings import config_from_stack_file
 
@@ -106,21 +106,20 @@ class SuccessorsOutOfReach:
                 self._on(json.loads(line))
 
     def _on(self, event: dict) -> None:
-        for key, phase in (("resourcePreEvent", "pre"), ("resOutputsEvent", "done")):
-            if key not in event:
-                continue
-            metadata = event[key]["metadata"]
-            step = (phase, metadata["op"], metadata["urn"].rsplit("::", 1)[-1])
-            if step == self.cut_on and self.cut_at is None:
-                addresses = ", ".join(self.others)
-                self._nft(
-                    f"table inet {self.TABLE} {{\n chain out {{\n  type filter hook output priority 0;\n"
-                    f"  ip daddr {{ {addresses} }} tcp dport 22 drop\n }}\n}}\n"
-                )
-                self.cut_at = time.monotonic()
-            elif step == self.restore_on and self.cut_at is not None:
-                self._nft(f"delete table inet {self.TABLE}")
-                self.restored_at = time.monotonic()
+        found = step_of(event)
+        if found is None:
+            return
+        step = (found.phase, found.op, found.name)
+        if step == self.cut_on and self.cut_at is None:
+            addresses = ", ".join(self.others)
+            self._nft(
+                f"table inet {self.TABLE} {{\n chain out {{\n  type filter hook output priority 0;\n"
+                f"  ip daddr {{ {addresses} }} tcp dport 22 drop\n }}\n}}\n"
+            )
+            self.cut_at = time.monotonic()
+        elif step == self.restore_on and self.cut_at is not None:
+            self._nft(f"delete table inet {self.TABLE}")
+            self.restored_at = time.monotonic()
 
 
 def out_of_reach_during_the_holders_drain(user: LocalUser, outputs: dict, event_log: Path) -> SuccessorsOutOfReach:
@@ -135,8 +134,8 @@ def out_of_reach_during_the_holders_drain(user: LocalUser, outputs: dict, event_
         jumphost_namespace=namespace,
         others=[node["ipAddress"] for node in by_priority[:-1]],
         event_log=event_log,
-        cut_on=("done", "create-replacement", f"keepalived-vip-nodes-{successor['name']}-in-service"),
-        restore_on=("done", "delete-replaced", f"keepalived-vip-nodes-{holder['name']}-in-service"),
+        cut_on=("done", "create-replacement", gate_name(successor["name"])),
+        restore_on=("done", "delete-replaced", gate_name(holder["name"])),
     )
 
 

@@ -1,7 +1,7 @@
 """Every change class of a rolling update: what the stack is set to before the
 change and what the change sets, as stack settings. The lab's tests and its
-benchmark (bench/handover.py) and the local cloud's benchmark
-(bench/lifecycle.py) roll out the same ones."""
+benchmark (bench.handover) and the local cloud's benchmark
+(bench.lifecycle) roll out the same ones."""
 
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ class ChangeClass:
     change: Callable[[dict[str, Any]], dict[str, Any]]
     # Settings on top of the base stack before the change.
     before: dict[str, Any] = field(default_factory=dict)
-    # The other nodes are out of the drain's reach, as when SSH to them fails.
-    # The lab's only: on a cloud it needs a fault injected between two nodes.
+    # The other nodes are out of the drain's reach, as when SSH to them fails:
+    # the lab's drill refuses their commands, the cloud's benchmark has the
+    # jumphost drop SSH to them.
     successor_unreachable: bool = False
 
     def stack_before(self, base: dict[str, Any]) -> dict[str, Any]:

@@ -249,6 +249,16 @@ def start_stack(journey: Journey) -> dict:
     return stack.config()
 
 
+def instance_name(node: str) -> str:
+    """The Pulumi name of a node's instance, as the stack declares it."""
+    return f"keepalived-vip-nodes-{node}"
+
+
+def gate_name(node: str) -> str:
+    """The Pulumi name of a node's rollout gate (NodeInService)."""
+    return f"{instance_name(node)}-in-service"
+
+
 def replaced_in_order(event_log: Path) -> list[tuple[str, str, str]]:
     """(phase, op, resource) of the steps that replace nodes, as the engine
     ran them: each step's start ("pre") and its end ("done")."""
@@ -262,7 +272,7 @@ def replaced_in_order(event_log: Path) -> list[tuple[str, str, str]]:
 def assert_one_node_at_a_time(order: list[tuple[str, str, str]], nodes_in_order: list[str]) -> None:
     expected = []
     for node in nodes_in_order:
-        gate, instance = f"keepalived-vip-nodes-{node}-in-service", f"keepalived-vip-nodes-{node}"
+        gate, instance = gate_name(node), instance_name(node)
         # The gate is deleted (the drain) before its instance; the new gate
         # is created (waits until in service) after the new instance. Each
         # step ends before the next starts: the next node's drain starts only

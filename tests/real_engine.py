@@ -169,13 +169,16 @@ class Step:
     name: str
 
 
+def step_of(event: dict) -> Step | None:
+    """The resource step an engine event starts or ends, if it is one."""
+    for key, phase in (("resourcePreEvent", "pre"), ("resOutputsEvent", "done")):
+        if key in event:
+            metadata = event[key]["metadata"]
+            return Step(event["sequence"], phase, metadata["op"], metadata["urn"].rsplit("::", 1)[-1])
+    return None
+
+
 def steps(event_log: Path) -> list[Step]:
     """The resource steps of an engine event log (one JSON event a line), in order."""
-    found = []
-    for line in event_log.read_text().splitlines():
-        event = json.loads(line)
-        for key, phase in (("resourcePreEvent", "pre"), ("resOutputsEvent", "done")):
-            if key in event:
-                metadata = event[key]["metadata"]
-                found.append(Step(event["sequence"], phase, metadata["op"], metadata["urn"].rsplit("::", 1)[-1]))
-    return sorted(found, key=lambda s: s.sequence)
+    found = [step_of(json.loads(line)) for line in event_log.read_text().splitlines()]
+    return sorted((step for step in found if step is not None), key=lambda s: s.sequence)
