@@ -18,6 +18,7 @@ from vip_stack.rendering import HANDOVER_PATH, KEEPALIVED_CONF_PATH
 from vip_stack.rollout import (
     DRAIN_COMMAND,
     HANDOVER_AT_REST,
+    HANDOVER_FAULT,
     HANDOVER_LOWER,
     HANDOVER_RAISE,
     POLL_SECONDS,
@@ -328,6 +329,7 @@ class StandInGroup:
         # (address, value) of every write to a handover file, in order.
         self.written: list[tuple[str, int]] = []
         self.running = set(self.priorities)
+        self.faulted: set[str] = set()
         self.commands: list[tuple[str, str]] = []
 
     def effective(self, address):
@@ -347,6 +349,14 @@ class StandInGroup:
         elif command.startswith("printf '%s\\n' ") and HANDOVER_PATH in command:
             self.handover[address] = int(command.split()[2])
             self.written.append((address, self.handover[address]))
+            if address in self.tracks and self.handover[address] < -253:
+                # FAULT: the VIP goes at once, to the group's best backup if any.
+                self.faulted.add(address)
+                if address in self.holding:
+                    self.holding.discard(address)
+                    self.elect(self.groups[address])
+            if wait_released_command(VIP, RELEASE_SECONDS) in command:
+                answer = "vip=kept\n" if address in self.holding else "vip=released\n"
         elif command == wait_released_command(VIP, RELEASE_SECONDS):
             self.preempt_now(address)
             answer = "vip=kept\n" if address in self.holding else "vip=released\n"
@@ -360,7 +370,7 @@ class StandInGroup:
         return subprocess.CompletedProcess([], 0, answer, "")
 
     def backups(self, group):
-        return [a for a in self.running - self.holding if self.groups[a] == group]
+        return [a for a in self.running - self.holding - self.faulted if self.groups[a] == group]
 
     def preempt_now(self, holder):
         better = [a for a in self.backups(self.groups[holder]) if self.effective(a) > self.effective(holder)]
@@ -429,16 +439,38 @@ def test_without_preemption_the_raised_backup_takes_over_at_the_stop():
     assert group.holding == {BACKUP} and group.handover[BACKUP] == 0
 
 
-def test_nodes_that_cannot_hear_each_other_hand_over_by_announcing_around_the_stop():
+def test_nodes_that_cannot_hear_each_other_hand_over_by_announcing_around_the_holders_release():
     # A new password: the new node is master of its own group already, and
-    # neighbours follow whichever announced last, maybe the node going away.
+    # neighbours follow whichever announced last. The holder going away
+    # refreshes its announce every few seconds until it stops: put in FAULT
+    # first, it releases the VIP at once and cannot announce after the new one.
     group = StandInGroup({MASTER: 120, BACKUP: 90}, holders=[MASTER, BACKUP], groups={MASTER: 0, BACKUP: 1})
     notes = drain(group)
-    assert not group.written, "nothing to raise: it holds the VIP already"
-    stopped = group.commands.index((MASTER, DRAIN_COMMAND))
+    fault = f"{handover_command(HANDOVER_FAULT)} && {wait_released_command(VIP, RELEASE_SECONDS)}"
+    released, stopped = group.commands.index((MASTER, fault)), group.commands.index((MASTER, DRAIN_COMMAND))
     assert group.sent(announce_command(VIP)) == [BACKUP, BACKUP]
-    assert group.commands[stopped - 1] == (BACKUP, announce_command(VIP))
-    assert group.commands[stopped + 1] == (BACKUP, announce_command(VIP))
+    assert group.commands[released - 1] == (BACKUP, announce_command(VIP))
+    assert group.commands[released + 1] == (BACKUP, announce_command(VIP))
+    assert released + 1 < stopped, "the VIP is announced again as soon as the holder released it"
+    assert group.written == [(MASTER, HANDOVER_FAULT)], "nothing to raise: the new node holds the VIP already"
+    assert group.holding == {BACKUP}
+    assert notes == [
+        f"{BACKUP}: holds the VIP and announced it before the drain",
+        f"kld-vm-1 ({MASTER}): released the VIP in FAULT",
+        f"{BACKUP}: holds the VIP and announced it after the drain",
+        f"kld-vm-1 ({MASTER}): keepalived stopped",
+    ]
+
+
+def test_a_holder_without_a_handover_file_is_stopped_between_two_announces():
+    """A node from before the handover cannot be put in FAULT: its stop is."""
+    group = StandInGroup(
+        {MASTER: 120, BACKUP: 90}, holders=[MASTER, BACKUP], groups={MASTER: 0, BACKUP: 1}, tracks=[BACKUP]
+    )
+    notes = drain(group)
+    stopped = group.commands.index((MASTER, DRAIN_COMMAND))
+    assert not group.written
+    assert group.commands[stopped - 1] == group.commands[stopped + 1] == (BACKUP, announce_command(VIP))
     assert notes == [
         f"{BACKUP}: holds the VIP and announced it before the drain",
         f"kld-vm-1 ({MASTER}): keepalived stopped",

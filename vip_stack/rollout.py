@@ -75,9 +75,11 @@ DRAIN_COMMAND = "sudo -n systemctl stop keepalived"
 # What a drain writes to a node's handover file (rendering.HANDOVER_PATH),
 # added to its priority and clamped by keepalived to 1..254: raised, a
 # backup outranks any holder; lowered, a holder is outranked by any backup.
-# (Below -253 keepalived would put the node in FAULT: a break, not a handover.)
+# Below -253 keepalived puts the node in FAULT: it releases the VIP at once
+# whatever its peers do, which only a holder no peer can hear is given.
 HANDOVER_RAISE = 254
 HANDOVER_LOWER = -253
+HANDOVER_FAULT = -254
 HANDOVER_AT_REST = 0
 # How often a node waiting to lose the VIP looks again, on the node itself.
 RELEASE_POLL_SECONDS = 0.02
@@ -347,6 +349,8 @@ class Handover:
     successor_raised: bool = False
     two_holders: bool = False
     holds_vip: bool = True
+    # The holder has a handover file (a node from before the handover has none).
+    tracks_handover: bool = False
     written: list[str] = field(default_factory=list)
 
 
@@ -369,6 +373,7 @@ def _hand_over(
     if not me.holds_vip:
         done.holds_vip = False
         return done
+    done.tracks_handover = me.tracks_handover
     peers: list[tuple[str, DrainView]] = []
     for other in others:
         try:
@@ -439,11 +444,13 @@ def drain_node(
     shortest VRRP has. A successor that cannot be reached: with preemption
     the holder lowers itself instead, and VRRP's own next priority takes over.
     When another node holds the VIP already (old and new nodes that cannot
-    hear each other), or nothing above could be done (`handover=False` too),
-    the drain is the one before the handover: whichever other node holds the
-    VIP announces it just before the stop and just after. The announce before
-    also opens the connections (kept open by the access) that make the one
-    after immediate.
+    hear each other), it announces the VIP, the holder is put in FAULT
+    through its handover file (it releases the VIP at once and sends no
+    gratuitous ARP after), and the other announces it again before the stop.
+    When nothing above could be done (`handover=False` too), the drain is the
+    one before the handover: whichever other node holds the VIP announces it
+    just before the stop and just after. The announce before also opens the
+    connections (kept open by the access) that make the one after immediate.
 
     `settle_seconds`: the node's master down interval; a handover waits at
     most twice that and a second for the VIP to move."""
@@ -458,6 +465,22 @@ def drain_node(
                     notes.append(f"{other}: holds the VIP and announced it {when} the drain")
             except RemoteError as error:
                 notes.append(f"{other}: could not be asked to announce the VIP: {error}")
+
+    def release_in_fault() -> None:
+        try:
+            released = access.run(
+                address,
+                host,
+                f"{handover_command(HANDOVER_FAULT)} && {wait_released_command(vip, release_seconds)}",
+                release_seconds + timeout,
+            )
+            notes.append(
+                f"{host}: released the VIP in FAULT"
+                if "vip=released" in released.stdout
+                else f"{host}: still held the VIP in FAULT after {release_seconds:.1f} s"
+            )
+        except RemoteError as error:
+            notes.append(f"{host}: could not be put in FAULT: {error}")
 
     def stop() -> None:
         try:
@@ -478,6 +501,15 @@ def drain_node(
             notes.append(f"{host}: does not hold the VIP")
             stop()
         elif done.handed_over or done.successor_raised:
+            stop()
+        elif done.two_holders and done.tracks_handover:
+            # The neighbours follow the last gratuitous ARP, and the holder
+            # going away sends one every few seconds (garp_master_refresh)
+            # until it stops, which takes a second: released in FAULT at
+            # once, it cannot send one after the successor's announce.
+            announce("before")
+            release_in_fault()
+            announce("after")
             stop()
         else:
             announce("before")
