@@ -174,6 +174,11 @@ class LocalCloud:
     def demo(self) -> Any:
         return self.connect("local")
 
+    def service(self, action: str, name: str) -> None:
+        """`python -m vip_cloud stop|start NAME`: the cloud host's systemctl."""
+        done = _vip_cloud(self.python, action, name, timeout=120)
+        assert done.returncode == 0, f"python -m vip_cloud {action} {name}:\n{_tail(done)}"
+
     def diagnostics(self) -> str:
         """What a first boot that got no address leaves to read: did Open
         vSwitch open the guest's tap (its Interface's ofport and error, the

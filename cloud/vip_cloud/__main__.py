@@ -1,10 +1,13 @@
-"""make cloud / make cloud-down: `python -m vip_cloud up|down|status`.
+"""make cloud / make cloud-down: `python -m vip_cloud up|down|status`, and
+`python -m vip_cloud stop|start SERVICE` as `systemctl` would on a host.
 
 `up` starts a supervisor in the background, which brings every service up in
 order and then keeps them running (no systemd here), and follows its progress
 until the cloud is ready or has failed. Ctrl-C stops the supervisor, and with
 it everything it started. `down` stops it and removes everything the cloud
-made. Only one cloud runs on a machine: its services listen on fixed ports.
+made. `stop SERVICE` holds one service stopped (the supervisor does not
+start it again) until `start SERVICE`: a control plane down while its data
+plane runs on. Only one cloud runs on a machine: its services listen on fixed ports.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def supervise(dirs: CloudDirs, venv: Path, compute: str, image: Path) -> int:
     dirs.supervisor_pid.write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    supervisor = Supervisor()
+    supervisor = Supervisor(control=dirs.services)
     started = time.monotonic()
     code = 0
     try:
@@ -188,6 +191,42 @@ def status(dirs: CloudDirs) -> int:
     return 3
 
 
+def _service_pid(dirs: CloudDirs, name: str) -> int | None:
+    try:
+        return int((dirs.services / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def hold(dirs: CloudDirs, name: str, stopped: bool, timeout: float = 60) -> int:
+    """`stop`/`start` SERVICE: the supervisor acts on the hold within its
+    next watch; this waits until it has."""
+    if not is_ready(dirs):
+        print("the local cloud is not up (make cloud)", file=sys.stderr)
+        return 1
+    if not dirs.services.is_dir():
+        print("this cloud's supervisor takes no stop or start: make cloud-down, then make cloud", file=sys.stderr)
+        return 1
+    known = sorted({path.name.rsplit(".", 1)[0] for path in dirs.services.iterdir()})
+    if name not in known:
+        print(f"no service {name!r} in the local cloud; its services: {', '.join(known)}", file=sys.stderr)
+        return 2
+    held = dirs.services / f"{name}.held"
+    if stopped:
+        held.touch()
+    else:
+        held.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
+    while (_service_pid(dirs, name) is None) != stopped:
+        if time.monotonic() > deadline:
+            print(f"the supervisor did not {'stop' if stopped else 'start'} {name} within {timeout:.0f} s")
+            return 1
+        time.sleep(0.2)
+    pid = _service_pid(dirs, name)
+    print(f"{name} stopped; `start {name}` starts it again" if stopped else f"{name} started (pid {pid})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vip_cloud", description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, help="the services' virtualenv (cloud/install.sh), for up and supervise")
@@ -200,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--image", type=Path, help="the guest image's directory (cloud/guest/build-image.sh), for up and supervise"
     )
-    parser.add_argument("command", choices=["up", "down", "status", "supervise"])
+    parser.add_argument("command", choices=["up", "down", "status", "supervise", "stop", "start"])
+    parser.add_argument("service", nargs="?", help="for stop and start: the service, as its log is named")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.geteuid() != 0:
@@ -218,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         return down(dirs)
     if args.command == "status":
         return status(dirs)
+    if args.command in ("stop", "start"):
+        if not args.service:
+            parser.error(f"{args.command} needs the service's name")
+        return hold(dirs, args.service, stopped=args.command == "stop")
     return supervise(dirs, args.venv, args.compute, args.image)
 
 

@@ -80,6 +80,12 @@ class CloudDirs:
         return self.run / "supervisor.pid"
 
     @property
+    def services(self) -> Path:
+        """The supervisor's control directory (vip_hosts.supervisor.Supervisor):
+        each running service's pid, and the services held stopped."""
+        return self.run / "services"
+
+    @property
     def secrets(self) -> Path:
         return self.root / "secrets.json"
 

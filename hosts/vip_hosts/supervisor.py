@@ -201,36 +201,69 @@ class Service:
 
 
 class Supervisor:
-    """Keeps the started services running, in the order they were started."""
+    """Keeps the started services running, in the order they were started.
+
+    `control`: a directory for `systemctl stop` and `start` by hand. The
+    supervisor keeps `NAME.pid` there for each running service; a file
+    `NAME.held` holds that service stopped (it is stopped if it runs, and
+    not started again) until the file is removed. A held stop is not a
+    crash: it counts to no restart limit."""
 
     # A daemon that dies more often than this in RESTART_WINDOW s is broken.
     MAX_RESTARTS = 3
     RESTART_WINDOW = 600
 
-    def __init__(self) -> None:
+    def __init__(self, control: Path | None = None) -> None:
         self.services: list[Service] = []
+        self.control = control
+        self._held: set[str] = set()
+        if control is not None:
+            control.mkdir(parents=True, exist_ok=True)
 
     def start(self, service: Service) -> float:
         log.info("starting %s", service.name)
         self.services.append(service)
         service.start()
+        self._note(service)
         took = service.wait_ready()
         log.info("%s is ready (%.1f s)", service.name, took)
         return took
 
     def watch_once(self) -> None:
-        """Starts again what died; raises ServiceFailed for what keeps dying."""
+        """Stops what is held, starts again what died or was released;
+        raises ServiceFailed for what keeps dying."""
         now = time.monotonic()
         for service in self.services:
+            if self.control is not None and (self.control / f"{service.name}.held").exists():
+                if service.running:
+                    log.info("stopping %s: held", service.name)
+                    service.stop()
+                self._held.add(service.name)
+                self._note(service)
+                continue
             if service.running:
                 continue
-            code = None if service.process is None else service.process.returncode
-            service.restarts = [t for t in service.restarts if now - t < self.RESTART_WINDOW]
-            if len(service.restarts) >= self.MAX_RESTARTS:
-                raise failure(service.name, f"exited {code} {self.MAX_RESTARTS} times in a row", service.log)
-            log.warning("%s exited %s; starting it again", service.name, code)
-            service.restarts.append(now)
+            if service.name in self._held:
+                log.info("starting %s: no longer held", service.name)
+                self._held.discard(service.name)
+            else:
+                code = None if service.process is None else service.process.returncode
+                service.restarts = [t for t in service.restarts if now - t < self.RESTART_WINDOW]
+                if len(service.restarts) >= self.MAX_RESTARTS:
+                    raise failure(service.name, f"exited {code} {self.MAX_RESTARTS} times in a row", service.log)
+                log.warning("%s exited %s; starting it again", service.name, code)
+                service.restarts.append(now)
             service.start()
+            self._note(service)
+
+    def _note(self, service: Service) -> None:
+        if self.control is None:
+            return
+        pid_file = self.control / f"{service.name}.pid"
+        if service.running and service.process is not None:
+            pid_file.write_text(f"{service.process.pid}\n")
+        else:
+            pid_file.unlink(missing_ok=True)
 
     def stop_all(self, timeout: float = 15) -> None:
         """SIGTERM to every service at once, then SIGKILL to what is left
