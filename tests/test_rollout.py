@@ -21,6 +21,7 @@ from vip_stack.rollout import (
     HANDOVER_FAULT,
     HANDOVER_LOWER,
     HANDOVER_RAISE,
+    INSTANCE_ID_COMMAND,
     POLL_SECONDS,
     PROBE_COMMAND,
     NodeInServiceProvider,
@@ -319,8 +320,10 @@ class StandInGroup:
     in another group (old and new nodes that cannot hear each other) hold
     the VIP on their own side."""
 
-    def __init__(self, priorities, holders=(), preempt=True, tracks=None, unreachable=(), groups=None):
+    def __init__(self, priorities, holders=(), preempt=True, tracks=None, unreachable=(), groups=None, instances=None):
         self.priorities = dict(priorities)
+        # The instance at each address, as cloud-init recorded it.
+        self.instances = instances or {address: f"instance-at-{address}" for address in self.priorities}
         self.holding = set(holders) or {max(self.priorities, key=lambda address: self.priorities[address])}
         self.preempt, self.unreachable = preempt, set(unreachable)
         self.tracks = set(self.priorities) if tracks is None else set(tracks)
@@ -341,7 +344,9 @@ class StandInGroup:
             raise RemoteError(f"cannot reach {host} on port 22")
         self.commands.append((address, command))
         answer = ""
-        if command == drain_view_command(VIP):
+        if command == INSTANCE_ID_COMMAND:
+            answer = self.instances[address] + "\n"
+        elif command == drain_view_command(VIP):
             state = "MASTER" if address in self.holding else "BACKUP"
             answer = f"vip={'held' if address in self.holding else 'free'}\nvrrp={state}\n"
             answer += f"priority={self.priorities[address]}\n" + ("" if self.preempt else "preempt=no\n")
@@ -417,6 +422,25 @@ def test_a_holder_hands_the_vip_to_its_backup_before_it_stops():
         f"kld-vm-1 ({MASTER}): released the VIP to a higher priority",
         f"kld-vm-1 ({MASTER}): keepalived stopped",
     ]
+
+
+def test_a_drain_leaves_alone_another_instance_at_the_nodes_address():
+    """The node's instance was deleted by hand: `pulumi up` creates the new
+    one first, and the old gate's drain reaches it at the same address."""
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, instances={MASTER: "the-new-one", BACKUP: "b"})
+    notes = drain(group, instance_id="the-deleted-one")
+    assert group.commands == [(MASTER, INSTANCE_ID_COMMAND)], "nothing else is asked of the new instance"
+    assert MASTER in group.running and group.holding == {MASTER}
+    assert notes == [
+        f"kld-vm-1 ({MASTER}): not drained: the instance there is the-new-one, not the-deleted-one, which is gone"
+    ]
+
+
+def test_a_drain_of_the_instance_it_was_made_for_hands_over_as_ever():
+    group = StandInGroup({MASTER: 120, BACKUP: 90})
+    drain(group, instance_id=f"instance-at-{MASTER}")
+    assert group.commands[0] == (MASTER, INSTANCE_ID_COMMAND)
+    assert group.holding == {BACKUP} and MASTER not in group.running
 
 
 def test_with_three_nodes_the_next_priority_takes_the_vip():
@@ -654,10 +678,11 @@ def test_the_gate_waits_on_create_and_drains_on_delete(monkeypatch):
     assert calls[3][0] == "held once"
     _, (vip, addresses, bound) = calls[3]
     assert vip == "192.168.0.254" and addresses == ["192.168.0.22", "192.168.0.11"] and 890 < bound <= 900
-    # The drain waits for a handover within the node's master down interval.
+    # The drain waits for a handover within the node's master down interval,
+    # and drains only the gate's own instance.
     assert calls[4:] == [
         ("drain", ("kld-vm-2", "192.168.0.22", "192.168.0.254", ["192.168.0.11"])),
-        ("drain options", {"settle_seconds": 3.65}),
+        ("drain options", {"settle_seconds": 3.65, "instance_id": "i-1"}),
     ]
 
 

@@ -294,6 +294,10 @@ class DrainView:
     tracks_handover: bool
 
 
+# cloud-init's record of the instance it booted: on OpenStack, Nova's server id.
+INSTANCE_ID_COMMAND = "cat /var/lib/cloud/data/instance-id 2>/dev/null || true"
+
+
 def drain_view_command(vip: str) -> str:
     # Only these facts leave the node: the file also holds the password.
     return "; ".join(
@@ -429,6 +433,7 @@ def drain_node(
     timeout: float = DRAIN_TIMEOUT_SECONDS,
     settle_seconds: float = 0,
     handover: bool = True,
+    instance_id: str | None = None,
 ) -> list[str]:
     """Stops keepalived on the node before it is deleted; a node that holds
     the VIP hands it over first (make before break). Never raises and never
@@ -453,9 +458,24 @@ def drain_node(
     connections (kept open by the access) that make the one after immediate.
 
     `settle_seconds`: the node's master down interval; a handover waits at
-    most twice that and a second for the VIP to move."""
+    most twice that and a second for the VIP to move.
+
+    `instance_id`: the instance to drain. Another one at its address is left
+    alone: when an instance was deleted by hand, `pulumi up` creates the new
+    one before it replaces the gate, whose drain then reaches the new
+    instance, maybe already in service."""
     host = f"{name} ({address})"
     notes: list[str] = []
+    if instance_id is not None:
+        try:
+            found = access.run(address, host, INSTANCE_ID_COMMAND, timeout).stdout.strip()
+        except RemoteError as error:
+            return [f"{host}: not drained, it goes down as in a crash: {error}"]
+        if found != instance_id:
+            return [
+                f"{host}: not drained: the instance there is {found or 'one still booting'}, "
+                f"not {instance_id}, which is gone"
+            ]
     release_seconds = 2 * settle_seconds + 1
 
     def announce(when: str) -> None:
@@ -614,6 +634,7 @@ class NodeInServiceProvider(pulumi.dynamic.ResourceProvider):
                 props["vip"],
                 props.get("peers", []),
                 settle_seconds=float(props.get("settleSeconds") or 0),
+                instance_id=props["instanceId"],
             )
         # The provider's stderr reaches the engine's log (`pulumi up --logtostderr -v=9`).
         print("\n".join(notes), file=sys.stderr)
