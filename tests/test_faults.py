@@ -1,0 +1,546 @@
+"""Faults on the local cloud (make cloud, its instances lab hosts), with the
+real Pulumi CLI and OpenStack provider, on one deployment of the local stack
+file: the VIP keeps answering, Pulumi's state stays true, nothing is left
+outside it. Modelled on what the trusted systems test: tobiko stops agents
+and requires the data plane to hold; Octavia's active-standby scenario
+requires exactly one node to forward.
+
+In order: a partition between the nodes; the control plane down (the
+Neutron OVS agent, nova-compute, RabbitMQ, each stopped as `systemctl stop`
+would); resources deleted or changed by hand, each found by `pulumi
+refresh` and put back by `pulumi up`. Each prints its figures as one line
+(`figure: fault ...`); docs/faults.md keeps the table.
+
+They stop the cloud's own services: they run only on a cloud the session
+brought up itself, never on one someone else may be using."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.local_stack import (
+    PASSWORD,
+    Journey,
+    LocalUser,
+    destroy_leaving_nothing,
+    instance_name,
+    journey_on,
+    project_inventory,
+    start_stack,
+)
+from tests.real_engine import Pulumi, steps
+from vip_cloud.seed import FLAVOR_NAME, IMAGE_NAME
+from vip_stack.hostkeys import KnownHosts, console_host_keys
+from vip_stack.rendering import VRRP_STATE_PATH
+from vip_stack.vrrp import master_down_interval
+
+from .conftest import skip_or_fail_in_ci
+
+pytestmark = [pytest.mark.engine, pytest.mark.cloud]
+
+ADVERT_INTERVAL = 1.0
+# How long the lab's crash drill lets a backup take over: its master down
+# interval and one advert for the first gratuitous ARP to land.
+CRASH_BOUND_S = master_down_interval(2, ADVERT_INTERVAL, 90) + ADVERT_INTERVAL
+# The issue's bound on a control plane outage: the data plane does not notice.
+CONTROL_PLANE_GAP_BOUND_S = 1.0
+PARTITION_S = 30
+# After a partition heals: one holder within 2 s, the jumphost following it within 5 s.
+ONE_HOLDER_AFTER_HEAL_S = 2.0
+JUMPHOST_FOLLOWS_AFTER_HEAL_S = 5.0
+PARTITION_TABLE = "kvip_test_partition"
+STRANGER_SCRIPT = Path(__file__).with_name("stranger.py")
+# Longer than a master down interval (3.65 s): an advert that got through
+# would have moved a node by then.
+STRANGER_ATTACK_S = 5
+# The stack file's (Pulumi.local.yaml leaves the tutorial's).
+ROUTER_ID = 254
+
+
+@pytest.fixture(scope="module")
+def faults(local_cloud, engine_home, tmp_path_factory):
+    """One deployment of the local stack file for every scenario (the last
+    test destroys it; a failed step's stack is destroyed on the way out)."""
+    if not local_cloud.owned:
+        skip_or_fail_in_ci("the cloud was up before this session: someone may be using it, and faults would hurt them")
+    with journey_on(local_cloud, engine_home, tmp_path_factory.mktemp("faults")) as journey:
+        start_stack(journey)
+        journey.stack.up()
+        journey.outputs = journey.stack.outputs()
+        journey.instance_ids |= {node["instanceId"] for node in journey.outputs["nodes"]}
+        yield journey
+
+
+def node(outputs: dict, name: str) -> dict:
+    return next(n for n in outputs["nodes"] if n["name"] == name)
+
+
+def vrrp_states(user: LocalUser, outputs: dict) -> dict[str, str]:
+    """Each node's last VRRP state and when it entered it, as its notify
+    script records them: unchanged, there was no transition."""
+    return {
+        n["name"]: user.on_node(outputs, n["name"], f"cat {VRRP_STATE_PATH}").stdout.strip() for n in outputs["nodes"]
+    }
+
+
+def jumphost_neighbour(user: LocalUser, outputs: dict) -> str:
+    """The MAC address the jumphost sends the VIP's packets to."""
+    ssh = user.ssh(outputs)
+    shown = ssh.run(ssh.on_jumphost(f"ip neigh show {outputs['vipAddress']}"), host="the jumphost").stdout.split()
+    return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+
+def pending_operations(stack: Pulumi) -> int:
+    return len(stack.stack_export()["deployment"].get("pending_operations") or [])
+
+
+def orphans(journey: Journey, besides: frozenset[str] = frozenset()) -> list[str]:
+    """Servers, and ports nobody uses, in the project that neither were there
+    before the stack nor are in its state (nor in `besides`, a test's own):
+    what a failed step leaves."""
+    resources = journey.stack.stack_export()["deployment"]["resources"]
+    state_ids = {resource["id"] for resource in resources if resource.get("id")} | besides
+    demo = journey.user.connect("local")
+    now = project_inventory(demo)
+    servers = now["servers"] - journey.project_before["servers"] - state_ids
+    unused_ports = {
+        port.id
+        for port in demo.network.ports()
+        if port.id not in journey.project_before["ports"] | state_ids
+        and (not port.device_owner or port.device_owner.startswith("compute:") and port.device_id not in state_ids)
+    }
+    return [f"server {i}" for i in sorted(servers)] + [f"port {i}" for i in sorted(unused_ports)]
+
+
+def until(what: str, condition: Callable[[], object], timeout: float, interval: float = 0.1) -> float:
+    """Seconds until condition() is true; fails with `what` after timeout."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what} within {timeout:.0f} s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def watching(look: Callable[[], object], interval: float = 0.2) -> Iterator[None]:
+    """Calls look() every interval s in the background while the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            look()
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def figure(
+    scenario: str, gap: float, journey: Journey, converged_s: float, besides: frozenset[str] = frozenset()
+) -> None:
+    figures = {
+        "longest_gap_s": round(gap, 3),
+        "holders": journey.user.holders(journey.outputs),
+        "pending_operations": pending_operations(journey.stack),
+        "orphans": len(orphans(journey, besides)),
+        "converged_s": round(converged_s, 1),
+    }
+    print(f"figure: fault {scenario}: {json.dumps(figures)}")
+
+
+@dataclass
+class Stranger:
+    """A VM of the stack's project on the nodes' network, outside their
+    security group, with port security on; reached through the jumphost."""
+
+    server_id: str
+    port_id: str
+    address: str
+    mac: str
+
+    def run(self, user: LocalUser, outputs: dict, what: str, *args: str, timeout: float = 120) -> dict:
+        """tests/stranger.py on it, as root; what it printed."""
+        script = base64.b64encode(STRANGER_SCRIPT.read_bytes()).decode()
+        iface = "$(ip -o -4 route show default | awk '{print $5}')"
+        command = f"echo {script} | base64 -d > /tmp/stranger.py && sudo -n python3 /tmp/stranger.py {what} {iface} "
+        ssh = user.ssh(outputs)
+        done = ssh.run(ssh.on_node(self.address, command + shlex.join(args)), host="the stranger", timeout=timeout)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def stranger(faults):
+    user, outputs = faults.user, faults.outputs
+    demo = user.connect("local")
+    name = f"kvip-stranger-{uuid.uuid4().hex[:6]}"
+    subnet = demo.network.get_subnet(outputs["subnetId"])
+    group = demo.network.create_security_group(name=name, description="SSH from the nodes' subnet: the jumphost")
+    demo.network.create_security_group_rule(
+        security_group_id=group.id,
+        direction="ingress",
+        ethertype="IPv4",
+        protocol="tcp",
+        port_range_min=22,
+        port_range_max=22,
+        remote_ip_prefix=subnet.cidr,
+    )
+    server = None
+    try:
+        server = demo.compute.create_server(
+            name=name,
+            image_id=demo.image.find_image(IMAGE_NAME).id,
+            flavor_id=demo.compute.find_flavor(FLAVOR_NAME).id,
+            networks=[{"uuid": outputs["networkId"]}],
+            key_name=user.key_pair,
+            security_groups=[{"name": name}],
+        )
+        server = demo.compute.wait_for_server(server, failures=["ERROR"], interval=2, wait=300)
+        (port,) = demo.network.ports(device_id=server.id)
+        address = port.fixed_ips[0]["ip_address"]
+        # As a careful user does: its host key from its console, once printed.
+        keys: list[str] = []
+
+        def printed() -> bool:
+            keys[:] = console_host_keys(demo.compute.get_server_console_output(server.id)["output"])
+            return bool(keys)
+
+        until("the stranger never printed its host keys", printed, timeout=300, interval=2)
+        KnownHosts(user.known_hosts, hashed=False).trust(address, keys)
+        yield Stranger(server.id, port.id, address, port.mac_address)
+    finally:
+        if server is not None:
+            demo.compute.delete_server(server.id)
+            demo.compute.wait_for_delete(server, wait=120)
+        demo.network.delete_security_group(group.id)
+
+
+def test_a_stranger_on_the_node_network_cannot_take_the_vip_and_does_once_port_security_is_off(
+    faults, stranger, local_cloud
+):
+    """From a VM of the same project on the nodes' network: VRRP adverts at
+    priority 255 with the stack's router id and password, from its own
+    address and from the nodes'; gratuitous ARP for the VIP; packets from
+    the VIP. With port security on, Neutron drops all of it (the nodes take
+    VRRP only from their own group). The same attack from a port without
+    port security (set by an admin) takes the VIP: the test can fail."""
+    user, outputs = faults.user, faults.outputs
+    nodes = [n["ipAddress"] for n in outputs["nodes"]]
+    attack = [outputs["vipAddress"], PASSWORD, str(ROUTER_ID), str(STRANGER_ATTACK_S), *nodes]
+    (holder,) = user.holders(outputs)
+    holder_mac = user.connect("local").network.get_port(node(outputs, holder)["portId"]).mac_address
+
+    sniffed = stranger.run(user, outputs, "sniff", "5")
+    assert sniffed == {"vrrp_received_from": {}}, "the nodes' VRRP is unicast: a stranger hears none of it"
+
+    before = vrrp_states(user, outputs)
+    neighbours: list[str] = []
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        with watching(lambda: neighbours.append(jumphost_neighbour(user, outputs))):
+            sent = stranger.run(user, outputs, "attack", *attack)
+        stats = pinger.stats(started, time.monotonic())
+    finally:
+        pinger.stop()
+    print(f"stranger with port security: sent {sent}")
+    assert sent["sent"]["vrrp_from_a_node_address"] > 0 and sent["sent"]["gratuitous_arp"] > 0
+    assert vrrp_states(user, outputs) == before, "a stranger's adverts moved no node"
+    assert set(neighbours) - {""} == {holder_mac}, f"the jumphost's ARP entry for the VIP moved: {neighbours}"
+    assert stats.lost == 0, stats
+    figure(
+        "stranger, port security on", stats.longest_gap, faults, 0, frozenset({stranger.server_id, stranger.port_id})
+    )
+
+    # The negative control: the same attack, port security off.
+    admin = local_cloud.admin()
+    admin.network.update_port(stranger.port_id, security_groups=[], port_security_enabled=False)
+    neighbours.clear()
+    pinger = user.ping_vip(outputs)
+    try:
+        with watching(lambda: neighbours.append(jumphost_neighbour(user, outputs))):
+            stranger.run(user, outputs, "take", *attack)
+        taken = vrrp_states(user, outputs)
+    finally:
+        pinger.stop()
+    assert stranger.mac in neighbours, "without port security the stranger drew the VIP's packets to itself"
+    assert taken != before, "without port security the stranger's adverts moved the nodes"
+    recovered_s = until(
+        "the nodes did not take the VIP back once the stranger stopped",
+        lambda: user.holders(outputs) == [holder] and jumphost_neighbour(user, outputs) == holder_mac,
+        timeout=CRASH_BOUND_S + 5,
+        interval=0.2,
+    )
+    print(f"without port security: the VIP back on {holder} {recovered_s:.1f} s after the stranger stopped")
+
+
+def test_a_partition_between_the_nodes_heals_to_one_holder_that_the_jumphost_follows(faults):
+    user, outputs = faults.user, faults.outputs
+    backup = "kld-vm-2"
+    cut = (
+        f"table inet {PARTITION_TABLE} {{ "
+        "chain input { type filter hook input priority 0; ip protocol 112 drop; }; "
+        "chain output { type filter hook output priority 0; ip protocol 112 drop; }; }"
+    )
+    assert user.holders(outputs) == ["kld-vm-1"]
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        cutting = user.on_node(outputs, backup, f"echo '{cut}' | sudo -n nft -f -")
+        assert cutting.returncode == 0, cutting.stderr
+        split_after = until(
+            "the nodes cut from each other did not both claim the VIP",
+            lambda: len(user.holders(outputs)) == 2,
+            timeout=master_down_interval(2, ADVERT_INTERVAL, 90) + 5,
+        )
+        print(f"partition: both nodes claim the VIP {split_after:.1f} s after the cut (allowed while cut)")
+        time.sleep(max(0.0, PARTITION_S - (time.monotonic() - started)))
+    finally:
+        healed = user.on_node(outputs, backup, f"sudo -n nft delete table inet {PARTITION_TABLE}")
+    healed_at = time.monotonic()
+    try:
+        assert healed.returncode == 0, healed.stderr
+        until(
+            "more than one node still held the VIP after the heal",
+            lambda: len(user.holders(outputs)) == 1,
+            timeout=ONE_HOLDER_AFTER_HEAL_S,
+            interval=0.05,
+        )
+        one_holder_s = time.monotonic() - healed_at
+        (holder,) = user.holders(outputs)
+        holder_mac = user.connect("local").network.get_port(node(outputs, holder)["portId"]).mac_address
+        until(
+            f"the jumphost's ARP entry for the VIP did not point at {holder}",
+            lambda: jumphost_neighbour(user, outputs) == holder_mac,
+            timeout=JUMPHOST_FOLLOWS_AFTER_HEAL_S - (time.monotonic() - healed_at),
+        )
+        follows_s = time.monotonic() - healed_at
+        answered = pinger.wait_for_reply(after=time.monotonic(), timeout=2)
+        assert answered is not None, "the VIP did not answer once the jumphost followed its holder"
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    print(f"partition healed: one holder after {one_holder_s:.2f} s, the jumphost on it after {follows_s:.2f} s")
+    figure("partition", gap, faults, follows_s)
+    assert holder == "kld-vm-1", "with preemption the top priority holds the VIP once they hear each other"
+
+
+@pytest.mark.parametrize(
+    ("service", "down_s"),
+    # The issue's 60 s for the agent that programs the switch; 20 s for the
+    # others, which no packet of the data plane goes through.
+    [("neutron-openvswitch-agent", 60), ("nova-compute", 20), ("rabbitmq", 20)],
+)
+def test_the_vip_does_not_notice_the_control_plane_down(faults, local_cloud, service, down_s):
+    user, outputs = faults.user, faults.outputs
+    admin = local_cloud.admin()
+    before = vrrp_states(user, outputs)
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        local_cloud.service("stop", service)
+        time.sleep(down_s)
+        local_cloud.service("start", service)
+        restarted = time.monotonic()
+        # Back: every agent alive and nova-compute up, as the next scenario needs them.
+        converged_s = until(
+            f"the control plane did not report back after {service} started again",
+            lambda: (
+                all(agent.is_alive for agent in admin.network.agents())
+                and all(s.state == "up" for s in admin.compute.services(binary="nova-compute"))
+            ),
+            timeout=180,
+            interval=2,
+        )
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    print(f"{service} down {down_s} s, back {time.monotonic() - restarted:.1f} s after its start")
+    figure(f"{service} down", gap, faults, converged_s)
+    assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s while {service} was down"
+    assert vrrp_states(user, outputs) == before, "no VRRP transition while the control plane was down"
+
+
+def refresh_drift(stack: Pulumi, log: Path) -> dict[str, str]:
+    """`pulumi refresh`: what it found changed outside Pulumi, by resource
+    name: "deleted", or the properties that differ."""
+    stack.run("refresh", "--yes", "--skip-preview", "--event-log", str(log))
+    drift = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if "resOutputsEvent" not in event:
+            continue
+        metadata = event["resOutputsEvent"]["metadata"]
+        name = metadata["urn"].rsplit("::", 1)[-1]
+        if metadata.get("new") is None and metadata.get("old") is not None:
+            drift[name] = "deleted"
+        elif metadata.get("diffs"):
+            drift[name] = ",".join(sorted(metadata["diffs"]))
+    return drift
+
+
+def resource_name(stack: Pulumi, resource_id: str) -> str:
+    (name,) = [
+        r["urn"].rsplit("::", 1)[-1]
+        for r in stack.stack_export()["deployment"]["resources"]
+        if r.get("id") == resource_id
+    ]
+    return name
+
+
+def test_a_node_deleted_in_nova_is_found_by_refresh_and_rebuilt_by_up_without_touching_the_holder(faults, tmp_path):
+    """The holder's instance is deleted by hand: the backup takes the VIP as
+    from a crash; refresh finds exactly that instance gone; up boots it again
+    on its port, and the node that holds the VIP meanwhile is not touched."""
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    demo = user.connect("local")
+    (deleted,) = user.holders(outputs)
+    survivor = next(n["name"] for n in outputs["nodes"] if n["name"] != deleted)
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        demo.compute.delete_server(node(outputs, deleted)["instanceId"])
+        demo.compute.wait_for_delete(demo.compute.get_server(node(outputs, deleted)["instanceId"]), wait=120)
+        until(
+            f"{survivor} did not take the VIP over from the deleted {deleted}",
+            lambda: user.holders(outputs, skip=(deleted,)) == [survivor],
+            timeout=CRASH_BOUND_S + 5,
+        )
+        assert refresh_drift(stack, tmp_path / "refresh.jsonl") == {instance_name(deleted): "deleted"}
+        repair_started = time.monotonic()
+        stack.up(event_log=tmp_path / "up.jsonl")
+        repaired_s = time.monotonic() - repair_started
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    assert ("create", instance_name(deleted)) in touched
+    assert not [t for t in touched if survivor in t[1]], f"the repair touched {survivor}, which held the VIP: {touched}"
+    before, faults.outputs = outputs, stack.outputs()
+    outputs = faults.outputs
+    assert node(outputs, survivor)["instanceId"] == node(before, survivor)["instanceId"]
+    assert node(outputs, deleted)["instanceId"] != node(before, deleted)["instanceId"]
+    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
+    stack.run("preview", "--expect-no-changes")
+    figure("node deleted in Nova", gap, faults, repaired_s)
+    assert gap <= CRASH_BOUND_S, f"the VIP was unanswered {gap:.2f} s (a crash's bound: {CRASH_BOUND_S:.2f} s)"
+    assert len(user.holders(outputs)) == 1
+
+
+def test_a_vip_removed_from_a_node_ports_allowed_pairs_is_found_by_refresh_and_put_back_by_up(faults, tmp_path):
+    """On the backup's port: on the holder's, nothing could keep the VIP
+    answering until the repair (Neutron drops every packet from the VIP)."""
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    demo = user.connect("local")
+    (holder,) = user.holders(outputs)
+    backup = next(n for n in outputs["nodes"] if n["name"] != holder)
+    port_name = resource_name(stack, backup["portId"])
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        demo.network.update_port(backup["portId"], allowed_address_pairs=[])
+        assert refresh_drift(stack, tmp_path / "refresh.jsonl") == {port_name: "allowedAddressPairs"}
+        repair_started = time.monotonic()
+        stack.up(event_log=tmp_path / "up.jsonl")
+        repaired_s = time.monotonic() - repair_started
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    assert touched == {("update", port_name)}, touched
+    pairs = demo.network.get_port(backup["portId"]).allowed_address_pairs
+    assert [pair["ip_address"] for pair in pairs] == [outputs["vipAddress"]]
+    figure("VIP removed from a port's allowed pairs", gap, faults, repaired_s)
+    assert gap <= CONTROL_PLANE_GAP_BOUND_S
+    assert user.holders(outputs) == [holder], "the repair did not move the VIP"
+
+
+def test_the_node_groups_vrrp_rule_deleted_is_found_by_refresh_and_put_back_by_up(faults, tmp_path):
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    demo = user.connect("local")
+    (rule,) = [
+        r
+        for r in demo.network.security_group_rules(security_group_id=outputs["nodeSecurityGroupId"])
+        if r.protocol in ("112", "vrrp") and r.direction == "ingress"
+    ]
+    rule_name = resource_name(stack, rule.id)
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        demo.network.delete_security_group_rule(rule.id)
+        assert refresh_drift(stack, tmp_path / "refresh.jsonl") == {rule_name: "deleted"}
+        repair_started = time.monotonic()
+        stack.up(event_log=tmp_path / "up.jsonl")
+        repaired_s = time.monotonic() - repair_started
+        # VRRP heard again: one holder, the top priority.
+        until("the nodes did not settle on one holder", lambda: user.holders(outputs) == ["kld-vm-1"], timeout=10)
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    assert touched == {("create", rule_name)}, touched
+    figure("VRRP rule deleted", gap, faults, repaired_s)
+    assert gap <= CRASH_BOUND_S
+
+
+def test_a_rollout_nova_refuses_stops_naming_the_node_and_completes_once_the_quota_is_back(
+    faults, local_cloud, tmp_path
+):
+    """The project's instance quota at what a rollout has in use once it has
+    deleted a node's instance: Nova refuses its replacement."""
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    admin, demo = local_cloud.admin(), user.connect("local")
+    project = demo.current_project_id
+    quota_before = admin.get_compute_quotas(project).instances
+    in_use = len(list(demo.compute.servers()))
+    for key, value in {"nodes[0].priority": 130, "nodes[1].priority": 95}.items():
+        stack.run("config", "set", "--path", "--type", "int", key, str(value))
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        admin.set_compute_quotas(project, instances=in_use - 1)
+        try:
+            refused = stack.attempt_up(event_log=tmp_path / "refused.jsonl")
+        finally:
+            admin.set_compute_quotas(project, instances=quota_before)
+        assert refused.returncode != 0, "pulumi up exited 0 though Nova refused a node's instance"
+        assert instance_name("kld-vm-2") in refused.output and "Quota exceeded" in refused.output, refused.output[
+            -3000:
+        ]
+        assert pending_operations(stack) == 0
+        assert orphans(faults) == [], "Nova's refusal left nothing outside the state"
+        assert user.holders(outputs, skip=("kld-vm-2",)) == ["kld-vm-1"], "the holder was not touched"
+        repair_started = time.monotonic()
+        stack.up(event_log=tmp_path / "completed.jsonl")
+        repaired_s = time.monotonic() - repair_started
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    faults.outputs = outputs = stack.outputs()
+    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
+    stack.run("preview", "--expect-no-changes")
+    figure("rollout refused by Nova's quota", gap, faults, repaired_s)
+    assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
+    assert len(user.holders(outputs)) == 1
+
+
+def test_destroy_after_the_faults_leaves_nothing(faults, local_cloud):
+    destroy_leaving_nothing(faults, local_cloud)
+    faults.stack.run("stack", "rm", "--yes", "local")
