@@ -225,6 +225,8 @@ def journey_on(cloud, engine_home: Path, root: Path) -> Iterator[Journey]:
         # A step that failed leaves its stack: nothing may outlive the tests.
         listing = stack.run("stack", "ls", "--json", check=False)
         if f'"name": "{STACK}"' in listing:
+            # A step that killed `pulumi up` leaves its lock on the stack.
+            stack.run("cancel", "--yes", "--stack", STACK, check=False)
             stack.run("destroy", "--yes", "--skip-preview", "--stack", STACK, check=False)
             stack.run("stack", "rm", "--yes", "--force", STACK, check=False)
         user.close()

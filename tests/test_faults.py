@@ -19,7 +19,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -39,7 +43,7 @@ from tests.local_stack import (
     project_inventory,
     start_stack,
 )
-from tests.real_engine import Pulumi, steps
+from tests.real_engine import ENGINE_BIN, PROJECT_DIR, Pulumi, steps
 from vip_cloud.seed import FLAVOR_NAME, IMAGE_NAME
 from vip_stack.hostkeys import KnownHosts, console_host_keys
 from vip_stack.rendering import VRRP_STATE_PATH
@@ -537,6 +541,75 @@ def test_a_rollout_nova_refuses_stops_naming_the_node_and_completes_once_the_quo
     faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
     stack.run("preview", "--expect-no-changes")
     figure("rollout refused by Nova's quota", gap, faults, repaired_s)
+    assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
+    assert len(user.holders(outputs)) == 1
+
+
+def killed_at(stack: Pulumi, log: Path, op: str, name: str, after_s: float = 1.0) -> None:
+    """`pulumi up`, its whole session SIGKILLed (the CLI and its plugins, as
+    a closed terminal or a killed CI job would) `after_s` into the step
+    (op, name), read from its event log as it is written."""
+    command = [str(ENGINE_BIN / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive"]
+    process = subprocess.Popen(
+        [*command, "--event-log", str(log)],
+        cwd=stack.workdir,
+        env=stack.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        until(
+            f"pulumi up never began {op} of {name}",
+            lambda: log.exists() and any(s.phase == "pre" and (s.op, s.name) == (op, name) for s in steps(log)),
+            timeout=300,
+            interval=0.05,
+        )
+        time.sleep(after_s)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def test_an_up_killed_while_nova_creates_a_node_is_recovered_and_converges(faults, local_cloud, tmp_path):
+    """The case the issue saw fail with Pulumi's own recovery: the server
+    Nova made for the pending create stayed bound to the node's port,
+    outside the state. vip_stack.recover finds it and deletes it first."""
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    for key, value in {"nodes[0].priority": 125, "nodes[1].priority": 92}.items():
+        stack.run("config", "set", "--path", "--type", "int", key, str(value))
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        killed_at(stack, tmp_path / "killed.jsonl", "create-replacement", instance_name("kld-vm-2"))
+        assert pending_operations(stack) > 0, "the kill left the create pending"
+        recovery_started = time.monotonic()
+        # The killed CLI's lock on the stack (the file backend's too).
+        stack.run("cancel", "--yes")
+        recovered = subprocess.run(
+            [sys.executable, "-m", "vip_stack.recover", "--yes"],
+            input=stack.run("stack", "export"),
+            env={**os.environ, **user.env()},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=PROJECT_DIR,
+        )
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        print(f"recover: {recovered.stdout.strip()}")
+        stack.run("refresh", "--clear-pending-creates", "--yes", "--skip-preview")
+        stack.up(event_log=tmp_path / "after.jsonl")
+        converged_s = time.monotonic() - recovery_started
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    faults.outputs = outputs = stack.outputs()
+    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
+    assert pending_operations(stack) == 0
+    stack.run("preview", "--expect-no-changes")
+    assert orphans(faults) == [], "no server or port outside the state"
+    figure("up killed while Nova creates a node", gap, faults, converged_s)
     assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
     assert len(user.holders(outputs)) == 1
 

@@ -27,6 +27,7 @@ from .harness import EXAMPLE_CONFIG, PROJECT_DIR, run_program
 CORE = (
     "__init__",
     "check",
+    "recover",
     "observe",
     "addressing",
     "config_errors",
