@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,14 +157,21 @@ def watching(look: Callable[[], object], interval: float = 0.2) -> Iterator[None
 
 
 def figure(
-    scenario: str, gap: float, journey: Journey, converged_s: float, besides: frozenset[str] = frozenset()
+    scenario: str,
+    gap: float,
+    journey: Journey,
+    converged_s: float | None,
+    besides: frozenset[str] = frozenset(),
+    skip: tuple[str, ...] = (),
 ) -> None:
+    """`converged_s` None: the scenario leaves converging to the next one;
+    `skip`: nodes with no instance to ask."""
     figures = {
         "longest_gap_s": round(gap, 3),
-        "holders": journey.user.holders(journey.outputs),
+        "holders": journey.user.holders(journey.outputs, skip=skip),
         "pending_operations": pending_operations(journey.stack),
         "orphans": len(orphans(journey, besides)),
-        "converged_s": round(converged_s, 1),
+        "converged_s": None if converged_s is None else round(converged_s, 1),
     }
     print(f"figure: fault {scenario}: {json.dumps(figures)}")
 
@@ -348,9 +355,9 @@ def test_a_partition_between_the_nodes_heals_to_one_holder_that_the_jumphost_fol
 
 @pytest.mark.parametrize(
     ("service", "down_s"),
-    # The issue's 60 s for the agent that programs the switch; 20 s for the
+    # The issue's 60 s for the agent that programs the switch; 10 s for the
     # others, which no packet of the data plane goes through.
-    [("neutron-openvswitch-agent", 60), ("nova-compute", 20), ("rabbitmq", 20)],
+    [("neutron-openvswitch-agent", 60), ("nova-compute", 10), ("rabbitmq", 10)],
 )
 def test_the_vip_does_not_notice_the_control_plane_down(faults, local_cloud, service, down_s):
     user, outputs = faults.user, faults.outputs
@@ -504,11 +511,12 @@ def test_the_node_groups_vrrp_rule_deleted_is_found_by_refresh_and_put_back_by_u
     assert gap <= CRASH_BOUND_S
 
 
-def test_a_rollout_nova_refuses_stops_naming_the_node_and_completes_once_the_quota_is_back(
+def test_a_rollout_nova_refuses_stops_naming_the_node_and_leaves_nothing_outside_the_state(
     faults, local_cloud, tmp_path
 ):
     """The project's instance quota at what a rollout has in use once it has
-    deleted a node's instance: Nova refuses its replacement."""
+    deleted a node's instance: Nova refuses its replacement. The quota goes
+    back at once; the next scenario's `pulumi up` resumes the rollout."""
     user, stack, outputs = faults.user, faults.stack, faults.outputs
     admin, demo = local_cloud.admin(), user.connect("local")
     project = demo.current_project_id
@@ -524,31 +532,23 @@ def test_a_rollout_nova_refuses_stops_naming_the_node_and_completes_once_the_quo
             refused = stack.attempt_up(event_log=tmp_path / "refused.jsonl")
         finally:
             admin.set_compute_quotas(project, instances=quota_before)
-        assert refused.returncode != 0, "pulumi up exited 0 though Nova refused a node's instance"
-        assert instance_name("kld-vm-2") in refused.output and "Quota exceeded" in refused.output, refused.output[
-            -3000:
-        ]
-        assert pending_operations(stack) == 0
-        assert orphans(faults) == [], "Nova's refusal left nothing outside the state"
-        assert user.holders(outputs, skip=("kld-vm-2",)) == ["kld-vm-1"], "the holder was not touched"
-        repair_started = time.monotonic()
-        stack.up(event_log=tmp_path / "completed.jsonl")
-        repaired_s = time.monotonic() - repair_started
         gap = pinger.stats(started, time.monotonic()).longest_gap
     finally:
         pinger.stop()
-    faults.outputs = outputs = stack.outputs()
-    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
-    stack.run("preview", "--expect-no-changes")
-    figure("rollout refused by Nova's quota", gap, faults, repaired_s)
+    said = refused.output
+    assert refused.returncode != 0, "pulumi up exited 0 though Nova refused a node's instance"
+    assert instance_name("kld-vm-2") in said and "Quota exceeded" in said, said[-3000:]
+    assert pending_operations(stack) == 0
+    assert orphans(faults) == [], "Nova's refusal left nothing outside the state"
+    assert user.holders(outputs, skip=("kld-vm-2",)) == ["kld-vm-1"], "the holder was not touched"
+    figure("rollout refused by Nova's quota", gap, faults, None, skip=("kld-vm-2",))
     assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
-    assert len(user.holders(outputs)) == 1
 
 
-def killed_at(stack: Pulumi, log: Path, op: str, name: str, after_s: float = 1.0) -> None:
+def killed_at(stack: Pulumi, log: Path, ops: Collection[str], name: str, after_s: float = 1.0) -> None:
     """`pulumi up`, its whole session SIGKILLed (the CLI and its plugins, as
-    a closed terminal or a killed CI job would) `after_s` into the step
-    (op, name), read from its event log as it is written."""
+    a closed terminal or a killed CI job would) `after_s` into a step of
+    one of `ops` on `name`, read from its event log as it is written."""
     command = [str(ENGINE_BIN / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive"]
     process = subprocess.Popen(
         [*command, "--event-log", str(log)],
@@ -561,8 +561,8 @@ def killed_at(stack: Pulumi, log: Path, op: str, name: str, after_s: float = 1.0
     )
     try:
         until(
-            f"pulumi up never began {op} of {name}",
-            lambda: log.exists() and any(s.phase == "pre" and (s.op, s.name) == (op, name) for s in steps(log)),
+            f"pulumi up never began {' or '.join(ops)} of {name}",
+            lambda: log.exists() and any(s.phase == "pre" and s.op in ops and s.name == name for s in steps(log)),
             timeout=300,
             interval=0.05,
         )
@@ -573,16 +573,15 @@ def killed_at(stack: Pulumi, log: Path, op: str, name: str, after_s: float = 1.0
 
 
 def test_an_up_killed_while_nova_creates_a_node_is_recovered_and_converges(faults, local_cloud, tmp_path):
-    """The case the issue saw fail with Pulumi's own recovery: the server
-    Nova made for the pending create stayed bound to the node's port,
-    outside the state. vip_stack.recover finds it and deletes it first."""
+    """The rollout Nova refused, resumed once the quota is back, and killed
+    while Nova creates kld-vm-2's instance: the case the issue saw fail with
+    Pulumi's own recovery, the server Nova made left bound to the node's
+    port outside the state. vip_stack.recover finds it and deletes it."""
     user, stack, outputs = faults.user, faults.stack, faults.outputs
-    for key, value in {"nodes[0].priority": 125, "nodes[1].priority": 92}.items():
-        stack.run("config", "set", "--path", "--type", "int", key, str(value))
     pinger = user.ping_vip(outputs)
     started = time.monotonic()
     try:
-        killed_at(stack, tmp_path / "killed.jsonl", "create-replacement", instance_name("kld-vm-2"))
+        killed_at(stack, tmp_path / "killed.jsonl", ("create", "create-replacement"), instance_name("kld-vm-2"))
         assert pending_operations(stack) > 0, "the kill left the create pending"
         recovery_started = time.monotonic()
         # The killed CLI's lock on the stack (the file backend's too).

@@ -212,6 +212,8 @@ class Supervisor:
     # A daemon that dies more often than this in RESTART_WINDOW s is broken.
     MAX_RESTARTS = 3
     RESTART_WINDOW = 600
+    # SIGTERM's grace before SIGKILL for a service stopped by a hold.
+    HELD_STOP_SECONDS = 5
 
     def __init__(self, control: Path | None = None) -> None:
         self.services: list[Service] = []
@@ -237,7 +239,9 @@ class Supervisor:
             if self.control is not None and (self.control / f"{service.name}.held").exists():
                 if service.running:
                     log.info("stopping %s: held", service.name)
-                    service.stop()
+                    # What a hold needs is the service down, not its graceful
+                    # exit: Neutron's OVS agent ignores SIGTERM for longer.
+                    service.stop(timeout=self.HELD_STOP_SECONDS)
                 self._held.add(service.name)
                 self._note(service)
                 continue
