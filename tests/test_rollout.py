@@ -427,13 +427,19 @@ def test_a_holder_hands_the_vip_to_its_backup_before_it_stops():
 def test_a_drain_leaves_alone_another_instance_at_the_nodes_address():
     """The node's instance was deleted by hand: `pulumi up` creates the new
     one first, and the old gate's drain reaches it at the same address."""
-    group = StandInGroup({MASTER: 120, BACKUP: 90}, instances={MASTER: "the-new-one", BACKUP: "b"})
-    notes = drain(group, instance_id="the-deleted-one")
+    new, deleted = "5d6f0c8e-3d1b-4a53-9f0e-8c1f2b7a9e01", "0b9c1ba5-6a3e-4c4e-9a59-2f3d1f6f1a11"
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, instances={MASTER: new, BACKUP: "b"})
+    notes = drain(group, instance_id=deleted)
     assert group.commands == [(MASTER, INSTANCE_ID_COMMAND)], "nothing else is asked of the new instance"
     assert MASTER in group.running and group.holding == {MASTER}
-    assert notes == [
-        f"kld-vm-1 ({MASTER}): not drained: the instance there is the-new-one, not the-deleted-one, which is gone"
-    ]
+    assert notes == [f"kld-vm-1 ({MASTER}): not drained: the instance there is {new}, not {deleted}, which is gone"]
+
+
+def test_a_drain_that_cannot_tell_the_instance_drains_as_before():
+    """An image booted through the EC2 metadata knows itself as i-0000002a."""
+    group = StandInGroup({MASTER: 120, BACKUP: 90}, instances={MASTER: "i-0000002a", BACKUP: "i-0000002b"})
+    drain(group, instance_id="0b9c1ba5-6a3e-4c4e-9a59-2f3d1f6f1a11")
+    assert group.holding == {BACKUP} and MASTER not in group.running
 
 
 def test_a_drain_of_the_instance_it_was_made_for_hands_over_as_ever():

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -298,6 +299,17 @@ class DrainView:
 INSTANCE_ID_COMMAND = "cat /var/lib/cloud/data/instance-id 2>/dev/null || true"
 
 
+def _is_uuid(text: str) -> bool:
+    """Whether cloud-init's instance id is a Nova server id. Through the EC2
+    metadata some images boot with `i-0000002a` instead: that tells nothing,
+    and the drain goes on as it did before it asked."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def drain_view_command(vip: str) -> str:
     # Only these facts leave the node: the file also holds the password.
     return "; ".join(
@@ -471,7 +483,7 @@ def drain_node(
             found = access.run(address, host, INSTANCE_ID_COMMAND, timeout).stdout.strip()
         except RemoteError as error:
             return [f"{host}: not drained, it goes down as in a crash: {error}"]
-        if found != instance_id:
+        if not found or (found != instance_id and _is_uuid(found)):
             return [
                 f"{host}: not drained: the instance there is {found or 'one still booting'}, "
                 f"not {instance_id}, which is gone"
