@@ -407,6 +407,11 @@ def refresh_drift(stack: Pulumi, log: Path) -> dict[str, str]:
     return drift
 
 
+def changed_by(event_log: Path) -> set[tuple[str, str]]:
+    """(op, resource name) of every step of a `pulumi up` that changed something."""
+    return {(step.op, step.name) for step in steps(event_log) if step.op not in ("same", "read")}
+
+
 def resource_name(stack: Pulumi, resource_id: str) -> str:
     (name,) = [
         r["urn"].rsplit("::", 1)[-1]
@@ -441,7 +446,7 @@ def test_a_node_deleted_in_nova_is_found_by_refresh_and_rebuilt_by_up_without_to
         gap = pinger.stats(started, time.monotonic()).longest_gap
     finally:
         pinger.stop()
-    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    touched = changed_by(tmp_path / "up.jsonl")
     assert ("create", instance_name(deleted)) in touched
     assert not [t for t in touched if survivor in t[1]], f"the repair touched {survivor}, which held the VIP: {touched}"
     before, faults.outputs = outputs, stack.outputs()
@@ -474,7 +479,7 @@ def test_a_vip_removed_from_a_node_ports_allowed_pairs_is_found_by_refresh_and_p
         gap = pinger.stats(started, time.monotonic()).longest_gap
     finally:
         pinger.stop()
-    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    touched = changed_by(tmp_path / "up.jsonl")
     assert touched == {("update", port_name)}, touched
     pairs = demo.network.get_port(backup["portId"]).allowed_address_pairs
     assert [pair["ip_address"] for pair in pairs] == [outputs["vipAddress"]]
@@ -505,7 +510,7 @@ def test_the_node_groups_vrrp_rule_deleted_is_found_by_refresh_and_put_back_by_u
         gap = pinger.stats(started, time.monotonic()).longest_gap
     finally:
         pinger.stop()
-    touched = {(step.op, step.name) for step in steps(tmp_path / "up.jsonl") if step.op not in ("same", "read")}
+    touched = changed_by(tmp_path / "up.jsonl")
     assert touched == {("create", rule_name)}, touched
     figure("VRRP rule deleted", gap, faults, repaired_s)
     assert gap <= CRASH_BOUND_S
