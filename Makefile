@@ -27,7 +27,7 @@ sweep: $(VENV)/.installed debian-packages
 # The gates first (lint, format, types), then every test, the real engine's
 # and the local cloud's tiers too (the tests bring the cloud up, last, and down).
 test: lint debian-packages engine cloud-prerequisites guest-image
-	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest --durations=30
+	$(SUDO) env KVIP_CLOUD_VENV=$$(bash cloud/install.sh) $(PYTHON) -m pytest --durations=60
 
 # make test's last tier alone: the life cycle on real VMs
 # (tests/test_lifecycle.py, about 20 minutes).

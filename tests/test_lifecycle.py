@@ -148,20 +148,31 @@ def test_each_node_installed_keepalived_from_the_mirror_and_runs_it_with_our_dro
     outputs, user = journey.outputs, journey.user
     served = mirror.transfers(local_cloud_vms.dirs)
     assert re.search(r"keepalived_[^ ]+_amd64\.deb", served), "the mirror's log shows keepalived's download"
+    # One SSH connection a node (each is seconds under TCG): the answers
+    # come back between markers, in the order asked.
+    questions = {
+        "cloud-init": "cloud-init status --long",
+        "package": "dpkg-query -W -f='${Status}' keepalived",
+        "origin": "apt-cache policy keepalived",
+        "active": "systemctl is-active keepalived",
+        "drop-ins": "systemctl show keepalived -p DropInPaths",
+        "default route": "ip -4 route show default",
+        "interface": f"sudo cat {VRRP_INTERFACE_CONF_PATH}",
+    }
+    script = "; ".join(f"echo '@@ {key}'; {command}" for key, command in questions.items())
     for each in outputs["nodes"]:
         name = each["name"]
-
-        def run(command: str, name: str = name) -> str:
-            return user.on_node(outputs, name, command, timeout=120).stdout.strip()
-
-        assert "status: done" in run("cloud-init status --long"), name
-        assert run("dpkg-query -W -f='${Status}' keepalived") == "install ok installed", name
-        origin = run("apt-cache policy keepalived")
-        assert "172.24.4.1:3142" in origin, f"{name}'s keepalived came from the cloud's mirror: {origin}"
-        assert run("systemctl is-active keepalived") == "active", name
-        assert KEEPALIVED_DROPIN_PATH in run("systemctl show keepalived -p DropInPaths"), name
-        default_dev = run("ip -4 route show default").split(" dev ")[1].split()[0]
-        assert run(f"sudo cat {VRRP_INTERFACE_CONF_PATH}") == f"$VRRP_INTERFACE={default_dev}", name
+        result = user.on_node(outputs, name, script, timeout=120)
+        answers = dict((part.split("\n", 1) + [""])[:2] for part in result.stdout.split("@@ ")[1:])
+        answers = {key: value.strip() for key, value in answers.items()}
+        assert set(answers) == set(questions), f"{name} answered {result.stdout!r} {result.stderr!r}"
+        assert "status: done" in answers["cloud-init"], name
+        assert answers["package"] == "install ok installed", name
+        assert "172.24.4.1:3142" in answers["origin"], f"{name}'s keepalived came from the cloud's mirror: {answers}"
+        assert answers["active"] == "active", name
+        assert KEEPALIVED_DROPIN_PATH in answers["drop-ins"], name
+        default_dev = answers["default route"].split(" dev ")[1].split()[0]
+        assert answers["interface"] == f"$VRRP_INTERFACE={default_dev}", name
     # Their addresses came from Neutron's DHCP agent.
     leases = "".join(path.read_text() for path in (local_cloud_vms.dirs.logs / "dnsmasq").glob("*/*"))
     for each in outputs["nodes"]:

@@ -105,6 +105,7 @@ def run_step(name: str, argv: Sequence[str], env: Mapping[str, str], log_path: P
     with open(log_path, "ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
+        started = time.monotonic()
         try:
             result = subprocess.run(
                 list(argv),
@@ -116,6 +117,8 @@ def run_step(name: str, argv: Sequence[str], env: Mapping[str, str], log_path: P
             )
         except subprocess.TimeoutExpired:
             raise failure(name, f"{argv[0]} did not finish within {timeout:.0f} s", log_path) from None
+        # Where a bring-up's time goes, step by step.
+        out.write(f"# {name}: exit {result.returncode} after {time.monotonic() - started:.1f} s\n".encode())
     if result.returncode != 0:
         raise failure(name, f"{' '.join(argv[:3])} exited {result.returncode}", log_path)
 
