@@ -8,7 +8,9 @@ requires exactly one node to forward.
 In order: a partition between the nodes; the control plane down (the
 Neutron OVS agent, nova-compute, RabbitMQ, each stopped as `systemctl stop`
 would); resources deleted or changed by hand, each found by `pulumi
-refresh` and put back by `pulumi up`. Each prints its figures as one line
+refresh` and put back by `pulumi up`; a rollout Nova refuses; `pulumi up`
+interrupted at each point of a node's replacement, recovered each time, and
+destroyed from an interrupted state. Each prints its figures as one line
 (`figure: fault ...`); docs/faults.md keeps the table.
 
 They stop the cloud's own services: they run only on a cloud the session
@@ -27,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from tests.local_stack import (
     Journey,
     LocalUser,
     destroy_leaving_nothing,
+    gate_name,
     instance_name,
     journey_on,
     project_inventory,
@@ -550,59 +553,132 @@ def test_a_rollout_nova_refuses_stops_naming_the_node_and_leaves_nothing_outside
     assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
 
 
-def killed_at(stack: Pulumi, log: Path, ops: Collection[str], name: str, after_s: float = 1.0) -> None:
-    """`pulumi up`, its whole session SIGKILLed (the CLI and its plugins, as
-    a closed terminal or a killed CI job would) `after_s` into a step of
-    one of `ops` on `name`, read from its event log as it is written."""
+# The points of a node's replacement in a rolling update, as the engine's
+# event log names their steps: the drain is the old gate's delete, the wait
+# the new gate's create (a step that finds the resource gone from the state
+# is a plain delete or create).
+POINTS = {
+    "drain": (("delete-replaced", "delete"), gate_name),
+    "delete": (("delete-replaced", "delete"), instance_name),
+    "create": (("create-replacement", "create"), instance_name),
+    "wait": (("create-replacement", "create"), gate_name),
+}
+
+
+@dataclass(frozen=True)
+class Interruption:
+    node: str
+    point: str
+    signal: signal.Signals
+    # Into the step: a SIGKILL must land before its end.
+    after_s: float = 0.3
+
+    def __str__(self) -> str:
+        return f"{self.signal.name} during {self.node}'s {self.point}"
+
+
+def interrupted_at(stack: Pulumi, log: Path, interruption: Interruption) -> subprocess.CompletedProcess:
+    """`pulumi up`, and its whole session sent `interruption.signal` once a
+    step of that point has begun, as its event log says: SIGINT is a
+    user's Ctrl-C in the terminal (to the foreground process group),
+    SIGKILL a closed terminal or a killed CI job."""
+    ops, name_of = POINTS[interruption.point]
+    name = name_of(interruption.node)
     command = [str(ENGINE_BIN / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive"]
-    process = subprocess.Popen(
-        [*command, "--event-log", str(log)],
-        cwd=stack.workdir,
-        env=stack.env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        until(
-            f"pulumi up never began {' or '.join(ops)} of {name}",
-            lambda: log.exists() and any(s.phase == "pre" and s.op in ops and s.name == name for s in steps(log)),
-            timeout=300,
-            interval=0.05,
+    printed = log.with_suffix(".out")
+    with open(printed, "w") as out:
+        process = subprocess.Popen(
+            [*command, "--event-log", str(log)],
+            cwd=stack.workdir,
+            env=stack.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        time.sleep(after_s)
+
+    def begun() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pulumi up ended before {interruption}:\n{printed.read_text()[-3000:]}")
+        return log.exists() and any(s.phase == "pre" and s.op in ops and s.name == name for s in steps(log))
+
+    try:
+        until(f"pulumi up never began {' or '.join(ops)} of {name}", begun, timeout=300, interval=0.05)
+        time.sleep(interruption.after_s)
+        os.killpg(process.pid, interruption.signal)
+        # After a Ctrl-C the engine lets the steps under way end.
+        process.wait(timeout=300)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        # After a Ctrl-C the CLI exits but leaves its plugins running (the
+        # resource providers, the dynamic provider's Python): a terminal's
+        # user would close them with the terminal.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.wait(timeout=30)
+    return subprocess.CompletedProcess(process.args, process.returncode, printed.read_text())
 
 
-def test_an_up_killed_while_nova_creates_a_node_is_recovered_and_converges(faults, local_cloud, tmp_path):
-    """The rollout Nova refused, resumed once the quota is back, and killed
-    while Nova creates kld-vm-2's instance: the case the issue saw fail with
-    Pulumi's own recovery, the server Nova made left bound to the node's
-    port outside the state. vip_stack.recover finds it and deletes it."""
+def recover(stack: Pulumi, user: LocalUser) -> None:
+    """The README's recovery after an interrupted `pulumi up`, step by step
+    and whatever the point: the lock, the stray servers, the pending creates."""
+    # After a Ctrl-C there is no lock to cancel, and cancel says so.
+    stack.run("cancel", "--yes", check=False)
+    recovered = subprocess.run(
+        [sys.executable, "-m", "vip_stack.recover", "--yes"],
+        input=stack.run("stack", "export"),
+        env={**os.environ, **user.env()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT_DIR,
+    )
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    print(f"recover: {recovered.stdout.strip()}")
+    stack.run("refresh", "--clear-pending-creates", "--yes", "--skip-preview")
+
+
+def interrupt_and_recover(faults: Journey, log: Path, interruption: Interruption) -> None:
+    stack = faults.stack
+    interrupted = interrupted_at(stack, log, interruption)
+    assert interrupted.returncode != 0, f"{interruption}: pulumi up exited 0\n{interrupted.stdout[-2000:]}"
+    pending = pending_operations(stack)
+    if interruption.signal == signal.SIGINT:
+        # The engine ended the steps under way before it stopped.
+        assert pending == 0, f"{interruption} left {pending} pending operations"
+    else:
+        assert pending > 0, f"{interruption}: the kill left its step pending"
+    recover(stack, faults.user)
+    assert pending_operations(stack) == 0, f"the recovery after {interruption} left pending operations"
+    print(f"interrupted: {interruption}, {pending} pending operations")
+
+
+# Both signals at each point of the rollout Nova refused (kld-vm-2's drain
+# and delete are behind it by then); the destroy takes the remaining two.
+ROLLOUT_INTERRUPTIONS = (
+    Interruption("kld-vm-2", "create", signal.SIGKILL, after_s=1.0),
+    Interruption("kld-vm-2", "wait", signal.SIGINT),
+    Interruption("kld-vm-1", "drain", signal.SIGKILL),
+    Interruption("kld-vm-1", "delete", signal.SIGINT),
+    Interruption("kld-vm-1", "create", signal.SIGINT),
+    Interruption("kld-vm-1", "wait", signal.SIGKILL),
+)
+
+
+def test_an_up_interrupted_at_each_point_of_a_replacement_is_recovered_and_converges(faults, local_cloud, tmp_path):
+    """The rollout Nova refused, resumed once the quota is back and
+    interrupted at each later point of a node's replacement in turn, each
+    time recovered as the README says; the last `pulumi up` completes it.
+    The worst point, a SIGKILL while Nova creates kld-vm-2's instance, is
+    the one the issue saw fail with Pulumi's own recovery: the server Nova
+    made left bound to the node's port outside the state."""
     user, stack, outputs = faults.user, faults.stack, faults.outputs
     pinger = user.ping_vip(outputs)
     started = time.monotonic()
     try:
-        killed_at(stack, tmp_path / "killed.jsonl", ("create", "create-replacement"), instance_name("kld-vm-2"))
-        assert pending_operations(stack) > 0, "the kill left the create pending"
+        for number, interruption in enumerate(ROLLOUT_INTERRUPTIONS):
+            interrupt_and_recover(faults, tmp_path / f"interrupted-{number}.jsonl", interruption)
         recovery_started = time.monotonic()
-        # The killed CLI's lock on the stack (the file backend's too).
-        stack.run("cancel", "--yes")
-        recovered = subprocess.run(
-            [sys.executable, "-m", "vip_stack.recover", "--yes"],
-            input=stack.run("stack", "export"),
-            env={**os.environ, **user.env()},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=PROJECT_DIR,
-        )
-        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-        print(f"recover: {recovered.stdout.strip()}")
-        stack.run("refresh", "--clear-pending-creates", "--yes", "--skip-preview")
         stack.up(event_log=tmp_path / "after.jsonl")
         converged_s = time.monotonic() - recovery_started
         gap = pinger.stats(started, time.monotonic()).longest_gap
@@ -613,11 +689,20 @@ def test_an_up_killed_while_nova_creates_a_node_is_recovered_and_converges(fault
     assert pending_operations(stack) == 0
     stack.run("preview", "--expect-no-changes")
     assert orphans(faults) == [], "no server or port outside the state"
-    figure("up killed while Nova creates a node", gap, faults, converged_s)
+    figure("up interrupted at each point, recovered", gap, faults, converged_s)
     assert gap <= CONTROL_PLANE_GAP_BOUND_S, f"the VIP was unanswered {gap:.2f} s"
     assert len(user.holders(outputs)) == 1
 
 
-def test_destroy_after_the_faults_leaves_nothing(faults, local_cloud):
+def test_destroy_from_an_interrupted_rollout_leaves_nothing(faults, local_cloud, tmp_path):
+    """A new rolling update, interrupted at kld-vm-2's drain, then killed
+    while Nova deletes its instance, each time recovered; then `pulumi
+    destroy` from there, not from a converged stack."""
+    stack = faults.stack
+    stack.run("config", "set", "--secret", "vrrpPassword", "n3wpass2")
+    for number, interruption in enumerate(
+        (Interruption("kld-vm-2", "drain", signal.SIGINT), Interruption("kld-vm-2", "delete", signal.SIGKILL))
+    ):
+        interrupt_and_recover(faults, tmp_path / f"interrupted-{number}.jsonl", interruption)
     destroy_leaving_nothing(faults, local_cloud)
     faults.stack.run("stack", "rm", "--yes", "local")
