@@ -30,15 +30,13 @@ import yaml
 from tabulate import tabulate
 
 from tests.golden_files import rendered
+from vip_cloud.services.mirror import cache_dir
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-MIRROR_CACHE = Path("/var/cache/keepalived-vip/mirror")
 # Where a guest on qemu's user-mode network reaches this machine's loopback.
 HOST_FROM_GUEST = "10.0.2.2"
 PACKAGE_MODULE = re.compile(r"config-package-update-upgrade-install ran successfully @[\d.]+s \+([\d.]+)s")
 BOOT_TIMEOUT_S = 900
-
-
 # apt-cacher-ng refused a high port ("Error resolving address for
 # binding"): one next to its own 3142, on the loopback only.
 MIRROR_PORT = 3143
@@ -132,12 +130,11 @@ def main(argv=None) -> int:
             (f"+ {args.cmdline_extra}" if args.cmdline_extra else "the same, side by side", args.cmdline_extra)
         )
     work = Path(tempfile.mkdtemp(prefix="kvip-guest-boot-"))
-    port = MIRROR_PORT
     (work / "acng").mkdir()
     (work / "acng" / "acng.conf").write_text("# Every setting is on the command line.\n")
     mirror = subprocess.Popen(
-        ["apt-cacher-ng", "-c", str(work / "acng"), "ForeGround=1", "BindAddress=127.0.0.1", f"Port={port}"]
-        + [f"CacheDir={MIRROR_CACHE}", f"LogDir={work / 'acng'}", f"SocketPath={work / 'acng.socket'}"]
+        ["apt-cacher-ng", "-c", str(work / "acng"), "ForeGround=1", "BindAddress=127.0.0.1", f"Port={MIRROR_PORT}"]
+        + [f"CacheDir={cache_dir()}", f"LogDir={work / 'acng'}", f"SocketPath={work / 'acng.socket'}"]
         + [f"PidFile={work / 'acng.pid'}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -145,7 +142,7 @@ def main(argv=None) -> int:
     boots: list[tuple[str, Path, subprocess.Popen, float]] = []
     rows = []
     try:
-        seed_text = user_data(f"http://{HOST_FROM_GUEST}:{port}")
+        seed_text = user_data(f"http://{HOST_FROM_GUEST}:{MIRROR_PORT}")
         for number, (label, extra) in enumerate(variants):
             directory = work / f"boot-{number}"
             process, started = start_boot(image, seed_text, extra, directory)

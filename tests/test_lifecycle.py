@@ -163,8 +163,8 @@ def test_each_node_installed_keepalived_from_the_mirror_and_runs_it_with_our_dro
     for each in outputs["nodes"]:
         name = each["name"]
         result = user.on_node(outputs, name, script, timeout=120)
-        answers = dict((part.split("\n", 1) + [""])[:2] for part in result.stdout.split("@@ ")[1:])
-        answers = {key: value.strip() for key, value in answers.items()}
+        answered = (part.partition("\n") for part in result.stdout.split("@@ ")[1:])
+        answers = {key: value.strip() for key, _, value in answered}
         assert set(answers) == set(questions), f"{name} answered {result.stdout!r} {result.stderr!r}"
         assert "status: done" in answers["cloud-init"], name
         assert answers["package"] == "install ok installed", name
