@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from vip_cloud.seed import IMAGE_NAME, IMAGE_USER
+from vip_stack.observe import Pinger
 
 from .conftest import LocalCloud, skip_or_fail_in_ci
 
@@ -502,6 +503,34 @@ def test_icmp_between_instances_is_blocked_without_a_rule_and_answered_with_one(
 
     with rule(lab, protocol="icmp", remote_group_id=lab.lab_group_id):
         until("B did not answer A's ping with the ICMP rule", lambda: lab.ping(count=1).returncode == 0)
+
+
+def test_a_running_ping_cut_by_its_rules_removal_is_answered_again_once_the_rule_is_back(lab):
+    """Neutron's firewall marks a connection its rules no longer allow and
+    drops it from then on; once a rule allows it again, the agent deletes
+    what it marked and the connection starts afresh. One ping process is one
+    connection for as long as it runs (its ICMP id): it must be answered
+    again, as on the kernel's datapath. Here the switch tracks connections
+    itself, and vip_cloud.ovs_conntrack makes the agent's deletion reach it."""
+    pinger = Pinger(command=lab.ssh_argv(lab.a, Pinger.ping_argv(lab.b.address, 0.1)), track=lambda p: p, interval=0.1)
+    created = lab.add_rule(protocol="icmp", remote_group_id=lab.lab_group_id)
+    try:
+        pinger.start()
+        answered = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
+        assert answered is not None, "B never answered A's ping with the ICMP rule"
+        lab.demo.network.delete_security_group_rule(created.id)
+        created = None
+        until(
+            "A's ping was still answered after its rule was deleted",
+            lambda: pinger.wait_for_reply(after=time.monotonic() - 2, timeout=0.01) is None,
+        )
+        created = lab.add_rule(protocol="icmp", remote_group_id=lab.lab_group_id)
+        back = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
+        assert back is not None, f"the same ping was not answered again within {APPLY_TIMEOUT} s of its rule's return"
+    finally:
+        pinger.stop()
+        if created is not None:
+            lab.demo.network.delete_security_group_rule(created.id)
 
 
 def test_vrrp_between_instances_is_blocked_without_a_rule_and_let_through_with_one(lab):

@@ -5,7 +5,9 @@ br-ex with this machine's address is the external network's uplink."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from vip_hosts.netns import delete_namespaces
@@ -198,7 +200,22 @@ def start(cloud: Cloud) -> None:
         agents.append(("neutron-dhcp-agent", DHCP_AGENT_CONF))
     for name, agent_conf in agents:
         files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / agent_conf)]
-        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
+        env = ovs_agent_env(cloud) if name == "neutron-openvswitch-agent" else None
+        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files], env))
+
+
+def ovs_agent_env(cloud: Cloud) -> dict[str, str]:
+    """The OVS agent's environment: vip_cloud.ovs_conntrack first on its
+    PATH as `conntrack` (the firewall's clean-up of the connections it
+    marked, which the kernel's tool alone does not do on the userspace
+    datapath). The L3 agent's conntrack stays the kernel's: its routers'
+    NAT is the kernel's."""
+    shims = cloud.dirs.run / "ovs-agent-bin"
+    shims.mkdir(parents=True, exist_ok=True)
+    script = shims / "conntrack"
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m vip_cloud.ovs_conntrack "$@"\n')
+    script.chmod(0o755)
+    return {**cloud.env, "PATH": f"{shims}:{cloud.env['PATH']}"}
 
 
 def cleanup(dirs: CloudDirs) -> list[str]:
