@@ -635,12 +635,24 @@ def interrupted_at(stack: Pulumi, log: Path, interruption: Interruption) -> subp
     finally:
         # After a Ctrl-C the CLI exits but leaves its plugins running (the
         # resource providers, the dynamic provider's Python): a terminal's
-        # user would close them with the terminal.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # user would close them with the terminal. The engine starts each in
+        # a process group of its own, so the whole session goes.
+        kill_session(process.pid)
         if process.poll() is None:
             process.wait(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, printed.read_text())
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL to every process of a session, whatever its process group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The fields after the command's name (which may hold spaces): state, ppid, pgrp, session.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def recover(stack: Pulumi, user: LocalUser) -> None:
