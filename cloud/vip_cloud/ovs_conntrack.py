@@ -22,19 +22,19 @@ the same arguments match from the switch's tracker (`ovs-appctl
 dpctl/dump-conntrack`, then `dpctl/flush-conntrack` of each by its
 original tuple: Open vSwitch 3.1 cannot flush by mark). Its exit status is
 the real tool's.
+
+It runs once per address Neutron cleans, one after the other, so it starts
+as little as it can: run as a file by `python -I -S` (no site), with no
+argparse or dataclasses to import.
 """
 
-from __future__ import annotations
-
-import argparse
 import ipaddress
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import namedtuple
 
 REAL_CONNTRACK = "/usr/sbin/conntrack"
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "udplite": 136}
@@ -42,28 +42,33 @@ PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "ipv6-icmp": 5
 ENTRY = re.compile(r"^(?P<protocol>[\w-]+),orig=\((?P<orig>[^)]*)\),reply=\([^)]*\)(?P<rest>.*)$")
 # The fields of an original tuple, as flush-conntrack names them.
 TUPLE_FIELDS = {"sport": "ct_tp_src", "dport": "ct_tp_dst", "id": "icmp_id", "type": "icmp_type", "code": "icmp_code"}
+# conntrack's options that Neutron gives a deletion, long and short, each with a value.
+OPTIONS = {
+    "-f": "family",
+    "--family": "family",
+    "-p": "protocol",
+    "--proto": "protocol",
+    "-m": "mark",
+    "--mark": "mark",
+    "-s": "source",
+    "--src": "source",
+    "--orig-src": "source",
+    "-d": "destination",
+    "--dst": "destination",
+    "--orig-dst": "destination",
+    "-w": "zone",
+    "--zone": "zone",
+}
+
+# What `conntrack -D` was asked to delete; None where it names nothing.
+Deletion = namedtuple(
+    "Deletion", "family protocol mark source destination zone", defaults=[None, None, None, None, None, None]
+)
 
 
-@dataclass(frozen=True)
-class Deletion:
-    """What `conntrack -D` was asked to delete: the options Neutron gives it."""
-
-    family: int | None = None
-    protocol: int | None = None
-    mark: int | None = None
-    source: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-    destination: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-    zone: int | None = None
-
-
-@dataclass(frozen=True)
-class Connection:
-    """One entry of the switch's tracker."""
-
-    protocol: int
-    orig: dict[str, str]
-    zone: int
-    mark: int
+class Connection(namedtuple("Connection", "protocol orig zone mark")):
+    """One entry of the switch's tracker: its protocol number, original
+    tuple (src, dst, and sport/dport or id/type/code), zone and mark."""
 
     def flush_tuple(self) -> str:
         """Its original tuple as `dpctl/flush-conntrack` takes it."""
@@ -75,39 +80,36 @@ class Connection:
         return ",".join(fields)
 
 
-def protocol_number(name: str) -> int:
+def protocol_number(name):
     return int(name) if name.isdigit() else PROTOCOL_NUMBERS[name.lower()]
 
 
-def parse_deletion(argv: Sequence[str]) -> Deletion | None:
+def parse_deletion(argv):
     """The deletion `argv` asks for, or None if it asks for something else
     (a listing, an update) or names a protocol the switch's tracker does not know."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("-D", "--delete", action="store_true")
-    parser.add_argument("-f", "--family")
-    parser.add_argument("-p", "--proto")
-    parser.add_argument("-m", "--mark")
-    parser.add_argument("-s", "--src", "--orig-src")
-    parser.add_argument("-d", "--dst", "--orig-dst")
-    parser.add_argument("-w", "--zone")
-    known, _ = parser.parse_known_args(list(argv))
-    if not known.delete:
+    if "-D" not in argv and "--delete" not in argv:
         return None
+    given = {}
+    for option, value in zip(argv, argv[1:]):
+        if option in OPTIONS:
+            given[OPTIONS[option]] = value
     try:
-        protocol = None if known.proto in (None, "ip") else protocol_number(known.proto)
+        protocol = given.get("protocol")
+        protocol = None if protocol in (None, "ip") else protocol_number(protocol)
     except KeyError:
         return None
+    mark, zone = given.get("mark"), given.get("zone")
     return Deletion(
-        family={"ipv4": 4, "ipv6": 6}.get((known.family or "").lower()),
+        family={"ipv4": 4, "ipv6": 6}.get(given.get("family", "").lower()),
         protocol=protocol,
-        mark=int(known.mark, 0) if known.mark is not None else None,
-        source=ipaddress.ip_network(known.src, strict=False) if known.src else None,
-        destination=ipaddress.ip_network(known.dst, strict=False) if known.dst else None,
-        zone=int(known.zone) if known.zone is not None else None,
+        mark=int(mark, 0) if mark is not None else None,
+        source=ipaddress.ip_network(given["source"], strict=False) if "source" in given else None,
+        destination=ipaddress.ip_network(given["destination"], strict=False) if "destination" in given else None,
+        zone=int(zone) if zone is not None else None,
     )
 
 
-def parse_connections(dump: str) -> list[Connection]:
+def parse_connections(dump):
     """The entries of `ovs-appctl dpctl/dump-conntrack`; the zone and mark
     are left out of the text when they are 0."""
     connections = []
@@ -125,7 +127,7 @@ def parse_connections(dump: str) -> list[Connection]:
     return connections
 
 
-def matches(deletion: Deletion, connection: Connection) -> bool:
+def matches(deletion, connection):
     source = ipaddress.ip_address(connection.orig["src"])
     destination = ipaddress.ip_address(connection.orig["dst"])
     return (
@@ -138,13 +140,13 @@ def matches(deletion: Deletion, connection: Connection) -> bool:
     )
 
 
-def appctl(*args: str) -> subprocess.CompletedProcess:
+def appctl(*args):
     # OVS_RUNDIR in the agent's environment names this cloud's switch.
     control = os.path.join(os.environ.get("OVS_RUNDIR", "/var/run/openvswitch"), "ovs-vswitchd.ctl")
     return subprocess.run(["ovs-appctl", "-t", control, *args], capture_output=True, text=True, timeout=30)
 
 
-def delete_from_switch(deletion: Deletion) -> int:
+def delete_from_switch(deletion):
     """Flushes what the deletion matches from the switch's tracker; returns how many."""
     dump = appctl("dpctl/dump-conntrack", "-m", *([f"zone={deletion.zone}"] if deletion.zone is not None else []))
     if dump.returncode != 0:
@@ -160,7 +162,7 @@ def delete_from_switch(deletion: Deletion) -> int:
     return flushed
 
 
-def note(line: str) -> None:
+def note(line):
     """A line in the cloud's logs (Neutron logs its commands' output only when debugging)."""
     logs = os.environ.get("OVS_LOGDIR")
     if logs:
@@ -168,7 +170,7 @@ def note(line: str) -> None:
             log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv):
     real = subprocess.run([REAL_CONNTRACK, *argv])
     deletion = parse_deletion(argv)
     if deletion is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vip_hosts.netns import delete_namespaces
 
+from .. import ovs_conntrack
 from ..config import auth_section, authtoken, common, database, service_etc, transport_url, write_ini
 from ..layout import EXTERNAL_BRIDGE, EXTERNAL_CIDR, HOST, INTEGRATION_BRIDGE, NEUTRON_PORT, PHYSNET, CloudDirs
 from . import mariadb, openvswitch
@@ -213,7 +214,9 @@ def ovs_agent_env(cloud: Cloud) -> dict[str, str]:
     shims = cloud.dirs.run / "ovs-agent-bin"
     shims.mkdir(parents=True, exist_ok=True)
     script = shims / "conntrack"
-    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m vip_cloud.ovs_conntrack "$@"\n')
+    # As a file, without site: it starts in half the time (its docstring says why that matters).
+    program = shlex.join([sys.executable, "-I", "-S", ovs_conntrack.__file__])
+    script.write_text(f'#!/bin/sh\nexec {program} "$@"\n')
     script.chmod(0o755)
     return {**cloud.env, "PATH": f"{shims}:{cloud.env['PATH']}"}
 
