@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -217,6 +218,18 @@ class LocalCloud:
     def cli_env(self, cloud: str = "local") -> dict[str, str]:
         """The environment of the `openstack` CLI as a user of this cloud runs it."""
         return {**os.environ, "OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": cloud}
+
+
+def utc_now() -> datetime.datetime:
+    """Now, as the cloud's APIs write their times (UTC, without a zone)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def reported_after(timestamp: str | None, moment: datetime.datetime) -> bool:
+    """A time the cloud's API gave (an agent's heartbeat, a service's
+    update; either form, "2026-12-07 19:16:16" or "...T19:16:16.000000Z")
+    is later than `moment`; no time is never later."""
+    return bool(timestamp) and datetime.datetime.fromisoformat(str(timestamp).rstrip("Z")).replace(tzinfo=None) > moment
 
 
 def skip_or_fail_in_ci(reason: str) -> None:

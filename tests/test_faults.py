@@ -54,7 +54,7 @@ from vip_stack.hostkeys import KnownHosts, console_host_keys
 from vip_stack.rendering import VRRP_STATE_PATH
 from vip_stack.vrrp import master_down_interval
 
-from .conftest import skip_or_fail_in_ci
+from .conftest import reported_after, skip_or_fail_in_ci, utc_now
 
 pytestmark = [pytest.mark.engine, pytest.mark.cloud]
 
@@ -408,20 +408,14 @@ def test_the_vip_does_not_notice_the_control_plane_down(faults, local_cloud, ser
     assert vrrp_states(user, outputs) == before, "no VRRP transition while the control plane was down"
 
 
-def utc_now() -> datetime.datetime:
-    """Now, as the cloud's APIs write their times (UTC, without a zone)."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
 def reported_since(admin, moment: datetime.datetime) -> bool:
     """Every Neutron agent and every nova-compute has reported its state
     after `moment` (and is alive, or up)."""
-
-    def after(timestamp: str | None) -> bool:
-        return bool(timestamp) and datetime.datetime.fromisoformat(str(timestamp).rstrip("Z")) > moment
-
-    return all(agent.is_alive and after(agent.last_heartbeat_at) for agent in admin.network.agents()) and all(
-        service.state == "up" and after(service.updated_at) for service in admin.compute.services(binary="nova-compute")
+    return all(
+        agent.is_alive and reported_after(agent.last_heartbeat_at, moment) for agent in admin.network.agents()
+    ) and all(
+        service.state == "up" and reported_after(service.updated_at, moment)
+        for service in admin.compute.services(binary="nova-compute")
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import json
 import os
 import shlex
@@ -34,7 +33,7 @@ import pytest
 from vip_cloud.seed import IMAGE_NAME, IMAGE_USER
 from vip_stack.observe import Pinger
 
-from .conftest import LocalCloud, skip_or_fail_in_ci
+from .conftest import LocalCloud, reported_after, skip_or_fail_in_ci, utc_now
 
 pytestmark = pytest.mark.cloud
 
@@ -513,24 +512,22 @@ def test_a_running_ping_cut_by_its_rules_removal_is_answered_again_once_the_rule
     again, as on the kernel's datapath. Here the switch tracks connections
     itself, and vip_cloud.ovs_conntrack makes the agent's deletion reach it."""
     pinger = Pinger(command=lab.ssh_argv(lab.a, Pinger.ping_argv(lab.b.address, 0.1)), track=lambda p: p, interval=0.1)
-    created = lab.add_rule(protocol="icmp", remote_group_id=lab.lab_group_id)
+    pinger.start()
     try:
-        pinger.start()
-        answered = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
-        assert answered is not None, "B never answered A's ping with the ICMP rule"
-        lab.demo.network.delete_security_group_rule(created.id)
-        created = None
+        with rule(lab, protocol="icmp", remote_group_id=lab.lab_group_id):
+            answered = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
+            assert answered is not None, "B never answered A's ping with the ICMP rule"
         until(
             "A's ping was still answered after its rule was deleted",
             lambda: pinger.wait_for_reply(after=time.monotonic() - 2, timeout=0.01) is None,
         )
-        created = lab.add_rule(protocol="icmp", remote_group_id=lab.lab_group_id)
-        back = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
-        assert back is not None, f"the same ping was not answered again within {APPLY_TIMEOUT} s of its rule's return"
+        with rule(lab, protocol="icmp", remote_group_id=lab.lab_group_id):
+            back = pinger.wait_for_reply(after=time.monotonic(), timeout=APPLY_TIMEOUT)
+            assert back is not None, (
+                f"the same ping was not answered again within {APPLY_TIMEOUT} s of its rule's return"
+            )
     finally:
         pinger.stop()
-        if created is not None:
-            lab.demo.network.delete_security_group_rule(created.id)
 
 
 def test_vrrp_between_instances_is_blocked_without_a_rule_and_let_through_with_one(lab):
@@ -563,7 +560,7 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
     holders = {key: lab.vm_state(i)["holder"]["pid"] for key, i in lab.instances.items()}
     (old,) = _nova_compute_pids(lab)
 
-    killed_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    killed_at = utc_now()
     os.kill(old, signal.SIGKILL)
 
     # The supervisor starts it again; the VMs run on meanwhile.
@@ -578,9 +575,7 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
         lambda: [
             service
             for service in admin.compute.services(binary="nova-compute")
-            if service.state == "up"
-            and service.updated_at
-            and datetime.datetime.fromisoformat(service.updated_at.rstrip("Z")).replace(tzinfo=None) > killed_at
+            if service.state == "up" and reported_after(service.updated_at, killed_at)
         ],
         timeout=BOOT_TIMEOUT,
         interval=2,
