@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -174,6 +175,22 @@ class LocalCloud:
 
     def demo(self) -> Any:
         return self.connect("local")
+
+    @property
+    def hosts(self) -> Any:
+        """Its compute hosts (vip_cloud.layout.ComputeHost), the first this machine's."""
+        from vip_cloud.layout import compute_hosts
+
+        return compute_hosts(self.compute, socket.gethostname())
+
+    def host_of(self, server_id: str) -> Any:
+        """The compute host a server runs on, as Nova's admin API says."""
+        name = self.admin().compute.get_server(server_id).compute_host
+        return next(host for host in self.hosts if host.name == name)
+
+    def instance_dir(self, server_id: str) -> Path:
+        """Where its compute host's driver keeps a lab host instance."""
+        return self.dirs.instances_of(self.host_of(server_id)) / server_id
 
     def service(self, action: str, name: str) -> None:
         """`python -m vip_cloud stop|start NAME`: the cloud host's systemctl."""

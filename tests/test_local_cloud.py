@@ -169,6 +169,7 @@ class Lab:
     router_id: str = ""
     ssh_group_id: str = ""
     lab_group_id: str = ""
+    server_group_id: str = ""
     instances: dict[str, Instance] = field(default_factory=dict)
 
     @property
@@ -215,7 +216,7 @@ class Lab:
             time.sleep(1)
 
     def instance_dir(self, instance: Instance) -> Path:
-        return Path(self.cloud.dirs.instances) / instance.server_id
+        return self.cloud.instance_dir(instance.server_id)
 
     def vm_state(self, instance: Instance) -> dict:
         return json.loads((self.instance_dir(instance) / "vm.json").read_text())
@@ -316,6 +317,10 @@ def _build(lab: Lab, public_key: str) -> None:
         lab.instances[key] = Instance(
             name=f"{RUN}-{key}", port_id=port.id, address=port.fixed_ips[0]["ip_address"], mac=port.mac_address
         )
+    # On two compute hosts where the cloud has them: every test's packets
+    # then cross from one host's bridges to the other's.
+    policy = "anti-affinity" if len(lab.cloud.hosts) > 1 else "soft-anti-affinity"
+    lab.server_group_id = demo.compute.create_server_group(name=f"{RUN}-group", policy=policy).id
     for instance in lab.instances.values():
         instance.server_id = demo.compute.create_server(
             name=instance.name,
@@ -324,6 +329,7 @@ def _build(lab: Lab, public_key: str) -> None:
             networks=[{"port": instance.port_id}],
             key_name=f"{RUN}-key",
             user_data=base64.b64encode(USER_DATA.encode()).decode(),
+            scheduler_hints={"group": lab.server_group_id},
         ).id
     for instance in lab.instances.values():
         server = demo.compute.get_server(instance.server_id)
@@ -348,6 +354,7 @@ def _leftovers(lab: Lab) -> list[str]:
     found += [f"network {n.name}" for n in demo.network.networks() if n.name.startswith(RUN)]
     found += [f"security group {g.name}" for g in demo.network.security_groups() if g.name.startswith(RUN)]
     found += [f"key pair {k.name}" for k in demo.compute.keypairs() if k.name.startswith(RUN)]
+    found += [f"server group {g.name}" for g in demo.compute.server_groups() if g.name.startswith(RUN)]
     return found
 
 
@@ -386,6 +393,8 @@ def _tear_down(lab: Lab) -> None:
         if group:
             attempt("delete a security group", demo.network.delete_security_group, group)
     attempt("delete the key pair", demo.compute.delete_keypair, f"{RUN}-key", ignore_missing=True)
+    if lab.server_group_id:
+        attempt("delete the server group", demo.compute.delete_server_group, lab.server_group_id)
     left = _leftovers(lab)
     assert not problems and not left, f"cleaning up failed: {problems}; left: {left}"
 
@@ -447,6 +456,26 @@ def test_a_server_boots_active_on_a_bound_port_and_cloud_init_runs_its_user_data
     assert (lab.instance_dir(lab.a) / "etc" / "t18" / "hello").read_text() == HELLO + "\n"
     console = lab.demo.compute.get_server_console_output(server)["output"]
     assert "finished at" in console, console[-2000:]
+
+
+def test_an_anti_affinity_group_puts_its_servers_on_two_hosts_each_port_on_its_hosts_bridge(lab):
+    if len(lab.cloud.hosts) < 2:
+        pytest.skip(f"a COMPUTE={lab.cloud.compute} cloud has one compute host")
+    hosts = {key: lab.cloud.host_of(instance.server_id) for key, instance in lab.instances.items()}
+    network = lab.admin.network.get_network(lab.network_id)
+
+    assert hosts["a"] != hosts["b"]
+    # A tenant network is a VLAN, which the hosts' tenant bridges carry between them.
+    assert network.provider_network_type == "vlan", network.provider_network_type
+    for key, instance in lab.instances.items():
+        port = lab.admin.network.get_port(instance.port_id)
+        assert port.binding_host_id == hosts[key].name
+        assert port.binding_vif_details["bridge_name"] == hosts[key].integration_bridge
+    # Each reaches the other across the hosts.
+    with rule(lab, protocol="icmp", remote_ip_prefix=SUBNET_CIDR):
+        for one, other in ((lab.a, lab.b), (lab.b, lab.a)):
+            pinged = lab.ssh(one, ["ping", "-c", "3", "-W", "2", other.address])
+            assert pinged.returncode == 0, f"{one.name} -> {other.name}: {pinged.stdout}{pinged.stderr}"
 
 
 def test_a_floating_ip_reaches_the_instances_sshd_from_this_machine(lab):
@@ -541,13 +570,17 @@ def test_vrrp_between_instances_is_blocked_without_a_rule_and_let_through_with_o
         )
 
 
-def _nova_compute_pids(lab: Lab) -> list[int]:
+def _nova_compute_pids(lab: Lab, host: Any) -> list[int]:
+    """The pids of the nova-compute of that compute host."""
     from vip_cloud.cleanup import cloud_processes
+    from vip_cloud.services.nova import host_conf
 
+    conf = str(host_conf(lab.cloud.dirs, host)).encode()
     found = []
     for pid in cloud_processes(lab.cloud.dirs):
         with contextlib.suppress(OSError):
-            if b"vip_cloud.nova_compute" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"vip_cloud.nova_compute" in argv and conf in argv:
                 found.append(pid)
     return found
 
@@ -558,13 +591,17 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
             "the cloud was up before this session: someone may be using it, and a restart would disturb them"
         )
     holders = {key: lab.vm_state(i)["holder"]["pid"] for key, i in lab.instances.items()}
-    (old,) = _nova_compute_pids(lab)
+    host = lab.cloud.host_of(lab.a.server_id)
+    (old,) = _nova_compute_pids(lab, host)
 
     killed_at = utc_now()
     os.kill(old, signal.SIGKILL)
 
     # The supervisor starts it again; the VMs run on meanwhile.
-    until("the supervisor did not start nova-compute again", lambda: [p for p in _nova_compute_pids(lab) if p != old])
+    until(
+        "the supervisor did not start nova-compute again",
+        lambda: [p for p in _nova_compute_pids(lab, host) if p != old],
+    )
     assert all(Path(f"/proc/{pid}").exists() for pid in holders.values())
     # A nova-compute reports its state only once it has started (init_host,
     # where it adopts the VMs, then its RPC server). A reboot asked before
@@ -574,7 +611,7 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
         "the new nova-compute never reported",
         lambda: [
             service
-            for service in admin.compute.services(binary="nova-compute")
+            for service in admin.compute.services(binary="nova-compute", host=host.name)
             if service.state == "up" and reported_after(service.updated_at, killed_at)
         ],
         timeout=BOOT_TIMEOUT,
@@ -591,7 +628,7 @@ def test_a_restarted_nova_compute_finds_its_instances_again(lab):
     for instance in lab.instances.values():
         server = lab.demo.compute.get_server(instance.server_id)
         lab.demo.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=2, wait=BOOT_TIMEOUT)
-    assert lab.vm_state(lab.b)["holder"]["pid"] == holders["b"], "B kept running through the restart"
+    assert lab.vm_state(lab.b)["holder"]["pid"] == holders["b"], "B kept running through the restart of A's host"
     for instance in lab.instances.values():
         session = lab.ssh(instance, ["cloud-init", "status"])
         assert session.stdout.strip() == "status: done", session.stderr
@@ -602,6 +639,7 @@ def test_a_deleted_server_leaves_no_lab_host_behind(lab):
     from vip_cloud.services.openvswitch import ovs_env
 
     b = lab.b
+    bridge = lab.cloud.host_of(b.server_id).integration_bridge
     namespace = f"labvm-{b.server_id}"
     inode = os.stat(f"/run/netns/{namespace}").st_ino
     tap = f"tap{b.port_id}"[:14]
@@ -624,7 +662,7 @@ def test_a_deleted_server_leaves_no_lab_host_behind(lab):
     assert not directory.exists()
     assert subprocess.run(["ip", "link", "show", "dev", tap], capture_output=True).returncode != 0
     ports = subprocess.run(
-        ["ovs-vsctl", "list-ports", "br-int"],
+        ["ovs-vsctl", "list-ports", bridge],
         env={**os.environ, **ovs_env(lab.cloud.dirs)},
         capture_output=True,
         text=True,

@@ -11,7 +11,8 @@ registers this module as nova.virt.labhost, so nova.conf says
   [DEFAULT] vif_plugging_timeout      how long spawn waits for Neutron's network-vif-plugged
   [DEFAULT] vif_plugging_is_fatal     whether a missing event fails the build
   [DEFAULT] shutdown_timeout          a clean power off's grace (Nova passes it)
-  [neutron] ovs_bridge                the bridge when the port binding names none (br-int)
+  [neutron] ovs_bridge                the bridge when the port binding names none (the
+                                      host's; the binding names its host agent's)
 
 and ovs-vsctl finding the switch's database (OVS_RUNDIR in its environment).
 It runs as root. Nodes and resources are the fake driver's (one node named

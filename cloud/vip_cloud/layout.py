@@ -28,6 +28,12 @@ EXTERNAL_CIDR = os.environ.get("KVIP_CLOUD_EXTERNAL_CIDR", "172.24.4.0/24")
 PHYSNET = "public"
 EXTERNAL_BRIDGE = "br-ex"
 INTEGRATION_BRIDGE = "br-int"
+# Tenant networks are VLANs of this physical network, as DevStack's
+# ENABLE_TENANT_VLANS lays them out, so that they span compute hosts: each
+# host's OVS agent maps it to a bridge of its own, and the hosts' bridges are
+# patched together where a real cloud has a switch trunking these VLANs.
+TENANT_PHYSNET = "tenant"
+TENANT_VLAN_RANGE = "100:199"
 # Each instance (a lab VM) has network namespaces named after it.
 INSTANCE_NAMESPACE_PREFIX = "labvm-"
 # What nova-compute boots an instance as, chosen at make cloud (COMPUTE=):
@@ -36,6 +42,37 @@ INSTANCE_NAMESPACE_PREFIX = "labvm-"
 # (Debian's qemu under TCG, minutes per boot).
 COMPUTE_DRIVERS = ("namespace", "libvirt")
 DEFAULT_COMPUTE = "namespace"
+
+
+@dataclass(frozen=True)
+class ComputeHost:
+    """A compute host of the cloud, as Neutron's fullstack tests run several
+    on one machine: its own nova-compute and Open vSwitch agent, named after
+    it, on an integration bridge and a tenant bridge of its own in the one
+    switch. The first is this machine's, beside the controller and the
+    network node; only lab hosts have a second (COMPUTE=namespace): Nova's
+    libvirt driver names its node after libvirtd's host name, one per machine."""
+
+    number: int
+    name: str
+    integration_bridge: str
+    tenant_bridge: str
+    # Each agent's OpenFlow controller listens on a port of its own.
+    openflow_port: int
+
+    @property
+    def suffix(self) -> str:
+        """What its services' and files' names end with: nothing for the first."""
+        return "" if self.number == 1 else f"-{self.number}"
+
+
+def compute_hosts(compute: str, machine: str) -> tuple[ComputeHost, ...]:
+    first = ComputeHost(1, machine, INTEGRATION_BRIDGE, "br-tenant", 6633)
+    if compute != "namespace":
+        return (first,)
+    return (first, ComputeHost(2, f"{machine}-2", "br-int2", "br-tenant2", 6634))
+
+
 # The guests' package mirror (apt-cacher-ng) on the external network's
 # gateway, as the guest image's apt sources name it (cloud/guest/build-image.sh).
 MIRROR_PORT = 3142
@@ -65,7 +102,18 @@ class CloudDirs:
 
     @property
     def instances(self) -> Path:
+        """The first compute host's instances."""
         return self.data / "nova" / "instances"
+
+    def nova_state(self, host: ComputeHost) -> Path:
+        """A compute host's state_path: its own, or both would claim one
+        node (Nova keeps the node's uuid there, in compute_id)."""
+        return self.data / f"nova{host.suffix}"
+
+    def instances_of(self, host: ComputeHost) -> Path:
+        """A compute host's instances_path: its own, or its driver would
+        adopt the other host's instances."""
+        return self.nova_state(host) / "instances"
 
     @property
     def clouds_yaml(self) -> Path:

@@ -135,12 +135,12 @@ def _wait(what: str, condition, timeout: float, interval: float = 2):
     raise ServiceFailed(f"{what} within {timeout:.0f} s (last seen: {last!r})")
 
 
-def wait_for_compute(conn, timeout: float) -> None:
-    _wait(
-        "nova-compute did not report up",
-        lambda: [s for s in conn.compute.services() if s.binary == "nova-compute" and s.state == "up"],
-        timeout,
-    )
+def wait_for_compute(conn, hosts: list[str], timeout: float) -> None:
+    def up() -> bool:
+        reported = {s.host for s in conn.compute.services() if s.binary == "nova-compute" and s.state == "up"}
+        return set(hosts) <= reported
+
+    _wait(f"nova-compute did not report up on each of {', '.join(hosts)}", up, timeout)
 
 
 def wait_for_agents(conn, timeout: float, real_vms: bool) -> None:

@@ -4,6 +4,7 @@ daemon)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from vip_hosts.supervisor import Service, Supervisor, http_answers, run_step, st
 
 from .. import config, seed
 from ..config import Secrets
-from ..layout import HOST, CloudDirs
+from ..layout import HOST, CloudDirs, ComputeHost, compute_hosts
 
 
 @dataclass
@@ -34,6 +35,11 @@ class Cloud:
     @property
     def real_vms(self) -> bool:
         return self.compute == "libvirt"
+
+    @property
+    def hosts(self) -> tuple[ComputeHost, ...]:
+        """Its compute hosts (layout.compute_hosts)."""
+        return compute_hosts(self.compute, socket.gethostname())
 
     def program(self, name: str) -> str:
         """A program of the services' virtualenv (keystone-manage, neutron-rpc-server...)."""

@@ -1,7 +1,9 @@
 """Neutron (DevStack's lib/neutron): ML2 with Open vSwitch, the API, the RPC
-server, the periodic workers, the Open vSwitch agent with the native
-firewall, the L3 agent, and for real VMs the DHCP agent (Debian's dnsmasq);
-br-ex with this machine's address is the external network's uplink."""
+server, the periodic workers, an Open vSwitch agent with the native
+firewall for each compute host, the L3 agent, and for real VMs the DHCP
+agent (Debian's dnsmasq); br-ex with this machine's address is the external
+network's uplink, and the compute hosts' tenant bridges are patched together
+as a switch trunking the tenant VLANs."""
 
 from __future__ import annotations
 
@@ -14,7 +16,18 @@ from vip_hosts.netns import delete_namespaces
 
 from .. import ovs_conntrack
 from ..config import auth_section, authtoken, common, database, service_etc, transport_url, write_ini
-from ..layout import EXTERNAL_BRIDGE, EXTERNAL_CIDR, HOST, INTEGRATION_BRIDGE, NEUTRON_PORT, PHYSNET, CloudDirs
+from ..layout import (
+    EXTERNAL_BRIDGE,
+    EXTERNAL_CIDR,
+    HOST,
+    INTEGRATION_BRIDGE,
+    NEUTRON_PORT,
+    PHYSNET,
+    TENANT_PHYSNET,
+    TENANT_VLAN_RANGE,
+    CloudDirs,
+    ComputeHost,
+)
 from . import mariadb, openvswitch
 from .common import Cloud, api, daemon
 
@@ -28,7 +41,6 @@ PROGRAMS = ("iptables", "conntrack")
 DHCP_PROGRAMS = ("dnsmasq", "dhcp_release")
 # The L3 agent's (and a DHCP agent's) namespaces, named after routers and networks.
 NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-")
-OVS_AGENT_CONF = Path("plugins") / "ml2" / "openvswitch_agent.ini"
 L3_AGENT_CONF = Path("l3_agent.ini")
 DHCP_AGENT_CONF = Path("dhcp_agent.ini")
 DNSMASQ_CONF = Path("dnsmasq.conf")
@@ -45,6 +57,15 @@ def conf(dirs: CloudDirs) -> Path:
 
 def ml2_conf(dirs: CloudDirs) -> Path:
     return dirs.etc / "neutron" / "plugins" / "ml2" / "ml2_conf.ini"
+
+
+def ovs_agent_conf(host: ComputeHost) -> Path:
+    return Path("plugins") / "ml2" / f"openvswitch_agent{host.suffix}.ini"
+
+
+def ovs_agent_name(host: ComputeHost) -> str:
+    """The service name of a compute host's Open vSwitch agent."""
+    return f"neutron-openvswitch-agent{host.suffix}"
 
 
 def server_files(dirs: CloudDirs) -> list[str]:
@@ -93,34 +114,44 @@ def configure(cloud: Cloud) -> None:
         ml2_conf(dirs),
         {
             "ml2": {
-                # One host: tenant networks never leave br-int ('local'); the
-                # external network is flat on br-ex. DevStack uses VXLAN
-                # between hosts, which one host does not need.
-                "type_drivers": "local,flat",
-                "tenant_network_types": "local",
+                # Tenant networks are VLANs, which span the compute hosts
+                # through their tenant bridges (layout.TENANT_PHYSNET); the
+                # external network is flat on br-ex. DevStack's multinode
+                # jobs use VXLAN between machines; on one machine's
+                # userspace datapath a tunnel would have to loop back
+                # through the switch it leaves, where a patch between two
+                # bridges is the datapath's own.
+                "type_drivers": "local,flat,vlan",
+                "tenant_network_types": "vlan",
                 "mechanism_drivers": "openvswitch",
                 "extension_drivers": "port_security",
             },
             "ml2_type_flat": {"flat_networks": PHYSNET},
+            "ml2_type_vlan": {"network_vlan_ranges": f"{TENANT_PHYSNET}:{TENANT_VLAN_RANGE}"},
             "securitygroup": {"enable_security_group": "True", "firewall_driver": "openvswitch"},
         },
     )
-    agent_ovs = {
-        "integration_bridge": INTEGRATION_BRIDGE,
-        "ovsdb_connection": ovsdb,
-        # No kernel module: OVS's userspace datapath (DevStack's OVS_DATAPATH_TYPE=netdev).
-        "datapath_type": "netdev",
-        "bridge_mappings": f"{PHYSNET}:{EXTERNAL_BRIDGE}",
-        "of_listen_address": HOST,
-    }
-    write_ini(
-        etc / OVS_AGENT_CONF,
-        {
-            "ovs": agent_ovs,
-            "agent": {"tunnel_types": "", "l2_population": "False"},
-            "securitygroup": {"enable_security_group": "True", "firewall_driver": "openvswitch"},
-        },
-    )
+    for host in cloud.hosts:
+        # The first host is the network node too: the external network's
+        # bridge is its alone.
+        external = [f"{PHYSNET}:{EXTERNAL_BRIDGE}"] if host.number == 1 else []
+        write_ini(
+            etc / ovs_agent_conf(host),
+            {
+                "DEFAULT": {"host": host.name},
+                "ovs": {
+                    "integration_bridge": host.integration_bridge,
+                    "ovsdb_connection": ovsdb,
+                    # No kernel module: OVS's userspace datapath (DevStack's OVS_DATAPATH_TYPE=netdev).
+                    "datapath_type": "netdev",
+                    "bridge_mappings": ",".join([*external, f"{TENANT_PHYSNET}:{host.tenant_bridge}"]),
+                    "of_listen_address": HOST,
+                    "of_listen_port": str(host.openflow_port),
+                },
+                "agent": {"tunnel_types": "", "l2_population": "False"},
+                "securitygroup": {"enable_security_group": "True", "firewall_driver": "openvswitch"},
+            },
+        )
     write_ini(
         etc / L3_AGENT_CONF,
         {
@@ -162,6 +193,7 @@ def init(cloud: Cloud) -> None:
     cloud.step("neutron-db-manage", [*manage, "upgrade", "heads"], cloud.env, "neutron-db-manage")
     cloud.register("neutron", "network", NEUTRON_PORT)
     external_bridge(cloud)
+    tenant_bridges(cloud)
 
 
 def external_bridge(cloud: Cloud) -> None:
@@ -186,6 +218,23 @@ def external_bridge(cloud: Cloud) -> None:
     subprocess.run(["ip", "link", "set", EXTERNAL_BRIDGE, "up"], check=True)
 
 
+def tenant_bridges(cloud: Cloud) -> None:
+    """Each compute host's tenant bridge (its agent exits if one it maps is
+    missing), and a patch pair from the first host's to each other's: the
+    switch that trunks the tenant VLANs between hosts. Patches, not veth
+    pairs: the userspace datapath joins them itself, with no kernel device."""
+    first, *others = cloud.hosts
+    for host in cloud.hosts:
+        openvswitch.add_bridge(cloud.dirs, cloud.env, host.tenant_bridge)
+    for host in others:
+        openvswitch.patch(
+            cloud.dirs,
+            cloud.env,
+            (first.tenant_bridge, f"tnt{first.number}-to-{host.number}"),
+            (host.tenant_bridge, f"tnt{host.number}-to-{first.number}"),
+        )
+
+
 def start(cloud: Cloud) -> None:
     dirs = cloud.dirs
     api_env = {
@@ -196,13 +245,17 @@ def start(cloud: Cloud) -> None:
     cloud.supervisor.start(api(cloud, "neutron-api", "neutron.wsgi.api:application", NEUTRON_PORT, api_env))
     for name in ("neutron-rpc-server", "neutron-periodic-workers"):
         cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *server_files(dirs)]))
-    agents = [("neutron-openvswitch-agent", OVS_AGENT_CONF), ("neutron-l3-agent", L3_AGENT_CONF)]
+    for host in cloud.hosts:
+        files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / ovs_agent_conf(host))]
+        # Each agent heeds its own integration bridge's ports only (vip_cloud.ovs_agent).
+        argv = [sys.executable, "-m", "vip_cloud.ovs_agent", *files]
+        cloud.supervisor.start(daemon(cloud, ovs_agent_name(host), argv, ovs_agent_env(cloud)))
+    agents = [("neutron-l3-agent", L3_AGENT_CONF)]
     if cloud.real_vms:
         agents.append(("neutron-dhcp-agent", DHCP_AGENT_CONF))
     for name, agent_conf in agents:
         files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / agent_conf)]
-        env = ovs_agent_env(cloud) if name == "neutron-openvswitch-agent" else None
-        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files], env))
+        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
 
 
 def ovs_agent_env(cloud: Cloud) -> dict[str, str]:

@@ -1,12 +1,12 @@
-"""Nova (DevStack's lib/nova): the API, one conductor, the scheduler, and
-nova-compute with the driver make cloud chose: Nova's own libvirt driver
-(DevStack's lib/nova_plugins/hypervisor-libvirt), whose instances are
-virtual machines, or ours (compute.py), whose instances are lab hosts; cell0
-and cell1 as DevStack maps them."""
+"""Nova (DevStack's lib/nova): the API, one conductor, the scheduler, and a
+nova-compute for each compute host with the driver make cloud chose: Nova's
+own libvirt driver (DevStack's lib/nova_plugins/hypervisor-libvirt), whose
+instances are virtual machines, or ours (compute.py), whose instances are
+lab hosts, on two hosts (layout.compute_hosts); cell0 and cell1 as DevStack
+maps them, each host discovered once it reports."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from vip_hosts.netns import delete_namespaces
 
 from .. import seed
 from ..config import Sections, auth_section, authtoken, common, database, service_etc, transport_url, write_ini
-from ..layout import HOST, INSTANCE_NAMESPACE_PREFIX, INTEGRATION_BRIDGE, NOVA_PORT, REGION, CloudDirs
+from ..layout import HOST, INSTANCE_NAMESPACE_PREFIX, NOVA_PORT, REGION, CloudDirs, ComputeHost
 from . import libvirt, mariadb
 from .common import Cloud, api, daemon
 
@@ -30,6 +30,18 @@ PRIVSEP_SECTIONS = ("nova_sys_admin", "vif_plug_ovs_privileged", "vif_plug_linux
 
 def conf(dirs: CloudDirs) -> Path:
     return dirs.etc / "nova" / "nova.conf"
+
+
+def host_conf(dirs: CloudDirs, host: ComputeHost) -> Path:
+    """What a compute host's nova-compute reads after nova.conf. In a
+    directory of its own: Nova looks for the node's compute_id beside every
+    configuration file too."""
+    return dirs.etc / f"nova-compute{host.suffix}" / "nova-compute.conf"
+
+
+def compute_name(host: ComputeHost) -> str:
+    """The service name of a compute host's nova-compute."""
+    return f"nova-compute{host.suffix}"
 
 
 def env(cloud: Cloud) -> dict[str, str]:
@@ -87,9 +99,7 @@ def configure(cloud: Cloud) -> None:
             "DEFAULT": {
                 **common(dirs, "nova"),
                 "transport_url": transport_url(),
-                "host": socket.gethostname(),
                 "my_ip": HOST,
-                "instances_path": str(dirs.instances),
                 "osapi_compute_workers": "1",
                 "osapi_compute_listen": HOST,
                 "vif_plugging_is_fatal": "True",
@@ -101,7 +111,7 @@ def configure(cloud: Cloud) -> None:
             "database": {"connection": database(dirs, cloud.secrets, "nova_cell1")},
             "keystone_authtoken": authtoken(cloud.secrets, "nova"),
             "placement": auth_section(cloud.secrets, "placement"),
-            "neutron": {**auth_section(cloud.secrets, "neutron"), "ovs_bridge": INTEGRATION_BRIDGE},
+            "neutron": auth_section(cloud.secrets, "neutron"),
             "glance": {"region_name": REGION},
             "service_user": {**auth_section(cloud.secrets, "nova"), "send_service_user_token": "True"},
             "conductor": {"workers": "1"},
@@ -112,6 +122,21 @@ def configure(cloud: Cloud) -> None:
             **{section: options for section, options in driver.items() if section != "DEFAULT"},
         },
     )
+    for host in cloud.hosts:
+        dirs.instances_of(host).mkdir(parents=True, exist_ok=True)
+        write_ini(
+            host_conf(dirs, host),
+            {
+                "DEFAULT": {
+                    "host": host.name,
+                    "state_path": str(dirs.nova_state(host)),
+                    "instances_path": str(dirs.instances_of(host)),
+                },
+                # The port binding names the host agent's bridge; this is
+                # what a binding without one gets.
+                "neutron": {"ovs_bridge": host.integration_bridge},
+            },
+        )
 
 
 def init(cloud: Cloud) -> None:
@@ -139,8 +164,12 @@ def start(cloud: Cloud) -> None:
         # Our driver registered first (nova_compute.py): this interpreter has
         # vip_cloud and vip_hosts beside the services (checkout-venv.sh).
         compute = [sys.executable, "-m", "vip_cloud.nova_compute", *files]
-    cloud.supervisor.start(daemon(cloud, "nova-compute", compute))
-    seed.wait_for_compute(cloud.admin(), timeout=120)
+    for host in cloud.hosts:
+        argv = [*compute, "--config-file", str(host_conf(cloud.dirs, host))]
+        cloud.supervisor.start(daemon(cloud, compute_name(host), argv))
+    # Each host is mapped to the cell once it has reported (DevStack's
+    # discover_hosts on a multinode controller).
+    seed.wait_for_compute(cloud.admin(), [host.name for host in cloud.hosts], timeout=120)
     manage = [cloud.program("nova-manage"), "--config-file", str(conf(cloud.dirs))]
     cloud.step("nova-manage cell_v2 discover_hosts", [*manage, "cell_v2", "discover_hosts"], env(cloud), "nova-manage")
 

@@ -19,7 +19,7 @@ PROGRAMS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl")
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 # The TAP devices of the userspace datapath: Open vSwitch makes them
 # persistent, so they outlive a switch that was killed.
-TAP_DEVICES = ("ovs-netdev", "br-int", "br-ex")
+TAP_DEVICES = ("ovs-netdev", "br-int", "br-ex", "br-tenant", "br-int2", "br-tenant2")
 
 
 def ovs_env(dirs: CloudDirs) -> dict[str, str]:
@@ -42,6 +42,20 @@ def vsctl(dirs: CloudDirs, env: Mapping[str, str], *args: str) -> str:
     if result.returncode != 0:
         raise ServiceFailed(f"ovs-vsctl {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
+
+
+def add_bridge(dirs: CloudDirs, env: Mapping[str, str], bridge: str) -> None:
+    """A bridge on the userspace datapath (an agent sets its fail mode and flows)."""
+    vsctl(dirs, env, "--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev")
+
+
+def patch(dirs: CloudDirs, env: Mapping[str, str], one: tuple[str, str], other: tuple[str, str]) -> None:
+    """A patch pair between two bridges, each end given as (bridge, port)."""
+    args: list[str] = []
+    for (bridge, port), (_, peer) in ((one, other), (other, one)):
+        args += ["--", "--may-exist", "add-port", bridge, port]
+        args += ["--", "set", "Interface", port, "type=patch", f"options:peer={peer}"]
+    vsctl(dirs, env, *args[1:])
 
 
 def configure(cloud: Cloud) -> None:
