@@ -41,6 +41,7 @@ from tests.local_stack import (
     PASSWORD,
     Journey,
     LocalUser,
+    config_set,
     destroy_leaving_nothing,
     gate_name,
     instance_name,
@@ -50,11 +51,14 @@ from tests.local_stack import (
 )
 from tests.real_engine import ENGINE_BIN, PROJECT_DIR, Pulumi, steps
 from vip_cloud.seed import FLAVOR_NAME, IMAGE_NAME
+from vip_cloud.services.nova import compute_name
+from vip_hosts.netns import delete_namespace
+from vip_hosts.vm import LabVM
 from vip_stack.hostkeys import KnownHosts, console_host_keys
 from vip_stack.rendering import VRRP_STATE_PATH
 from vip_stack.vrrp import master_down_interval
 
-from .conftest import reported_after, skip_or_fail_in_ci, utc_now
+from .conftest import LocalCloud, reported_after, skip_or_fail_in_ci, utc_now
 
 pytestmark = [pytest.mark.engine, pytest.mark.cloud]
 
@@ -90,6 +94,9 @@ def faults(local_cloud, engine_home, tmp_path_factory):
         skip_or_fail_in_ci("the cloud was up before this session: someone may be using it, and faults would hurt them")
     with journey_on(local_cloud, engine_home, tmp_path_factory.mktemp("faults")) as journey:
         start_stack(journey)
+        # One hypervisor per node (scenario 2); the local stack file leaves
+        # the default, soft-anti-affinity, which a cloud of one host takes.
+        config_set(journey.stack, "serverGroupPolicy", "anti-affinity")
         journey.stack.up()
         journey.outputs = journey.stack.outputs()
         journey.instance_ids |= {node["instanceId"] for node in journey.outputs["nodes"]}
@@ -429,6 +436,133 @@ def ovs_agent_rewired(log: Path, offset: int) -> bool:
         iterations = AGENT_ITERATION.findall(text.read())
     busy = [i for i, counts in enumerate(iterations) if any(int(n) for n in counts)]
     return bool(busy) and len(iterations) - busy[-1] > 2
+
+
+def urn_of(stack: Pulumi, resource_id: str) -> str:
+    (urn,) = [r["urn"] for r in stack.stack_export()["deployment"]["resources"] if r.get("id") == resource_id]
+    return urn
+
+
+@contextlib.contextmanager
+def host_lost(cloud: LocalCloud, host) -> Iterator[list[str]]:
+    """A compute host lost as in a power cut: its nova-compute and every
+    instance on it killed at once, their NICs gone with them; yields the
+    instances' ids. At the end the host is back: nova-compute started again,
+    until it reports. Its instances stay off, as on a real host that
+    restarts (Nova's resume_guests_state_on_host_boot is off by default).
+    The host's OVS agent and the switch stay: on this machine they are the
+    network node's too."""
+    name = compute_name(host)
+    # Held first, so that the supervisor does not start it again at once.
+    (cloud.dirs.services / f"{name}.held").touch()
+    try:
+        pid = int((cloud.dirs.services / f"{name}.pid").read_text())
+        vms = [LabVM.load(found.parent) for found in cloud.dirs.instances_of(host).glob("*/vm.json")]
+        os.killpg(pid, signal.SIGKILL)
+        for vm in vms:
+            delete_namespace(vm.spec.namespace)
+        yield [vm.spec.instance_id for vm in vms]
+    finally:
+        back = utc_now()
+        cloud.service("start", name)
+        admin = cloud.admin()
+        until(
+            f"{name} did not report again once started",
+            lambda: [
+                service
+                for service in admin.compute.services(binary="nova-compute", host=host.name)
+                if service.state == "up" and reported_after(service.updated_at, back)
+            ],
+            timeout=120,
+            interval=2,
+        )
+
+
+def move_jumphost_off(journey: Journey, cloud: LocalCloud, host) -> None:
+    """`pulumi up --replace` of the jumphost's instance while `host` takes no
+    new instance (its nova-compute disabled, as an operator drains a host),
+    then the new jumphost's host key trusted as its console shows it, as
+    the check does for a new host."""
+    user, stack, outputs = journey.user, journey.stack, journey.outputs
+    demo, admin = user.connect("local"), cloud.admin()
+    old = demo.compute.find_server(outputs["jumphostName"], ignore_missing=False)
+    (service,) = admin.compute.services(binary="nova-compute", host=host.name)
+    admin.compute.disable_service(service, host.name, "nova-compute", disabled_reason="the jumphost moves off")
+    try:
+        stack.up("--replace", urn_of(stack, old.id))
+    finally:
+        admin.compute.enable_service(service, host.name, "nova-compute")
+    new = demo.compute.find_server(outputs["jumphostName"], ignore_missing=False)
+    journey.instance_ids.add(new.id)
+    keys: list[str] = []
+
+    def printed() -> bool:
+        keys[:] = console_host_keys(demo.compute.get_server_console_output(new.id)["output"])
+        return bool(keys)
+
+    until("the new jumphost never printed its host keys", printed, timeout=300, interval=2)
+    known = KnownHosts(user.known_hosts, hashed=False)
+    known.forget(outputs["jumphostFloatingIp"])
+    known.trust(outputs["jumphostFloatingIp"], keys)
+    assert cloud.host_of(new.id) != host
+
+
+def test_a_lost_hypervisor_hands_the_vip_to_the_backup_and_a_replace_brings_its_node_back(
+    faults, local_cloud, tmp_path
+):
+    """The master's compute host is lost (Octavia's failover test deletes
+    the MASTER amphora; tobiko's reboots a compute node): the backup, on the
+    other host by the server group's anti-affinity, takes the VIP within the
+    crash bound. Once the host is back, `pulumi up --replace` of the lost
+    node's instance boots it again through the rollout's gate, and the node
+    that held the VIP meanwhile is not touched."""
+    user, stack, outputs = faults.user, faults.stack, faults.outputs
+    hosts = {n["name"]: local_cloud.host_of(n["instanceId"]) for n in outputs["nodes"]}
+    assert len({host.name for host in hosts.values()}) == 2, f"anti-affinity put the nodes on {hosts}"
+    (master,) = user.holders(outputs)
+    (backup,) = [name for name in hosts if name != master]
+    lost = hosts[master]
+    # The user's vantage point must outlive the host: the scheduler may have
+    # put the jumphost beside the master.
+    jumphost = user.connect("local").compute.find_server(outputs["jumphostName"], ignore_missing=False)
+    moved = local_cloud.host_of(jumphost.id) == lost
+    if moved:
+        move_jumphost_off(faults, local_cloud, lost)
+    master_urn = urn_of(stack, node(outputs, master)["instanceId"])
+    pinger = user.ping_vip(outputs)
+    started = time.monotonic()
+    try:
+        with host_lost(local_cloud, lost) as killed:
+            assert node(outputs, master)["instanceId"] in killed
+            taken_over_s = until(
+                f"{backup} did not take the VIP over from {master}, lost with its host",
+                lambda: user.holders(outputs, skip=(master,)) == [backup],
+                timeout=CRASH_BOUND_S + 5,
+            )
+            lost_gap = pinger.stats(started, time.monotonic()).longest_gap
+        repair_started = time.monotonic()
+        stack.up("--replace", master_urn, event_log=tmp_path / "up.jsonl")
+        repaired_s = time.monotonic() - repair_started
+        gap = pinger.stats(started, time.monotonic()).longest_gap
+    finally:
+        pinger.stop()
+    print(
+        f"hypervisor lost{' (the jumphost moved off it first)' if moved else ''}: {backup} held the VIP "
+        f"after {taken_over_s:.2f} s, longest gap {lost_gap:.3f} s; the replace took {repaired_s:.1f} s"
+    )
+    touched = changed_by(tmp_path / "up.jsonl")
+    assert ("create-replacement", instance_name(master)) in touched
+    assert not [t for t in touched if backup in t[1]], f"the way back touched {backup}, which held the VIP: {touched}"
+    before, faults.outputs = outputs, stack.outputs()
+    outputs = faults.outputs
+    assert node(outputs, backup)["instanceId"] == node(before, backup)["instanceId"]
+    assert local_cloud.host_of(node(outputs, master)["instanceId"]) == lost, "anti-affinity: back on its host"
+    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
+    stack.run("preview", "--expect-no-changes")
+    figure("hypervisor lost", gap, faults, repaired_s)
+    assert lost_gap <= CRASH_BOUND_S, f"the VIP was unanswered {lost_gap:.2f} s once its holder's host was lost"
+    assert gap <= CRASH_BOUND_S, f"the VIP was unanswered {gap:.2f} s on the way back"
+    assert user.holders(outputs) == [master], "with preemption the top priority holds the VIP again"
 
 
 def refresh_drift(stack: Pulumi, log: Path) -> dict[str, str]:
