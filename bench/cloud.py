@@ -44,6 +44,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,7 @@ import openstack
 from tabulate import tabulate
 
 from vip_cloud.cleanup import cloud_namespaces, cloud_processes
-from vip_cloud.layout import CloudDirs, cloud_dirs
+from vip_cloud.layout import CloudDirs, cloud_dirs, compute_hosts
 from vip_cloud.seed import IMAGE_NAME
 from vip_cloud.status import is_ready, read_status, supervisor_pid
 
@@ -187,11 +188,14 @@ def memory(dirs: CloudDirs) -> tuple[int, int, int, dict[str, int]]:
 
 
 def _done_at(dirs: CloudDirs, server_id: str) -> float | None:
-    """When cloud-init finished on the instance without errors (wall clock), if it has."""
-    for result in (dirs.instances / server_id).glob("run.*/cloud-init/result.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if not json.loads(result.read_text())["v1"]["errors"]:
-                return result.stat().st_mtime
+    """When cloud-init finished on the instance without errors (wall clock),
+    if it has, on whichever compute host runs it."""
+    hosts = compute_hosts(dirs.compute.read_text().strip(), socket.gethostname())
+    for host in hosts:
+        for result in (dirs.instances_of(host) / server_id).glob("run.*/cloud-init/result.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if not json.loads(result.read_text())["v1"]["errors"]:
+                    return result.stat().st_mtime
     return None
 
 

@@ -350,11 +350,12 @@ def destroy_leaving_nothing(journey: Journey, cloud) -> Timed:
 
 def assert_no_instance_left_on_the_machine(cloud, instance_ids: set[str]) -> None:
     """Nothing of the instances on this machine: no lab host's namespace, no
-    virtual machine's qemu, no instance directory."""
+    virtual machine's qemu, no instance directory on any compute host."""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    instances = cloud.dirs.instances
+    disks = [cloud.dirs.instances_of(host) for host in cloud.hosts]
     for instance_id in instance_ids:
         assert f"labvm-{instance_id}" not in namespaces, f"the lab host of {instance_id} is still there"
         assert f"uuid {instance_id}" not in processes, f"the qemu of {instance_id} still runs"
-        assert not (instances / instance_id).exists(), f"the disk of {instance_id} is still there"
+        for instances in disks:
+            assert not (instances / instance_id).exists(), f"the disk of {instance_id} is still there"
