@@ -7,7 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vip_hosts.supervisor import Service, Supervisor
+import pytest
+
+from vip_hosts.supervisor import Service, ServiceFailed, Supervisor
 
 
 def sleeper(tmp_path: Path, name: str = "sleeper") -> Service:
@@ -53,5 +55,33 @@ def test_a_crashed_service_is_started_again_and_counted(tmp_path):
         service.process.wait()
         supervisor.watch_once()
         assert service.running and len(service.restarts) == 1
+    finally:
+        supervisor.stop_all(timeout=5)
+
+
+def test_services_started_together_are_each_waited_for_and_one_that_dies_is_named(tmp_path):
+    supervisor = Supervisor(control=tmp_path / "services")
+    readiness = {"late": 0}
+
+    def late_ready() -> bool:
+        readiness["late"] += 1
+        return readiness["late"] >= 3
+
+    late = sleeper(tmp_path, "late")
+    late.ready = late_ready
+    dying = Service(
+        name="dying",
+        argv=[sys.executable, "-c", "raise SystemExit(3)"],
+        env={},
+        log=tmp_path / "dying.log",
+        ready=lambda: False,
+    )
+    try:
+        took = supervisor.start_together([sleeper(tmp_path, "early"), late])
+        assert set(took) == {"early", "late"} and readiness["late"] == 3
+        assert all((tmp_path / "services" / f"{name}.pid").exists() for name in took)
+
+        with pytest.raises(ServiceFailed, match="dying.*exited 3"):
+            supervisor.start_together([sleeper(tmp_path, "another"), dying])
     finally:
         supervisor.stop_all(timeout=5)

@@ -41,6 +41,7 @@ PROGRAMS = ("iptables", "conntrack")
 DHCP_PROGRAMS = ("dnsmasq", "dhcp_release")
 # The L3 agent's (and a DHCP agent's) namespaces, named after routers and networks.
 NAMESPACE_PREFIXES = ("qrouter-", "qdhcp-", "snat-", "fip-")
+SERVER_DAEMONS = ("neutron-rpc-server", "neutron-periodic-workers")
 L3_AGENT_CONF = Path("l3_agent.ini")
 DHCP_AGENT_CONF = Path("dhcp_agent.ini")
 DNSMASQ_CONF = Path("dnsmasq.conf")
@@ -243,19 +244,23 @@ def start(cloud: Cloud) -> None:
         "OS_NEUTRON_CONFIG_FILES": f"{conf(dirs).name};{ml2_conf(dirs).relative_to(conf(dirs).parent)}",
     }
     cloud.supervisor.start(api(cloud, "neutron-api", "neutron.wsgi.api:application", NEUTRON_PORT, api_env))
-    for name in ("neutron-rpc-server", "neutron-periodic-workers"):
-        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *server_files(dirs)]))
+    cloud.supervisor.start_together(
+        [daemon(cloud, name, [cloud.program(name), *server_files(dirs)]) for name in SERVER_DAEMONS]
+    )
+    # The agents once the server's RPC is up, all at once.
+    agents = []
     for host in cloud.hosts:
         files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / ovs_agent_conf(host))]
         # Each agent heeds its own integration bridge's ports only (vip_cloud.ovs_agent).
         argv = [sys.executable, "-m", "vip_cloud.ovs_agent", *files]
-        cloud.supervisor.start(daemon(cloud, ovs_agent_name(host), argv, ovs_agent_env(cloud)))
-    agents = [("neutron-l3-agent", L3_AGENT_CONF)]
-    if cloud.real_vms:
-        agents.append(("neutron-dhcp-agent", DHCP_AGENT_CONF))
-    for name, agent_conf in agents:
+        agents.append(daemon(cloud, ovs_agent_name(host), argv, ovs_agent_env(cloud)))
+    others = [("neutron-l3-agent", L3_AGENT_CONF)] + (
+        [("neutron-dhcp-agent", DHCP_AGENT_CONF)] if cloud.real_vms else []
+    )
+    for name, agent_conf in others:
         files = ["--config-file", str(conf(dirs)), "--config-file", str(conf(dirs).parent / agent_conf)]
-        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
+        agents.append(daemon(cloud, name, [cloud.program(name), *files]))
+    cloud.supervisor.start_together(agents)
 
 
 def ovs_agent_env(cloud: Cloud) -> dict[str, str]:

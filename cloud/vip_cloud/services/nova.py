@@ -156,17 +156,21 @@ def init(cloud: Cloud) -> None:
 def start(cloud: Cloud) -> None:
     files = ["--config-file", str(conf(cloud.dirs))]
     cloud.supervisor.start(api(cloud, "nova-api", "nova.wsgi.osapi_compute:application", NOVA_PORT, env(cloud)))
-    for name in ("nova-conductor", "nova-scheduler"):
-        cloud.supervisor.start(daemon(cloud, name, [cloud.program(name), *files]))
+    cloud.supervisor.start_together(
+        [daemon(cloud, name, [cloud.program(name), *files]) for name in ("nova-conductor", "nova-scheduler")]
+    )
     if cloud.real_vms:
         compute = [cloud.program("nova-compute"), *files]
     else:
         # Our driver registered first (nova_compute.py): this interpreter has
         # vip_cloud and vip_hosts beside the services (checkout-venv.sh).
         compute = [sys.executable, "-m", "vip_cloud.nova_compute", *files]
-    for host in cloud.hosts:
-        argv = [*compute, "--config-file", str(host_conf(cloud.dirs, host))]
-        cloud.supervisor.start(daemon(cloud, compute_name(host), argv))
+    cloud.supervisor.start_together(
+        [
+            daemon(cloud, compute_name(host), [*compute, "--config-file", str(host_conf(cloud.dirs, host))])
+            for host in cloud.hosts
+        ]
+    )
     # Each host is mapped to the cell once it has reported (DevStack's
     # discover_hosts on a multinode controller).
     seed.wait_for_compute(cloud.admin(), [host.name for host in cloud.hosts], timeout=120)
