@@ -450,8 +450,9 @@ def host_lost(cloud: LocalCloud, host) -> Iterator[list[str]]:
     instances' ids. At the end the host is back: nova-compute started again,
     until it reports. Its instances stay off, as on a real host that
     restarts (Nova's resume_guests_state_on_host_boot is off by default).
-    The host's OVS agent and the switch stay: on this machine they are the
-    network node's too."""
+    The host's OVS agent and the switch stay, as the issue's loss has it
+    (nova-compute and the instances): on this machine the first host's
+    agent and switch are the network node's too."""
     name = compute_name(host)
     # Held first, so that the supervisor does not start it again at once.
     (cloud.dirs.services / f"{name}.held").touch()
