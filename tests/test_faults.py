@@ -438,6 +438,23 @@ def ovs_agent_rewired(log: Path, offset: int) -> bool:
     return bool(busy) and len(iterations) - busy[-1] > 2
 
 
+def assert_rebuilt_alone(faults: Journey, up_log: Path, op: str, rebuilt: str, holder: str) -> dict:
+    """A repair's `pulumi up` (its event log) made the rebuilt node's
+    instance anew (`op`) and touched nothing of the node that held the VIP
+    meanwhile, which kept its instance; then preview has nothing left to do.
+    Returns the stack's outputs, read again."""
+    touched = changed_by(up_log)
+    assert (op, instance_name(rebuilt)) in touched
+    assert not [t for t in touched if holder in t[1]], f"the repair touched {holder}, which held the VIP: {touched}"
+    before, faults.outputs = faults.outputs, faults.stack.outputs()
+    after = faults.outputs
+    assert node(after, holder)["instanceId"] == node(before, holder)["instanceId"]
+    assert node(after, rebuilt)["instanceId"] != node(before, rebuilt)["instanceId"]
+    faults.instance_ids |= {n["instanceId"] for n in after["nodes"]}
+    faults.stack.run("preview", "--expect-no-changes")
+    return after
+
+
 def urn_of(stack: Pulumi, resource_id: str) -> str:
     (urn,) = [r["urn"] for r in stack.stack_export()["deployment"]["resources"] if r.get("id") == resource_id]
     return urn
@@ -551,15 +568,8 @@ def test_a_lost_hypervisor_hands_the_vip_to_the_backup_and_a_replace_brings_its_
         f"hypervisor lost{' (the jumphost moved off it first)' if moved else ''}: {backup} held the VIP "
         f"after {taken_over_s:.2f} s, longest gap {lost_gap:.3f} s; the replace took {repaired_s:.1f} s"
     )
-    touched = changed_by(tmp_path / "up.jsonl")
-    assert ("create-replacement", instance_name(master)) in touched
-    assert not [t for t in touched if backup in t[1]], f"the way back touched {backup}, which held the VIP: {touched}"
-    before, faults.outputs = outputs, stack.outputs()
-    outputs = faults.outputs
-    assert node(outputs, backup)["instanceId"] == node(before, backup)["instanceId"]
+    outputs = assert_rebuilt_alone(faults, tmp_path / "up.jsonl", "create-replacement", master, backup)
     assert local_cloud.host_of(node(outputs, master)["instanceId"]) == lost, "anti-affinity: back on its host"
-    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
-    stack.run("preview", "--expect-no-changes")
     figure("hypervisor lost", gap, faults, repaired_s)
     assert lost_gap <= CRASH_BOUND_S, f"the VIP was unanswered {lost_gap:.2f} s once its holder's host was lost"
     assert gap <= CRASH_BOUND_S, f"the VIP was unanswered {gap:.2f} s on the way back"
@@ -623,15 +633,7 @@ def test_a_node_deleted_in_nova_is_found_by_refresh_and_rebuilt_by_up_without_to
         gap = pinger.stats(started, time.monotonic()).longest_gap
     finally:
         pinger.stop()
-    touched = changed_by(tmp_path / "up.jsonl")
-    assert ("create", instance_name(deleted)) in touched
-    assert not [t for t in touched if survivor in t[1]], f"the repair touched {survivor}, which held the VIP: {touched}"
-    before, faults.outputs = outputs, stack.outputs()
-    outputs = faults.outputs
-    assert node(outputs, survivor)["instanceId"] == node(before, survivor)["instanceId"]
-    assert node(outputs, deleted)["instanceId"] != node(before, deleted)["instanceId"]
-    faults.instance_ids |= {n["instanceId"] for n in outputs["nodes"]}
-    stack.run("preview", "--expect-no-changes")
+    outputs = assert_rebuilt_alone(faults, tmp_path / "up.jsonl", "create", deleted, survivor)
     figure("node deleted in Nova", gap, faults, repaired_s)
     assert gap <= CRASH_BOUND_S, f"the VIP was unanswered {gap:.2f} s (a crash's bound: {CRASH_BOUND_S:.2f} s)"
     assert len(user.holders(outputs)) == 1
